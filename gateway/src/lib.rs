@@ -1,0 +1,1 @@
+//! photondb-gateway: the public edge and the photonctl tool.

@@ -1,0 +1,3 @@
+//! photondb-storaged: the storage daemon's library (engine, service, TLS, config).
+
+pub mod engine;
