@@ -1,0 +1,237 @@
+//! The B+tree over composite keys: lookup, ordered scan, insert with splits, delete.
+//!
+//! Nodes are not merged when they become small; a node that becomes empty is removed from its
+//! parent and freed, so dropping a table returns its pages to the free list.
+
+use crate::engine::error::StorageError;
+use crate::engine::page::{BODY_LEN, Cell, Interior, Leaf, Node};
+use crate::engine::txn::{PageSource, Txn};
+
+/// Deeper than any real tree of 8 KiB pages; a longer path means a cycle.
+const MAX_DEPTH: usize = 32;
+
+fn not_a_tree_page(page_no: u64) -> StorageError {
+    StorageError::corrupted(Some(page_no), "expected a B+tree page")
+}
+
+fn too_deep(page_no: u64) -> Result<(), StorageError> {
+    Err(StorageError::corrupted(Some(page_no), "tree is deeper than possible (cycle?)"))
+}
+
+pub(crate) fn get(src: &mut impl PageSource, key: &[u8]) -> Result<Option<Cell>, StorageError> {
+    let mut page_no = src.meta()?.root;
+    for _ in 0..MAX_DEPTH {
+        match src.node(page_no)? {
+            Node::Interior(n) => page_no = n.children[n.child_index(key)],
+            Node::Leaf(leaf) => return Ok(leaf.search(key).ok().map(|i| leaf.cells[i].clone())),
+            _ => return Err(not_a_tree_page(page_no)),
+        }
+    }
+    too_deep(page_no).map(|()| None)
+}
+
+/// Where a scan starts and what it may return.
+pub(crate) struct Range<'a> {
+    pub(crate) from: &'a [u8],
+    pub(crate) inclusive: bool,
+    pub(crate) prefix: &'a [u8],
+    pub(crate) limit: usize,
+}
+
+impl Range<'_> {
+    fn admits_start(&self, key: &[u8]) -> bool {
+        if self.inclusive { key >= self.from } else { key > self.from }
+    }
+}
+
+/// Cells in key order from `range.from` while keys carry `range.prefix`, at most `limit`.
+pub(crate) fn scan(src: &mut impl PageSource, range: &Range<'_>) -> Result<Vec<Cell>, StorageError> {
+    let mut out = Vec::new();
+    if range.limit > 0 {
+        let root = src.meta()?.root;
+        walk(src, root, range, &mut out, 0)?;
+    }
+    Ok(out)
+}
+
+/// Returns true once the scan is complete.
+fn walk(
+    src: &mut impl PageSource,
+    page_no: u64,
+    range: &Range<'_>,
+    out: &mut Vec<Cell>,
+    depth: usize,
+) -> Result<bool, StorageError> {
+    if depth > MAX_DEPTH {
+        too_deep(page_no)?;
+    }
+    match src.node(page_no)? {
+        Node::Leaf(leaf) => Ok(collect(leaf, range, out)),
+        Node::Interior(n) => {
+            for &child in &n.children[n.child_index(range.from)..] {
+                if walk(src, child, range, out, depth + 1)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        _ => Err(not_a_tree_page(page_no)),
+    }
+}
+
+fn collect(leaf: Leaf, range: &Range<'_>, out: &mut Vec<Cell>) -> bool {
+    for cell in leaf.cells.into_iter().filter(|c| range.admits_start(&c.key)) {
+        if !cell.key.starts_with(range.prefix) {
+            return true;
+        }
+        out.push(cell);
+        if out.len() >= range.limit {
+            return true;
+        }
+    }
+    false
+}
+
+/// Inserts or replaces; returns the cell it replaced.
+pub(crate) fn insert(txn: &mut Txn<'_>, cell: Cell) -> Result<Option<Cell>, StorageError> {
+    let root = txn.meta.root;
+    let (old, split) = insert_at(txn, root, cell, 0)?;
+    if let Some((separator, right)) = split {
+        let new_root = txn.alloc()?;
+        let node = Interior { keys: vec![separator], children: vec![root, right] };
+        txn.put(new_root, Node::Interior(node));
+        txn.meta.root = new_root;
+    }
+    Ok(old)
+}
+
+type Split = Option<(Vec<u8>, u64)>;
+
+fn insert_at(
+    txn: &mut Txn<'_>,
+    page_no: u64,
+    cell: Cell,
+    depth: usize,
+) -> Result<(Option<Cell>, Split), StorageError> {
+    if depth > MAX_DEPTH {
+        too_deep(page_no)?;
+    }
+    match txn.node(page_no)? {
+        Node::Leaf(mut leaf) => {
+            let old = match leaf.search(&cell.key) {
+                Ok(i) => Some(std::mem::replace(&mut leaf.cells[i], cell)),
+                Err(i) => {
+                    leaf.cells.insert(i, cell);
+                    None
+                }
+            };
+            Ok((old, store_leaf(txn, page_no, leaf)?))
+        }
+        Node::Interior(mut n) => {
+            let idx = n.child_index(&cell.key);
+            let (old, split) = insert_at(txn, n.children[idx], cell, depth + 1)?;
+            let Some((separator, right)) = split else { return Ok((old, None)) };
+            n.keys.insert(idx, separator);
+            n.children.insert(idx + 1, right);
+            Ok((old, store_interior(txn, page_no, n)?))
+        }
+        _ => Err(not_a_tree_page(page_no)),
+    }
+}
+
+/// Writes a leaf back, splitting it in two by size when it overflows the page.
+fn store_leaf(txn: &mut Txn<'_>, page_no: u64, mut leaf: Leaf) -> Result<Split, StorageError> {
+    if leaf.encoded_len() <= BODY_LEN {
+        txn.put(page_no, Node::Leaf(leaf));
+        return Ok(None);
+    }
+    let half = leaf.encoded_len() / 2;
+    let mut size = 0;
+    let mut mid = leaf.cells.iter().take_while(|c| {
+        size += c.encoded_len();
+        size < half
+    });
+    let mid = mid.by_ref().count().clamp(1, leaf.cells.len() - 1);
+    let right = Leaf { cells: leaf.cells.split_off(mid) };
+    let separator = right.cells[0].key.clone();
+    let right_page = txn.alloc()?;
+    txn.put(right_page, Node::Leaf(right));
+    txn.put(page_no, Node::Leaf(leaf));
+    Ok(Some((separator, right_page)))
+}
+
+fn store_interior(txn: &mut Txn<'_>, page_no: u64, mut n: Interior) -> Result<Split, StorageError> {
+    if n.encoded_len() <= BODY_LEN {
+        txn.put(page_no, Node::Interior(n));
+        return Ok(None);
+    }
+    let mid = n.keys.len() / 2;
+    let right_keys = n.keys.split_off(mid + 1);
+    let separator = n.keys.pop().unwrap_or_default();
+    let right = Interior { keys: right_keys, children: n.children.split_off(mid + 1) };
+    let right_page = txn.alloc()?;
+    txn.put(right_page, Node::Interior(right));
+    txn.put(page_no, Node::Interior(n));
+    Ok(Some((separator, right_page)))
+}
+
+/// Removes a key; returns the removed cell.
+pub(crate) fn remove(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Cell>, StorageError> {
+    let root = txn.meta.root;
+    let (old, empty) = remove_at(txn, root, key, 0)?;
+    if empty {
+        txn.put(root, Node::Leaf(Leaf::default()));
+    }
+    collapse_root(txn)?;
+    Ok(old)
+}
+
+/// A root with a single child and no keys is replaced by that child.
+fn collapse_root(txn: &mut Txn<'_>) -> Result<(), StorageError> {
+    let root = txn.meta.root;
+    if let Node::Interior(n) = txn.node(root)? {
+        if n.children.len() == 1 {
+            txn.meta.root = n.children[0];
+            txn.free(root);
+        }
+    }
+    Ok(())
+}
+
+/// Returns the removed cell and whether the node is now empty.
+fn remove_at(
+    txn: &mut Txn<'_>,
+    page_no: u64,
+    key: &[u8],
+    depth: usize,
+) -> Result<(Option<Cell>, bool), StorageError> {
+    if depth > MAX_DEPTH {
+        too_deep(page_no)?;
+    }
+    match txn.node(page_no)? {
+        Node::Leaf(mut leaf) => {
+            let Ok(i) = leaf.search(key) else { return Ok((None, false)) };
+            let old = leaf.cells.remove(i);
+            let empty = leaf.cells.is_empty();
+            txn.put(page_no, Node::Leaf(leaf));
+            Ok((Some(old), empty))
+        }
+        Node::Interior(mut n) => {
+            let idx = n.child_index(key);
+            let child = n.children[idx];
+            let (old, child_empty) = remove_at(txn, child, key, depth + 1)?;
+            if !child_empty {
+                return Ok((old, false));
+            }
+            txn.free(child);
+            n.children.remove(idx);
+            if !n.keys.is_empty() {
+                n.keys.remove(idx.saturating_sub(1));
+            }
+            let empty = n.children.is_empty();
+            txn.put(page_no, Node::Interior(n));
+            Ok((old, empty))
+        }
+        _ => Err(not_a_tree_page(page_no)),
+    }
+}

@@ -1,0 +1,208 @@
+//! The buffer pool: page images in memory under a page-count bound, loaded and checked on miss.
+//!
+//! Only clean pages are evicted: a dirty page is written by the next checkpoint, which the
+//! engine triggers when dirty pages exceed the bound. So the WAL is always synced past a page's
+//! LSN before the page reaches the data file (the checkpoint syncs the WAL first).
+
+use crate::engine::error::StorageError;
+use crate::engine::io::{IoFile, read_exact_at};
+use crate::engine::page::{PAGE_SIZE, seal, unseal};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub(crate) type Image = Arc<Vec<u8>>;
+
+/// How many resident pages an eviction looks at before picking the least recently used.
+const EVICTION_SAMPLE: usize = 8;
+
+pub(crate) struct PageStore {
+    file: Arc<dyn IoFile>,
+    pool: Mutex<Pool>,
+    capacity: usize,
+    pub(crate) stats: PoolStats,
+}
+
+#[derive(Default)]
+pub(crate) struct PoolStats {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) corrupt_pages: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pool {
+    frames: HashMap<u64, Frame>,
+    /// Resident page numbers, for sampling victims.
+    resident: Vec<u64>,
+    tick: u64,
+    dirty: usize,
+}
+
+struct Frame {
+    image: Image,
+    lsn: u64,
+    dirty: bool,
+    last_use: u64,
+    slot: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A page as stored: its image and LSN.
+pub(crate) struct Cached {
+    pub(crate) image: Image,
+    pub(crate) lsn: u64,
+}
+
+impl PageStore {
+    pub(crate) fn new(file: Arc<dyn IoFile>, pool_bytes: usize) -> PageStore {
+        let capacity = (pool_bytes / PAGE_SIZE).max(16);
+        PageStore { file, pool: Mutex::default(), capacity, stats: PoolStats::default() }
+    }
+
+    /// The page, from memory or from disk (checksum checked).
+    pub(crate) fn get(&self, page_no: u64) -> Result<Cached, StorageError> {
+        let mut pool = lock(&self.pool);
+        pool.tick += 1;
+        let tick = pool.tick;
+        if let Some(frame) = pool.frames.get_mut(&page_no) {
+            frame.last_use = tick;
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Cached { image: frame.image.clone(), lsn: frame.lsn });
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let (image, lsn) = self.read_from_disk(page_no)?;
+        let image = Arc::new(image);
+        self.make_room(&mut pool);
+        pool.insert(page_no, image.clone(), lsn, false);
+        Ok(Cached { image, lsn })
+    }
+
+    /// Reads and checks a page from the data file, bypassing the pool.
+    pub(crate) fn read_from_disk(&self, page_no: u64) -> Result<(Vec<u8>, u64), StorageError> {
+        read_page(&*self.file, page_no).inspect_err(|e| {
+            if matches!(e, StorageError::Corrupted { .. }) {
+                self.stats.corrupt_pages.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// The image a change must be diffed against, if the page is dirty (changed since the
+    /// last checkpoint); `None` means the change must be logged as a full page image.
+    pub(crate) fn diff_base(&self, page_no: u64) -> Option<Image> {
+        let pool = lock(&self.pool);
+        pool.frames.get(&page_no).filter(|f| f.dirty).map(|f| f.image.clone())
+    }
+
+    /// The resident image and whether it is dirty.
+    pub(crate) fn peek(&self, page_no: u64) -> Option<(Image, bool)> {
+        let pool = lock(&self.pool);
+        pool.frames.get(&page_no).map(|f| (f.image.clone(), f.dirty))
+    }
+
+    /// Installs committed images (already logged at `lsn`) as dirty pages.
+    pub(crate) fn install(&self, pages: Vec<(u64, Image)>, lsn: u64) {
+        let mut pool = lock(&self.pool);
+        for (page_no, image) in pages {
+            pool.insert(page_no, image, lsn, true);
+        }
+    }
+
+    pub(crate) fn over_budget(&self) -> bool {
+        lock(&self.pool).dirty > self.capacity
+    }
+
+    pub(crate) fn dirty_pages(&self) -> Vec<(u64, Image, u64)> {
+        let pool = lock(&self.pool);
+        let dirty = pool.frames.iter().filter(|(_, f)| f.dirty);
+        let mut out: Vec<_> = dirty.map(|(&p, f)| (p, f.image.clone(), f.lsn)).collect();
+        out.sort_unstable_by_key(|(p, _, _)| *p);
+        out
+    }
+
+    /// Writes a page to the data file. The caller has synced the WAL past `lsn`.
+    pub(crate) fn write(&self, page_no: u64, image: &[u8], lsn: u64) -> Result<(), StorageError> {
+        self.file.write_at(page_no * PAGE_SIZE as u64, &seal(image, page_no, lsn))?;
+        Ok(())
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
+        Ok(self.file.sync_data()?)
+    }
+
+    /// After a checkpoint wrote them: the pages are clean, and the pool shrinks to its bound.
+    pub(crate) fn mark_clean(&self, pages: &[(u64, Image, u64)]) {
+        let mut pool = lock(&self.pool);
+        for (page_no, _, _) in pages {
+            if let Some(frame) = pool.frames.get_mut(page_no).filter(|f| f.dirty) {
+                frame.dirty = false;
+                pool.dirty -= 1;
+            }
+        }
+        while pool.frames.len() > self.capacity && pool.evict_one() {}
+    }
+
+    fn make_room(&self, pool: &mut Pool) {
+        if pool.frames.len() >= self.capacity {
+            pool.evict_one();
+        }
+    }
+}
+
+/// Reads and checks one page of a data file.
+pub(crate) fn read_page(file: &dyn IoFile, page_no: u64) -> Result<(Vec<u8>, u64), StorageError> {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    if !read_exact_at(file, page_no * PAGE_SIZE as u64, &mut buf)? {
+        return Err(StorageError::corrupted(Some(page_no), "page lies beyond the end of the data file"));
+    }
+    unseal(&buf, page_no)
+}
+
+impl Pool {
+    fn insert(&mut self, page_no: u64, image: Image, lsn: u64, dirty: bool) {
+        self.tick += 1;
+        let last_use = self.tick;
+        if let Some(frame) = self.frames.get_mut(&page_no) {
+            self.dirty += usize::from(dirty && !frame.dirty);
+            self.dirty -= usize::from(!dirty && frame.dirty);
+            *frame = Frame { image, lsn, dirty, last_use, slot: frame.slot };
+            return;
+        }
+        let slot = self.resident.len();
+        self.resident.push(page_no);
+        self.dirty += usize::from(dirty);
+        self.frames.insert(page_no, Frame { image, lsn, dirty, last_use, slot });
+    }
+
+    /// Evicts the least recently used clean page among a sample; false if none is clean.
+    fn evict_one(&mut self) -> bool {
+        let victim = self.sample_victim().or_else(|| self.any_clean());
+        let Some(page_no) = victim else { return false };
+        if let Some(frame) = self.frames.remove(&page_no) {
+            self.resident.swap_remove(frame.slot);
+            if let Some(moved) = self.resident.get(frame.slot).copied() {
+                if let Some(f) = self.frames.get_mut(&moved) {
+                    f.slot = frame.slot;
+                }
+            }
+        }
+        true
+    }
+
+    fn sample_victim(&self) -> Option<u64> {
+        let n = self.resident.len();
+        if n == 0 {
+            return None;
+        }
+        let picks = (0..EVICTION_SAMPLE).map(|i| self.resident[(self.tick as usize + i * 7919) % n]);
+        let clean = picks.filter_map(|p| self.frames.get(&p).filter(|f| !f.dirty).map(|f| (f.last_use, p)));
+        clean.min().map(|(_, p)| p)
+    }
+
+    fn any_clean(&self) -> Option<u64> {
+        self.frames.iter().find(|(_, f)| !f.dirty).map(|(&p, _)| p)
+    }
+}

@@ -1,0 +1,156 @@
+//! The engine handle: its parts, and the two ways in (read and write) every operation uses.
+
+use crate::engine::buffer::PageStore;
+use crate::engine::control::ControlState;
+use crate::engine::error::{Error, StorageError};
+use crate::engine::io::{IoFile, LatchedIo};
+use crate::engine::redo::{Change, PageChange, Payload, diff};
+use crate::engine::txn::{ReadView, Txn};
+use crate::engine::types::{EngineOptions, EngineStats};
+use crate::engine::wal::Wal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+/// An open store. `Send + Sync`; share it as `Arc<Engine>`. Every call blocks.
+pub struct Engine {
+    pub(crate) io: Arc<LatchedIo>,
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: EngineOptions,
+    /// Writers hold it exclusively from first page read to WAL append; readers share it. Only
+    /// the wait for fsync happens outside it, which is what lets commits share one fsync.
+    pub(crate) tree: RwLock<()>,
+    pub(crate) store: PageStore,
+    pub(crate) wal: Wal,
+    pub(crate) control: Mutex<ControlState>,
+    pub(crate) control_file: Arc<dyn IoFile>,
+    pub(crate) checkpoint_busy: Mutex<()>,
+    pub(crate) last_checkpoint: Mutex<Instant>,
+    pub(crate) counters: Counters,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) last_checkpoint_nanos: AtomicU64,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// After an I/O failure every call is refused until the store is reopened.
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.io.is_latched() { Err(StorageError::PreviousIo.into()) } else { Ok(()) }
+    }
+
+    /// Runs a read; returns only once everything it saw is durable.
+    pub(crate) fn read<T>(&self, op: impl FnOnce(&mut ReadView<'_>) -> Result<T, Error>) -> Result<T, Error> {
+        self.check_open()?;
+        let guard = self.tree.read().unwrap_or_else(|e| e.into_inner());
+        let mut view = ReadView::new(&self.store);
+        let out = op(&mut view)?;
+        drop(guard);
+        self.wal.wait_durable(view.max_lsn + 1)?;
+        Ok(out)
+    }
+
+    /// Runs a write transaction as one WAL record; returns once it is durable, with its LSN.
+    pub(crate) fn write<T>(
+        &self,
+        summary: &str,
+        mut op: impl FnMut(&mut Txn<'_>) -> Result<T, Error>,
+    ) -> Result<(T, u64), Error> {
+        self.check_open()?;
+        let guard = self.tree.write().unwrap_or_else(|e| e.into_inner());
+        let (value, lsn, end) = self.commit_locked(summary, &mut op)?;
+        drop(guard);
+        self.wal.wait_durable(end)?;
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.maybe_checkpoint();
+        Ok((value, lsn))
+    }
+
+    /// Applies `op` privately, logs its page changes, and installs them; returns the value,
+    /// the record's LSN and the log position durability must reach.
+    fn commit_locked<T>(
+        &self,
+        summary: &str,
+        op: &mut impl FnMut(&mut Txn<'_>) -> Result<T, Error>,
+    ) -> Result<(T, u64, u64), Error> {
+        for fresh_segment in [false, true] {
+            let mut txn = Txn::begin(&self.store, self.wal.tail())?;
+            let value = op(&mut txn)?;
+            let lsn = txn.lsn;
+            let pages = self.changed(txn.finish());
+            let payload = self.payload(summary, &pages).encode();
+            if payload.len() > self.wal.max_payload() {
+                return Err(Error::InvalidArgument("transaction is too large for one WAL record".into()));
+            }
+            if !self.wal.fits(payload.len()) && !fresh_segment {
+                self.wal.switch_segment()?;
+                continue;
+            }
+            let (appended, end) = self.wal.append(&payload);
+            debug_assert_eq!(appended, lsn);
+            self.store.install(pages, lsn);
+            return Ok((value, lsn, end));
+        }
+        Err(StorageError::corrupted(None, "WAL segment switch left no room").into())
+    }
+
+    /// Drops pages the transaction rewrote without changing (the meta page, usually).
+    fn changed(&self, pages: Vec<(u64, Arc<Vec<u8>>)>) -> Vec<(u64, Arc<Vec<u8>>)> {
+        let same = |p: u64, image: &Arc<Vec<u8>>| self.store.peek(p).is_some_and(|(cur, _)| cur == *image);
+        pages.into_iter().filter(|(p, image)| !same(*p, image)).collect()
+    }
+
+    /// Full images for pages clean since the last checkpoint (so redo can repair a torn write
+    /// of them), diffs against the last logged image for the rest.
+    fn payload(&self, summary: &str, pages: &[(u64, Arc<Vec<u8>>)]) -> Payload {
+        let change = |page_no: u64, image: &Arc<Vec<u8>>| match self.store.diff_base(page_no) {
+            Some(base) => Change::Diff(diff(&base, image)),
+            None => Change::Image(image.to_vec()),
+        };
+        let pages = pages.iter().map(|(p, image)| PageChange { page_no: *p, change: change(*p, image) });
+        Payload { summary: summary.to_string(), pages: pages.collect() }
+    }
+
+    /// Checkpoints when the WAL, the dirty pages or the clock say so. A failure here latches
+    /// the engine but does not undo the commit that triggered it, which is already durable.
+    fn maybe_checkpoint(&self) {
+        let redo = lock(&self.control).redo_lsn;
+        let wal_due = self.wal.tail().saturating_sub(redo) >= self.opts.checkpoint_wal_bytes;
+        let time_due = lock(&self.last_checkpoint).elapsed() >= self.opts.checkpoint_interval;
+        if !(wal_due || time_due || self.store.over_budget()) {
+            return;
+        }
+        let Ok(_busy) = self.checkpoint_busy.try_lock() else { return };
+        if let Err(e) = self.checkpoint() {
+            tracing::error!(error = %e, "automatic checkpoint failed");
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let wal = &self.wal.stats;
+        let fsyncs = wal.fsyncs.load(Ordering::Relaxed);
+        EngineStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            fsyncs,
+            fsync_nanos_sum: wal.fsync_nanos.load(Ordering::Relaxed),
+            fsync_count: fsyncs,
+            wal_bytes: wal.bytes.load(Ordering::Relaxed),
+            durable_lsn: self.wal.durable(),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
+            last_checkpoint_duration: Duration::from_nanos(
+                self.counters.last_checkpoint_nanos.load(Ordering::Relaxed),
+            ),
+            pool_hits: self.store.stats.hits.load(Ordering::Relaxed),
+            pool_misses: self.store.stats.misses.load(Ordering::Relaxed),
+            corrupt_pages_seen: self.store.stats.corrupt_pages.load(Ordering::Relaxed),
+        }
+    }
+}

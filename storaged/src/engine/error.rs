@@ -1,0 +1,94 @@
+//! Error types: one `StorageError` for anything the disk did, wrapped by each operation's error.
+
+use std::fmt;
+
+/// What the disk did wrong. Every storage failure in the engine is one of these three.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Bytes on disk failed a checksum or a structural check.
+    #[error("corrupted data{}: {detail}", page_suffix(*.page))]
+    Corrupted { page: Option<u64>, detail: String },
+    /// The operating system reported an I/O error; the engine is now latched.
+    #[error("i/o error: {0}")]
+    Io(#[source] std::io::Error),
+    /// An earlier write or fsync failed; nothing is retried until the engine is reopened.
+    #[error("an earlier i/o error stopped the engine; reopen to recover from the WAL")]
+    PreviousIo,
+}
+
+fn page_suffix(page: Option<u64>) -> String {
+    page.map(|p| format!(" in page {p}")).unwrap_or_default()
+}
+
+impl StorageError {
+    pub(crate) fn corrupted(page: Option<u64>, detail: impl Into<String>) -> Self {
+        StorageError::Corrupted { page, detail: detail.into() }
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(e: std::io::Error) -> Self {
+        if crate::engine::io::is_previous_io(&e) {
+            StorageError::PreviousIo
+        } else {
+            StorageError::Io(e)
+        }
+    }
+}
+
+/// The kind of object an error refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    Database,
+    Table,
+    Document,
+}
+
+impl fmt::Display for What {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            What::Database => "database",
+            What::Table => "table",
+            What::Document => "document",
+        })
+    }
+}
+
+/// The error of every engine operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(What),
+    #[error("{0} already exists")]
+    AlreadyExists(What),
+    #[error("version mismatch: expected {expected:?}, found {actual:?}")]
+    VersionMismatch { expected: Option<u64>, actual: Option<u64> },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Storage(e.into())
+    }
+}
+
+/// Why `Engine::open` (or an offline tool) did not produce an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// Recovery found something the chosen mode does not accept; the report says what.
+    #[error("{0}")]
+    Refused(Box<crate::engine::recovery::Refusal>),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Storage(e.into())
+    }
+}

@@ -1,0 +1,82 @@
+//! The disk I/O boundary: a small backend trait, the real filesystem, a latch, and a simulator.
+
+mod latch;
+mod real;
+mod sim;
+
+pub use latch::LatchedIo;
+pub use real::StdFs;
+pub use sim::SimFs;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// One open file. Offsets are absolute; there is no cursor.
+pub trait IoFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes; fewer only at end of file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Makes every earlier write to this file durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+}
+
+/// A filesystem as the engine needs it. Directory changes are durable only after `sync_dir`.
+pub trait IoBackend: Send + Sync {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>>;
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Names (not paths) of the files directly inside `dir`.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// Marks the error returned by a latched backend, so it maps to `StorageError::PreviousIo`.
+#[derive(Debug)]
+struct PreviousIo;
+
+impl std::fmt::Display for PreviousIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an earlier i/o error latched the backend")
+    }
+}
+
+impl std::error::Error for PreviousIo {}
+
+pub(crate) fn previous_io_error() -> io::Error {
+    io::Error::other(PreviousIo)
+}
+
+pub(crate) fn is_previous_io(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<PreviousIo>())
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` when the file ends first.
+pub(crate) fn read_exact_at(file: &dyn IoFile, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(offset + done as u64, &mut buf[done..])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        done += n;
+    }
+    Ok(true)
+}
+
+/// Writes `len` zero bytes from `offset`, in chunks, so the blocks are really allocated.
+pub(crate) fn write_zeros(file: &dyn IoFile, offset: u64, len: u64) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min(len) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = CHUNK.min(len - at);
+        file.write_at(offset + at, &zeros[..n as usize])?;
+        at += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Where each file of a store lives inside its directory.
+
+use std::path::{Path, PathBuf};
+
+pub(crate) fn control(dir: &Path) -> PathBuf {
+    dir.join("control")
+}
+
+pub(crate) fn control_tmp(dir: &Path) -> PathBuf {
+    dir.join("control.tmp")
+}
+
+pub(crate) fn data(dir: &Path) -> PathBuf {
+    dir.join("pages.db")
+}
+
+pub(crate) fn wal(dir: &Path) -> PathBuf {
+    dir.join("wal")
+}
+
+pub(crate) fn quarantine(dir: &Path) -> PathBuf {
+    dir.join("quarantine")
+}

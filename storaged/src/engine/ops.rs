@@ -1,0 +1,225 @@
+//! The engine's operations: databases, tables, documents, scans, batches.
+
+use crate::engine::btree::{self, Range};
+use crate::engine::catalog::{self, db_key, doc_key, table_key, tables_prefix};
+use crate::engine::engine::Engine;
+use crate::engine::error::{Error, What};
+use crate::engine::page::{Cell, Value};
+use crate::engine::txn::{PageSource, Txn};
+use crate::engine::types::{BatchOp, Condition, Document, Scan, ScanPage};
+use crate::engine::{purge, validate, values};
+
+/// Most documents one scan page returns.
+pub(crate) const MAX_SCAN_LIMIT: usize = 10_000;
+
+fn check_condition(condition: Condition, actual: Option<u64>) -> Result<(), Error> {
+    match condition {
+        Condition::Any => Ok(()),
+        Condition::IfVersion(v) if actual == Some(v) => Ok(()),
+        Condition::IfVersion(v) => Err(Error::VersionMismatch { expected: Some(v), actual }),
+        Condition::IfAbsent if actual.is_none() => Ok(()),
+        Condition::IfAbsent => Err(Error::VersionMismatch { expected: None, actual }),
+    }
+}
+
+fn apply_put(txn: &mut Txn<'_>, table: u32, key: &str, value: &[u8], cond: Condition) -> Result<(), Error> {
+    let key = doc_key(table, key.as_bytes());
+    let old = btree::get(txn, &key)?;
+    check_condition(cond, old.map(|c| c.version))?;
+    let value = values::store(txn, value)?;
+    let cell = Cell { key, version: txn.lsn, value };
+    if let Some(replaced) = btree::insert(txn, cell)? {
+        values::release(txn, &replaced.value)?;
+    }
+    Ok(())
+}
+
+fn apply_delete(txn: &mut Txn<'_>, table: u32, key: &str, cond: Condition) -> Result<(), Error> {
+    let key = doc_key(table, key.as_bytes());
+    let old = btree::get(txn, &key)?.ok_or(Error::NotFound(What::Document))?;
+    check_condition(cond, Some(old.version))?;
+    btree::remove(txn, &key)?;
+    values::release(txn, &old.value)?;
+    Ok(())
+}
+
+fn apply_batch_op(txn: &mut Txn<'_>, table: u32, op: &BatchOp) -> Result<(), Error> {
+    match op {
+        BatchOp::Put { key, value, condition } => apply_put(txn, table, key, value, *condition),
+        BatchOp::Delete { key, condition } => apply_delete(txn, table, key, *condition),
+    }
+}
+
+fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
+    if ops.is_empty() {
+        return Err(Error::InvalidArgument("a batch needs at least one operation".into()));
+    }
+    let mut total = 0;
+    for op in ops {
+        let (key, value) = match op {
+            BatchOp::Put { key, value, .. } => (key, &value[..]),
+            BatchOp::Delete { key, .. } => (key, &[][..]),
+        };
+        validate::key(key)?;
+        validate::value(value)?;
+        total += key.len() + value.len();
+    }
+    if total > validate::MAX_BATCH_BYTES {
+        return Err(Error::InvalidArgument("a batch may carry at most 4 MiB".into()));
+    }
+    Ok(())
+}
+
+fn document(src: &mut impl PageSource, cell: Cell, table_prefix_len: usize) -> Result<Document, Error> {
+    let value = values::load(src, &cell.value)?;
+    let key = String::from_utf8_lossy(&cell.key[table_prefix_len..]).into_owned();
+    Ok(Document { key, value, version: cell.version })
+}
+
+impl Engine {
+    /// Creates a database; returns the commit LSN.
+    pub fn create_database(&self, db: &str) -> Result<u64, Error> {
+        validate::name("database", db)?;
+        let (_, lsn) = self.write(&format!("create database {db}"), |txn| {
+            if catalog::db_exists(txn, db)? {
+                return Err(Error::AlreadyExists(What::Database));
+            }
+            let cell = Cell { key: db_key(db), version: txn.lsn, value: Value::Inline(Vec::new()) };
+            btree::insert(txn, cell)?;
+            Ok(())
+        })?;
+        Ok(lsn)
+    }
+
+    /// Drops a database and its tables; returns the LSN of the (atomic) drop.
+    pub fn drop_database(&self, db: &str) -> Result<u64, Error> {
+        validate::name("database", db)?;
+        let (ids, lsn) = self.write(&format!("drop database {db}"), |txn| {
+            catalog::require_db(txn, db)?;
+            let mut ids = Vec::new();
+            for table in catalog::names(txn, &tables_prefix(db))? {
+                ids.push(purge::unlink_table(txn, db, &table)?);
+            }
+            btree::remove(txn, &db_key(db))?;
+            Ok(ids)
+        })?;
+        self.purge_tables(&ids)?;
+        Ok(lsn)
+    }
+
+    pub fn list_databases(&self) -> Result<Vec<String>, Error> {
+        self.read(|v| catalog::names(v, &catalog::dbs_prefix()))
+    }
+
+    pub fn create_table(&self, db: &str, table: &str) -> Result<u64, Error> {
+        validate::db_table(db, table)?;
+        let (_, lsn) = self.write(&format!("create table {db}/{table}"), |txn| {
+            catalog::require_db(txn, db)?;
+            if btree::get(txn, &table_key(db, table))?.is_some() {
+                return Err(Error::AlreadyExists(What::Table));
+            }
+            catalog::new_table(txn, db, table)
+        })?;
+        Ok(lsn)
+    }
+
+    /// Drops a table; returns the LSN of the (atomic) drop. Its pages are freed right after.
+    pub fn drop_table(&self, db: &str, table: &str) -> Result<u64, Error> {
+        validate::db_table(db, table)?;
+        let summary = format!("drop table {db}/{table}");
+        let (id, lsn) = self.write(&summary, |txn| purge::unlink_table(txn, db, table))?;
+        self.purge_tables(&[id])?;
+        Ok(lsn)
+    }
+
+    pub fn list_tables(&self, db: &str) -> Result<Vec<String>, Error> {
+        validate::name("database", db)?;
+        self.read(|v| {
+            catalog::require_db(v, db)?;
+            catalog::names(v, &tables_prefix(db))
+        })
+    }
+
+    pub fn get(&self, db: &str, table: &str, key: &str) -> Result<Option<Document>, Error> {
+        validate::db_table(db, table)?;
+        validate::key(key)?;
+        self.read(|v| {
+            let id = catalog::table_id(v, db, table)?;
+            match btree::get(v, &doc_key(id, key.as_bytes()))? {
+                Some(cell) => Ok(Some(document(v, cell, 4)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Writes a document; returns its new version.
+    pub fn put(&self, db: &str, table: &str, key: &str, value: &[u8], cond: Condition) -> Result<u64, Error> {
+        validate::db_table(db, table)?;
+        validate::key(key)?;
+        validate::value(value)?;
+        let summary = format!("put {db}/{table}/{key}");
+        let (_, lsn) = self.write(&summary, |txn| {
+            let id = catalog::table_id(txn, db, table)?;
+            apply_put(txn, id, key, value, cond)
+        })?;
+        Ok(lsn)
+    }
+
+    /// Deletes a document (`NotFound(Document)` if absent); returns the commit LSN.
+    pub fn delete(&self, db: &str, table: &str, key: &str, cond: Condition) -> Result<u64, Error> {
+        validate::db_table(db, table)?;
+        validate::key(key)?;
+        let summary = format!("delete {db}/{table}/{key}");
+        let (_, lsn) = self.write(&summary, |txn| {
+            let id = catalog::table_id(txn, db, table)?;
+            apply_delete(txn, id, key, cond)
+        })?;
+        Ok(lsn)
+    }
+
+    /// All puts and deletes in one commit, or none; every write's version is the returned LSN.
+    pub fn batch(&self, db: &str, table: &str, ops: Vec<BatchOp>) -> Result<u64, Error> {
+        validate::db_table(db, table)?;
+        validate_batch(&ops)?;
+        let summary = format!("batch of {} on {db}/{table}", ops.len());
+        let (_, lsn) = self.write(&summary, |txn| {
+            let id = catalog::table_id(txn, db, table)?;
+            ops.iter().try_for_each(|op| apply_batch_op(txn, id, op))
+        })?;
+        Ok(lsn)
+    }
+
+    /// One page of documents in key order.
+    pub fn scan(&self, db: &str, table: &str, scan: &Scan) -> Result<ScanPage, Error> {
+        validate::db_table(db, table)?;
+        check_scan(scan)?;
+        self.read(|v| {
+            let id = catalog::table_id(v, db, table)?;
+            let prefix = doc_key(id, scan.prefix.as_bytes());
+            let after = scan.start_after.as_ref().map(|a| doc_key(id, a.as_bytes()));
+            let (from, inclusive) = match after {
+                Some(after) if after >= prefix => (after, false),
+                _ => (prefix.clone(), true),
+            };
+            let limit = scan.limit.min(MAX_SCAN_LIMIT);
+            let range = Range { from: &from, inclusive, prefix: &prefix, limit: limit + 1 };
+            let mut cells = btree::scan(v, &range)?;
+            let more = cells.len() > limit;
+            cells.truncate(limit);
+            let docs = cells.into_iter().map(|c| document(v, c, 4)).collect::<Result<Vec<_>, _>>()?;
+            let next_start_after = if more { docs.last().map(|d| d.key.clone()) } else { None };
+            Ok(ScanPage { docs, next_start_after })
+        })
+    }
+}
+
+fn check_scan(scan: &Scan) -> Result<(), Error> {
+    if scan.limit == 0 {
+        return Err(Error::InvalidArgument("scan limit must be positive".into()));
+    }
+    let too_long = |s: &str| s.len() > validate::MAX_KEY_LEN;
+    if too_long(&scan.prefix) || scan.start_after.as_deref().is_some_and(too_long) {
+        return Err(Error::InvalidArgument("scan prefix and start_after are at most 512 bytes".into()));
+    }
+    Ok(())
+}

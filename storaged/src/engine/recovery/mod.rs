@@ -1,0 +1,156 @@
+//! Recovery on open: read the control file, scan and replay the WAL from the redo point,
+//! classify how the log ends, cut what the mode allows (after quarantining it), or refuse.
+
+mod quarantine;
+mod replay;
+mod report;
+
+pub use report::{CutKind, CutReport, Problem, RecoveryReport, Refusal};
+
+use crate::engine::buffer::read_page;
+use crate::engine::control::{self, ControlState};
+use crate::engine::error::{OpenError, StorageError};
+use crate::engine::io::{IoBackend, IoFile};
+use crate::engine::layout;
+use crate::engine::page::Node;
+use crate::engine::types::RecoveryMode;
+use crate::engine::wal::WalStart;
+use crate::engine::wal::files::{remove_leftovers, retire_below};
+use crate::engine::wal::scan::{EndKind, LogEnd, scan, segment_of};
+use crate::engine::wal::segment::file_name;
+use replay::Replay;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything the engine needs to start after recovery.
+pub(crate) struct Recovered {
+    pub(crate) control: ControlState,
+    pub(crate) control_file: Arc<dyn IoFile>,
+    pub(crate) data_file: Arc<dyn IoFile>,
+    pub(crate) wal: WalStart,
+    pub(crate) report: RecoveryReport,
+}
+
+/// What the mode allows for how the log ended: nothing to do, a cut, or a refusal.
+fn decide(mode: RecoveryMode, end: &LogEnd, control: &ControlState) -> Result<Option<(CutKind, u64, String)>, Refusal> {
+    let refuse = |problem, at, reason: &str| Refusal {
+        mode,
+        problem,
+        at_lsn: Some(at),
+        reason: reason.to_string(),
+        redo_lsn: control.redo_lsn,
+        valid_records: end.records,
+        last_valid_lsn: end.last_lsn,
+    };
+    match (&end.kind, mode) {
+        (EndKind::Clean, _) => Ok(None),
+        (EndKind::Stopped { at }, _) => Ok(Some((CutKind::PointInTime, *at, "after the point-in-time target".into()))),
+        (EndKind::TornTail { at, .. }, RecoveryMode::Strict) => {
+            Err(refuse(Problem::TornTail, *at, "the log ends in a torn record"))
+        }
+        (EndKind::TornTail { at, .. }, _) => Ok(Some((CutKind::TornTail, *at, "torn tail of the active segment".into()))),
+        (EndKind::Corrupt { at, reason }, RecoveryMode::Salvage) => Ok(Some((CutKind::Corruption, *at, reason.clone()))),
+        (EndKind::Corrupt { at, reason }, _) => Err(refuse(Problem::Corruption, *at, reason)),
+    }
+}
+
+fn refused(r: Refusal) -> OpenError {
+    OpenError::Refused(Box::new(r))
+}
+
+fn load_control(file: &dyn IoFile, mode: RecoveryMode) -> Result<ControlState, OpenError> {
+    control::load(file).map_err(|e| match e {
+        StorageError::Corrupted { detail, .. } => refused(Refusal {
+            mode,
+            problem: Problem::ControlFile,
+            at_lsn: None,
+            reason: detail,
+            redo_lsn: 0,
+            valid_records: 0,
+            last_valid_lsn: 0,
+        }),
+        other => OpenError::Storage(other),
+    })
+}
+
+pub(crate) fn recover(io: &dyn IoBackend, dir: &Path, mode: RecoveryMode) -> Result<Recovered, OpenError> {
+    let started = Instant::now();
+    let control_file = io.open(&layout::control(dir), false)?;
+    let mut control = load_control(&*control_file, mode)?;
+    let until = match mode {
+        RecoveryMode::PointInTime { until_lsn } if until_lsn < control.last_lsn => {
+            return Err(OpenError::InvalidOptions(format!(
+                "point-in-time target {until_lsn:#x} is before the last checkpoint ({:#x})",
+                control.last_lsn
+            )));
+        }
+        RecoveryMode::PointInTime { until_lsn } => Some(until_lsn),
+        _ => None,
+    };
+    let data_file = io.open(&layout::data(dir), false)?;
+    let wal_dir = layout::wal(dir);
+    remove_leftovers(io, &wal_dir)?;
+    let mut replay = Replay::new(&*data_file);
+    let end = scan(io, &wal_dir, &control, until, &mut |lsn, p| replay.apply(lsn, p))?;
+    let cut = match decide(mode, &end, &control).map_err(refused)? {
+        Some((kind, at, reason)) => Some(cut_report(io, dir, &end, &control, kind, at, reason)?),
+        None => None,
+    };
+    let active = io.open(&wal_dir.join(file_name(segment_of(end.resume, control.segment_size))), false)?;
+    // The records replayed may be only in the OS cache (a process crash); make them durable
+    // before the pages built from them are written.
+    active.sync_data()?;
+    let pages_restored = replay.write_all()?;
+    let redo_lsn = control.redo_lsn;
+    if end.records > 0 || cut.is_some() {
+        new_checkpoint(io, dir, &*control_file, &*data_file, &mut control, &end)?;
+    }
+    let report = RecoveryReport {
+        mode,
+        redo_lsn,
+        records_replayed: end.records,
+        bytes_replayed: end.bytes,
+        last_lsn: end.last_lsn,
+        end_lsn: end.resume,
+        pages_restored,
+        cut,
+        duration: started.elapsed(),
+    };
+    let wal = WalStart { tail: end.resume, last_lsn: end.last_lsn, active };
+    Ok(Recovered { control, control_file, data_file, wal, report })
+}
+
+fn cut_report(
+    io: &dyn IoBackend,
+    dir: &Path,
+    end: &LogEnd,
+    control: &ControlState,
+    kind: CutKind,
+    at: u64,
+    reason: String,
+) -> Result<CutReport, StorageError> {
+    let cut = quarantine::cut(io, dir, &end.segments, control.segment_size, at)?;
+    tracing::warn!(?kind, at, bytes = cut.bytes, %reason, "recovery cut the log");
+    Ok(CutReport { kind, at_lsn: at, bytes: cut.bytes, reason, quarantined: cut.files })
+}
+
+/// Records that the replayed pages are in the data file: the redo point moves to the log end.
+fn new_checkpoint(
+    io: &dyn IoBackend,
+    dir: &Path,
+    control_file: &dyn IoFile,
+    data_file: &dyn IoFile,
+    control: &mut ControlState,
+    end: &LogEnd,
+) -> Result<(), StorageError> {
+    let (image, _) = read_page(data_file, 0)?;
+    if let Node::Meta(meta) = Node::decode(&image, 0)? {
+        control.page_count = meta.page_count;
+    }
+    control.redo_lsn = end.resume;
+    control.last_lsn = end.last_lsn;
+    control::store(control_file, control)?;
+    retire_below(io, &layout::wal(dir), control.redo_lsn, control.segment_size)?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! What recovery tells the operator: a report when it opens, a refusal when it will not.
+
+use crate::engine::types::RecoveryMode;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why bytes were cut from the end of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutKind {
+    /// The remains of a write a crash interrupted: never acknowledged.
+    TornTail,
+    /// Salvage cut at corruption: acknowledged commits after this point are lost.
+    Corruption,
+    /// Point-in-time recovery discarded the records after the target.
+    PointInTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutReport {
+    pub kind: CutKind,
+    pub at_lsn: u64,
+    pub bytes: u64,
+    pub reason: String,
+    /// Where the cut bytes were copied before being removed from the log.
+    pub quarantined: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub mode: RecoveryMode,
+    pub redo_lsn: u64,
+    pub records_replayed: u64,
+    pub bytes_replayed: u64,
+    /// LSN of the last record kept (0 if none).
+    pub last_lsn: u64,
+    /// Where the next record will be written.
+    pub end_lsn: u64,
+    pub pages_restored: usize,
+    pub cut: Option<CutReport>,
+    pub duration: Duration,
+}
+
+impl fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "recovery ({}) from redo LSN {:#x}:", self.mode, self.redo_lsn)?;
+        writeln!(f, "  replayed {} records ({} bytes), last LSN {:#x}", self.records_replayed, self.bytes_replayed, self.last_lsn)?;
+        writeln!(f, "  restored {} pages; log continues at {:#x}", self.pages_restored, self.end_lsn)?;
+        match &self.cut {
+            None => writeln!(f, "  the log ended cleanly"),
+            Some(cut) => {
+                writeln!(f, "  cut {} bytes at {:#x} ({:?}): {}", cut.bytes, cut.at_lsn, cut.kind, cut.reason)?;
+                cut.quarantined.iter().try_for_each(|p| writeln!(f, "  quarantined: {}", p.display()))
+            }
+        }
+    }
+}
+
+/// What stopped recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A bad record where a crash cannot leave one.
+    Corruption,
+    /// A torn tail, refused because the mode is strict.
+    TornTail,
+    /// Neither control slot is valid.
+    ControlFile,
+}
+
+/// A refusal to open, with everything an operator needs to decide what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub mode: RecoveryMode,
+    pub problem: Problem,
+    pub at_lsn: Option<u64>,
+    pub reason: String,
+    pub redo_lsn: u64,
+    pub valid_records: u64,
+    pub last_valid_lsn: u64,
+}
+
+impl Refusal {
+    fn advice(&self) -> &'static str {
+        match self.problem {
+            Problem::Corruption => {
+                "restore from a backup, or open with recovery mode `salvage` to keep the valid \
+                 prefix (acknowledged commits after the damage will be lost and reported)"
+            }
+            Problem::TornTail => "open with the default `torn-tail` mode to truncate the torn tail",
+            Problem::ControlFile => "restore the control file from a backup; the data was not touched",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "recovery refused to open the store (mode {}):", self.mode)?;
+        writeln!(f, "  problem:  {:?}: {}", self.problem, self.reason)?;
+        if let Some(at) = self.at_lsn {
+            writeln!(f, "  position: LSN {at:#x}")?;
+        }
+        writeln!(f, "  redo LSN: {:#x}; {} valid records before the problem, last LSN {:#x}", self.redo_lsn, self.valid_records, self.last_valid_lsn)?;
+        writeln!(f, "  nothing on disk was changed")?;
+        write!(f, "  next step: {}", self.advice())
+    }
+}
+
+impl std::error::Error for Refusal {}

@@ -1,0 +1,212 @@
+//! The payload of a commit record: physical page changes, plus a short logical summary.
+//!
+//! ```text
+//! payload: summary_len u16 | summary | page_count u32 | entries...
+//! entry:   kind u8 | page_no u64 | kind 1 (image): used_len u16 | image[..used_len]
+//!                                | kind 2 (diff):  run_count u16 | runs...
+//! run:     offset u16 | len u16 | bytes[len]
+//! ```
+//! An image omits its trailing zeros. Redo never reads the summary: it only applies bytes, so it
+//! is idempotent and independent of the tree's logic.
+
+use crate::engine::bytes::{Malformed, Reader};
+use crate::engine::page::PAGE_SIZE;
+
+const IMAGE: u8 = 1;
+const DIFF: u8 = 2;
+/// Equal bytes shorter than this between two differing runs are sent rather than split on,
+/// since a run header costs 4 bytes.
+const MERGE_GAP: usize = 16;
+const SUMMARY_MAX: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) offset: u16,
+    pub(crate) bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    Image(Vec<u8>),
+    Diff(Vec<Run>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PageChange {
+    pub(crate) page_no: u64,
+    pub(crate) change: Change,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Payload {
+    pub(crate) summary: String,
+    pub(crate) pages: Vec<PageChange>,
+}
+
+/// Runs of bytes where `new` differs from `old` (both page images).
+pub(crate) fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < new.len() {
+        if old[i] == new[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < new.len() && old[i] != new[i] {
+            i += 1;
+        }
+        match runs.last_mut() {
+            Some(last) if start - last.1 < MERGE_GAP => last.1 = i,
+            _ => runs.push((start, i)),
+        }
+    }
+    runs.into_iter().map(|(s, e)| Run { offset: s as u16, bytes: new[s..e].to_vec() }).collect()
+}
+
+/// The page image after `change`; a diff needs the page's previous image.
+pub(crate) fn apply(change: &Change, base: Option<&[u8]>) -> Result<Vec<u8>, Malformed> {
+    match change {
+        Change::Image(bytes) => {
+            let mut image = bytes.clone();
+            image.resize(PAGE_SIZE, 0);
+            Ok(image)
+        }
+        Change::Diff(runs) => {
+            let base = base.ok_or_else(|| Malformed("page diff without a base image".into()))?;
+            let mut image = base.to_vec();
+            for run in runs {
+                let at = run.offset as usize;
+                image[at..at + run.bytes.len()].copy_from_slice(&run.bytes);
+            }
+            Ok(image)
+        }
+    }
+}
+
+impl Payload {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let summary = truncated(&self.summary);
+        let mut out = Vec::new();
+        out.extend_from_slice(&(summary.len() as u16).to_le_bytes());
+        out.extend_from_slice(summary.as_bytes());
+        out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
+        for page in &self.pages {
+            encode_change(page, &mut out);
+        }
+        out
+    }
+
+    pub(crate) fn decode(buf: &[u8]) -> Result<Payload, Malformed> {
+        let mut r = Reader::new(buf);
+        let len = r.u16()? as usize;
+        let summary = String::from_utf8_lossy(r.bytes(len)?).into_owned();
+        let count = r.u32()?;
+        let pages = (0..count).map(|_| decode_change(&mut r)).collect::<Result<Vec<_>, _>>()?;
+        if !r.is_empty() {
+            return Err(Malformed("bytes after the last page change".into()));
+        }
+        Ok(Payload { summary, pages })
+    }
+}
+
+fn truncated(s: &str) -> &str {
+    let mut end = s.len().min(SUMMARY_MAX);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn encode_change(page: &PageChange, out: &mut Vec<u8>) {
+    match &page.change {
+        Change::Image(image) => {
+            let used = image.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
+            out.push(IMAGE);
+            out.extend_from_slice(&page.page_no.to_le_bytes());
+            out.extend_from_slice(&(used as u16).to_le_bytes());
+            out.extend_from_slice(&image[..used]);
+        }
+        Change::Diff(runs) => {
+            out.push(DIFF);
+            out.extend_from_slice(&page.page_no.to_le_bytes());
+            out.extend_from_slice(&(runs.len() as u16).to_le_bytes());
+            for run in runs {
+                out.extend_from_slice(&run.offset.to_le_bytes());
+                out.extend_from_slice(&(run.bytes.len() as u16).to_le_bytes());
+                out.extend_from_slice(&run.bytes);
+            }
+        }
+    }
+}
+
+fn decode_change(r: &mut Reader<'_>) -> Result<PageChange, Malformed> {
+    let kind = r.u8()?;
+    let page_no = r.u64()?;
+    let change = match kind {
+        IMAGE => Change::Image(bounded(r.u16()? as usize, 0, r)?.to_vec()),
+        DIFF => Change::Diff((0..r.u16()?).map(|_| decode_run(r)).collect::<Result<_, _>>()?),
+        _ => return Err(Malformed("unknown page change kind".into())),
+    };
+    Ok(PageChange { page_no, change })
+}
+
+fn decode_run(r: &mut Reader<'_>) -> Result<Run, Malformed> {
+    let offset = r.u16()?;
+    let len = r.u16()? as usize;
+    Ok(Run { offset, bytes: bounded(len, offset as usize, r)?.to_vec() })
+}
+
+/// Reads `len` bytes that must land inside a page when written at `offset`.
+fn bounded<'a>(len: usize, offset: usize, r: &mut Reader<'a>) -> Result<&'a [u8], Malformed> {
+    if offset + len > PAGE_SIZE {
+        return Err(Malformed("page change runs past the page end".into()));
+    }
+    r.bytes(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(fill: impl Fn(usize) -> u8) -> Vec<u8> {
+        (0..PAGE_SIZE).map(fill).collect()
+    }
+
+    #[test]
+    fn a_diff_rebuilds_the_new_image() {
+        let old = page(|i| (i % 7) as u8);
+        let mut new = old.clone();
+        new[10] = 99;
+        new[20] = 98;
+        new[5000..5100].fill(1);
+        let runs = diff(&old, &new);
+        assert_eq!(runs.len(), 2, "runs 10 bytes apart merge, distant runs do not");
+        assert_eq!(apply(&Change::Diff(runs), Some(&old)).unwrap(), new);
+    }
+
+    #[test]
+    fn a_payload_round_trips() {
+        let image = page(|i| if i < 100 { 3 } else { 0 });
+        let payload = Payload {
+            summary: "put".into(),
+            pages: vec![
+                PageChange { page_no: 4, change: Change::Image(image[..100].to_vec()) },
+                PageChange { page_no: 5, change: Change::Diff(vec![Run { offset: 8, bytes: vec![1] }]) },
+            ],
+        };
+        assert_eq!(Payload::decode(&payload.encode()).unwrap(), payload);
+    }
+
+    #[test]
+    fn a_run_past_the_page_end_is_malformed() {
+        let bad = Payload {
+            summary: String::new(),
+            pages: vec![PageChange {
+                page_no: 1,
+                change: Change::Diff(vec![Run { offset: 8190, bytes: vec![1, 2, 3] }]),
+            }],
+        };
+        assert!(Payload::decode(&bad.encode()).is_err());
+    }
+}

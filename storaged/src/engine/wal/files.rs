@@ -1,0 +1,86 @@
+//! Segment files on disk: creation (zero-filled, header, sync, rename), listing and recycling.
+
+use crate::engine::error::StorageError;
+use crate::engine::io::{IoBackend, IoFile, write_zeros};
+use crate::engine::wal::segment::{SegmentHeader, file_name, parse_file_name};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A segment being built; renamed into place only once complete and synced.
+const CREATING: &str = "creating.tmp";
+const SPARE_PREFIX: &str = "spare-";
+/// Retired segments kept for reuse; more are deleted.
+const MAX_SPARES: usize = 2;
+
+/// Creates the segment `header` describes, reusing a spare file when one exists.
+///
+/// The file is zero-filled with real writes (a sparse file would allocate blocks on the first
+/// commit, inside the fsync we are trying to keep short), synced, and only then given its name,
+/// so a segment file that exists under its name always has a complete header.
+pub(crate) fn create_segment(
+    io: &dyn IoBackend,
+    dir: &Path,
+    header: &SegmentHeader,
+) -> Result<Arc<dyn IoFile>, StorageError> {
+    let tmp = dir.join(CREATING);
+    if let Some(spare) = spares(io, dir)?.first() {
+        io.rename(&dir.join(spare), &tmp)?;
+    }
+    let file = io.open(&tmp, true)?;
+    file.set_len(header.segment_size)?;
+    write_zeros(&*file, 0, header.segment_size)?;
+    file.write_at(0, &header.encode())?;
+    file.sync_data()?;
+    io.rename(&tmp, &dir.join(file_name(header.start_lsn)))?;
+    io.sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Segment start LSNs present in `dir`, ascending.
+pub(crate) fn list_segments(io: &dyn IoBackend, dir: &Path) -> Result<Vec<u64>, StorageError> {
+    let mut starts: Vec<u64> = io.list_dir(dir)?.iter().filter_map(|n| parse_file_name(n)).collect();
+    starts.sort_unstable();
+    Ok(starts)
+}
+
+fn spares(io: &dyn IoBackend, dir: &Path) -> Result<Vec<String>, StorageError> {
+    let names = io.list_dir(dir)?;
+    Ok(names.into_iter().filter(|n| n.starts_with(SPARE_PREFIX)).collect())
+}
+
+/// Retires segments wholly below `redo_lsn`: a few become spares, the rest are deleted.
+pub(crate) fn retire_below(
+    io: &dyn IoBackend,
+    dir: &Path,
+    redo_lsn: u64,
+    segment_size: u64,
+) -> Result<usize, StorageError> {
+    let mut spare_count = spares(io, dir)?.len();
+    let mut retired = 0;
+    for start in list_segments(io, dir)? {
+        if start + segment_size > redo_lsn {
+            break;
+        }
+        let path = dir.join(file_name(start));
+        if spare_count < MAX_SPARES {
+            io.rename(&path, &dir.join(format!("{SPARE_PREFIX}{start:016x}")))?;
+            spare_count += 1;
+        } else {
+            io.remove(&path)?;
+        }
+        retired += 1;
+    }
+    if retired > 0 {
+        io.sync_dir(dir)?;
+    }
+    Ok(retired)
+}
+
+/// Removes a half-built segment left by a crash during creation.
+pub(crate) fn remove_leftovers(io: &dyn IoBackend, dir: &Path) -> Result<(), StorageError> {
+    if io.list_dir(dir)?.iter().any(|n| n == CREATING) {
+        io.remove(&dir.join(CREATING))?;
+        io.sync_dir(dir)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Reading the log for recovery: validate every record and classify where the log ends.
+//!
+//! The first position that does not hold a valid record is classified:
+//! - only zeros up to the end of the segment: a clean end (of this segment, or of the log);
+//! - inside a sealed segment (one with a successor), or followed by any valid record later in
+//!   the active segment: corruption, since a crash cannot produce either;
+//! - otherwise, in the active segment: a torn tail, the unacknowledged remains of a crash.
+
+use crate::engine::control::ControlState;
+use crate::engine::error::StorageError;
+use crate::engine::io::{IoBackend, read_exact_at};
+use crate::engine::redo::Payload;
+use crate::engine::wal::files::list_segments;
+use crate::engine::wal::record::{self, Invalid, RECORD_HEADER_LEN};
+use crate::engine::wal::segment::{NO_PREVIOUS, SEGMENT_HEADER_LEN, SegmentHeader, file_name};
+use std::path::Path;
+
+/// How the log ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndKind {
+    Clean,
+    /// Bytes `[at, at + len)` of the active segment are the remains of an unfinished write.
+    TornTail { at: u64, len: u64 },
+    Corrupt { at: u64, reason: String },
+    /// Point-in-time recovery stopped before the record at `at`.
+    Stopped { at: u64 },
+}
+
+/// The result of a scan: how it ended and where the log continues.
+#[derive(Debug, Clone)]
+pub(crate) struct LogEnd {
+    pub(crate) kind: EndKind,
+    /// Where the next record would go if the log were cut at the end of the valid prefix.
+    pub(crate) resume: u64,
+    pub(crate) last_lsn: u64,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    /// Segment start LSNs from the redo point on, as found.
+    pub(crate) segments: Vec<u64>,
+}
+
+/// Applies each valid record (LSN, payload) in order.
+pub(crate) type Apply<'a> = dyn FnMut(u64, &Payload) -> Result<(), StorageError> + 'a;
+
+struct Scanner<'a> {
+    io: &'a dyn IoBackend,
+    dir: &'a Path,
+    control: &'a ControlState,
+    until: Option<u64>,
+    end: LogEnd,
+}
+
+/// Scans from the control file's redo point, applying records up to `until` (if given).
+pub(crate) fn scan(
+    io: &dyn IoBackend,
+    dir: &Path,
+    control: &ControlState,
+    until: Option<u64>,
+    apply: &mut Apply<'_>,
+) -> Result<LogEnd, StorageError> {
+    let first = segment_of(control.redo_lsn, control.segment_size);
+    let segments: Vec<u64> = list_segments(io, dir)?.into_iter().filter(|&s| s >= first).collect();
+    let end = LogEnd {
+        kind: EndKind::Clean,
+        resume: control.redo_lsn,
+        last_lsn: control.last_lsn,
+        records: 0,
+        bytes: 0,
+        segments: segments.clone(),
+    };
+    let mut scanner = Scanner { io, dir, control, until, end };
+    scanner.run(first, &segments, apply)?;
+    Ok(scanner.end)
+}
+
+pub(crate) fn segment_of(lsn: u64, segment_size: u64) -> u64 {
+    lsn.saturating_sub(1) / segment_size * segment_size
+}
+
+impl Scanner<'_> {
+    fn run(&mut self, first: u64, segments: &[u64], apply: &mut Apply<'_>) -> Result<(), StorageError> {
+        let mut prev_start = None;
+        for (i, &start) in segments.iter().enumerate() {
+            let expected = prev_start.map_or(first, |p: u64| p + self.control.segment_size);
+            if start != expected {
+                return self.corrupt(expected, format!("WAL segment {} is missing", file_name(expected)));
+            }
+            let data = match self.read_segment(start, prev_start)? {
+                Ok(data) => data,
+                Err(reason) => return self.corrupt(start, reason),
+            };
+            if !self.scan_segment(start, &data, i + 1 == segments.len(), apply)? {
+                return Ok(());
+            }
+            prev_start = Some(start);
+        }
+        if prev_start.is_none() {
+            let name = file_name(first);
+            return self.corrupt(first, format!("WAL segment {name} holding the redo point is missing"));
+        }
+        Ok(())
+    }
+
+    fn corrupt(&mut self, at: u64, reason: String) -> Result<(), StorageError> {
+        self.end.kind = EndKind::Corrupt { at, reason };
+        Ok(())
+    }
+
+    /// The segment's bytes if its header is valid and links to its predecessor.
+    fn read_segment(&self, start: u64, prev: Option<u64>) -> Result<Result<Vec<u8>, String>, StorageError> {
+        let file = self.io.open(&self.dir.join(file_name(start)), false)?;
+        let mut data = vec![0u8; self.control.segment_size as usize];
+        if !read_exact_at(&*file, 0, &mut data)? {
+            return Ok(Err(format!("WAL segment {} is shorter than a segment", file_name(start))));
+        }
+        let header = match SegmentHeader::decode(&data) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(format!("WAL segment {}: {e}", file_name(start)))),
+        };
+        Ok(self.check_header(&header, start, prev).map(|()| data))
+    }
+
+    fn check_header(&self, h: &SegmentHeader, start: u64, prev: Option<u64>) -> Result<(), String> {
+        let name = file_name(start);
+        if h.instance_id != self.control.instance_id {
+            return Err(format!("WAL segment {name} belongs to another instance"));
+        }
+        if h.start_lsn != start || h.segment_size != self.control.segment_size {
+            return Err(format!("WAL segment {name} has a header for another position or size"));
+        }
+        if let Some(prev) = prev {
+            if h.prev_start_lsn != prev || h.prev_last_lsn != self.end.last_lsn {
+                return Err(format!("WAL segment {name} does not link to the records before it"));
+            }
+        } else if h.prev_start_lsn == NO_PREVIOUS && start != 0 {
+            return Err(format!("WAL segment {name} claims to be the first segment"));
+        }
+        Ok(())
+    }
+
+    /// Scans one segment; false when the log ends (or stops) inside it.
+    fn scan_segment(
+        &mut self,
+        start: u64,
+        data: &[u8],
+        is_last: bool,
+        apply: &mut Apply<'_>,
+    ) -> Result<bool, StorageError> {
+        let mut offset = (self.end.resume.max(start + SEGMENT_HEADER_LEN as u64) - start) as usize;
+        self.end.resume = start + offset as u64;
+        while offset + RECORD_HEADER_LEN <= data.len() {
+            let lsn = start + offset as u64;
+            if self.until.is_some_and(|until| lsn > until) {
+                self.end.kind = EndKind::Stopped { at: lsn };
+                return Ok(false);
+            }
+            match self.decode(&data[offset..], lsn) {
+                Ok((len, payload)) => {
+                    apply(lsn, &payload)?;
+                    self.accept(lsn, len);
+                    offset += len as usize;
+                }
+                Err(reason) => return Ok(self.classify(start, data, offset, is_last, reason)),
+            }
+        }
+        Ok(self.classify(start, data, offset, is_last, Invalid::Zero))
+    }
+
+    fn decode(&self, buf: &[u8], lsn: u64) -> Result<(u64, Payload), Invalid> {
+        let (header, payload) = record::decode(buf, lsn)?;
+        if header.prev_lsn != self.end.last_lsn {
+            return Err(Invalid::Damaged("record's previous-LSN link is broken".into()));
+        }
+        let payload = Payload::decode(payload)
+            .map_err(|e| Invalid::Damaged(format!("record payload is malformed: {}", e.0)))?;
+        Ok((header.total_len(), payload))
+    }
+
+    fn accept(&mut self, lsn: u64, len: u64) {
+        self.end.last_lsn = lsn;
+        self.end.resume = lsn + len;
+        self.end.records += 1;
+        self.end.bytes += len;
+    }
+
+    /// Decides what the first invalid position of a segment means; true = continue.
+    fn classify(&mut self, start: u64, data: &[u8], offset: usize, is_last: bool, why: Invalid) -> bool {
+        let at = start + offset as u64;
+        let rest = data.get(offset..).unwrap_or_default();
+        let nonzero_end = rest.iter().rposition(|&b| b != 0).map(|p| offset + p + 1);
+        let reason = match why {
+            Invalid::Zero => "bytes that are not a record".to_string(),
+            Invalid::Damaged(reason) => reason,
+        };
+        self.end.kind = match nonzero_end {
+            None if is_last => EndKind::Clean,
+            None => return true,
+            Some(_) if !is_last => EndKind::Corrupt { at, reason: format!("{reason}, inside a sealed segment") },
+            Some(end) => match later_valid_record(start, data, offset) {
+                Some(q) => EndKind::Corrupt { at, reason: format!("{reason}, followed by a valid record at {q:#x}") },
+                None => EndKind::TornTail { at, len: (end - offset) as u64 },
+            },
+        };
+        false
+    }
+}
+
+/// The first position after `offset` holding a record that is valid on its own.
+fn later_valid_record(start: u64, data: &[u8], offset: usize) -> Option<u64> {
+    let mut q = offset + record::ALIGN as usize;
+    while q + RECORD_HEADER_LEN <= data.len() {
+        if record::decode(&data[q..], start + q as u64).is_ok() {
+            return Some(start + q as u64);
+        }
+        q += record::ALIGN as usize;
+    }
+    None
+}

@@ -1,0 +1,223 @@
+//! Appending records and group commit.
+//!
+//! Appends go to an in-memory buffer under a short lock. A writer that needs durability waits;
+//! if nobody is syncing it becomes the leader: it takes every buffered byte, writes it, issues
+//! one fdatasync per touched segment and wakes everyone whose record is now durable. Writers
+//! that arrive meanwhile buffer behind it and are covered by the next sync: no timer, no delay.
+
+use crate::engine::error::StorageError;
+use crate::engine::io::{IoBackend, IoFile};
+use crate::engine::wal::files::create_segment;
+use crate::engine::wal::record::{self, KIND_COMMIT};
+use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+pub(crate) struct Wal {
+    io: Arc<dyn IoBackend>,
+    dir: PathBuf,
+    segment_size: u64,
+    instance_id: [u8; 16],
+    append: Mutex<AppendState>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    pub(crate) stats: WalStats,
+}
+
+/// Counters for `Engine::stats`.
+#[derive(Default)]
+pub(crate) struct WalStats {
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) fsync_nanos: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+struct AppendState {
+    /// Where the next record goes.
+    tail: u64,
+    last_lsn: u64,
+    active_start: u64,
+    /// Buffered bytes as (log position, bytes), contiguous within a chunk.
+    pending: Vec<(u64, Vec<u8>)>,
+    segments: BTreeMap<u64, Arc<dyn IoFile>>,
+}
+
+struct SyncState {
+    /// Every byte below this position is durable.
+    durable: u64,
+    syncing: bool,
+    failed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the WAL continues after recovery.
+pub(crate) struct WalStart {
+    pub(crate) tail: u64,
+    pub(crate) last_lsn: u64,
+    pub(crate) active: Arc<dyn IoFile>,
+}
+
+impl Wal {
+    pub(crate) fn new(
+        io: Arc<dyn IoBackend>,
+        dir: PathBuf,
+        segment_size: u64,
+        instance_id: [u8; 16],
+        start: WalStart,
+    ) -> Wal {
+        let active_start = (start.tail - 1) / segment_size * segment_size;
+        let append = AppendState {
+            tail: start.tail,
+            last_lsn: start.last_lsn,
+            active_start,
+            pending: Vec::new(),
+            segments: BTreeMap::from([(active_start, start.active)]),
+        };
+        let sync = SyncState { durable: start.tail, syncing: false, failed: false };
+        Wal {
+            io,
+            dir,
+            segment_size,
+            instance_id,
+            append: Mutex::new(append),
+            sync: Mutex::new(sync),
+            synced: Condvar::new(),
+            stats: WalStats::default(),
+        }
+    }
+
+    pub(crate) fn tail(&self) -> u64 {
+        lock(&self.append).tail
+    }
+
+    pub(crate) fn last_lsn(&self) -> u64 {
+        lock(&self.append).last_lsn
+    }
+
+    pub(crate) fn durable(&self) -> u64 {
+        lock(&self.sync).durable
+    }
+
+    pub(crate) fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// The largest payload that fits in an empty segment.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.segment_size as usize - SEGMENT_HEADER_LEN - record::RECORD_HEADER_LEN - 8
+    }
+
+    /// Whether a record with this payload fits in the rest of the active segment.
+    pub(crate) fn fits(&self, payload_len: usize) -> bool {
+        let state = lock(&self.append);
+        state.tail + record::record_len(payload_len) <= state.active_start + self.segment_size
+    }
+
+    /// Buffers a record at the tail; returns (its LSN, the log position after it).
+    /// The caller serialises appends and has checked `fits`.
+    pub(crate) fn append(&self, payload: &[u8]) -> (u64, u64) {
+        let mut state = lock(&self.append);
+        let lsn = state.tail;
+        let bytes = record::encode(lsn, state.last_lsn, KIND_COMMIT, payload);
+        let end = lsn + bytes.len() as u64;
+        self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        match state.pending.last_mut() {
+            Some((at, buf)) if *at + buf.len() as u64 == lsn => buf.extend_from_slice(&bytes),
+            _ => state.pending.push((lsn, bytes)),
+        }
+        state.tail = end;
+        state.last_lsn = lsn;
+        (lsn, end)
+    }
+
+    /// Seals the active segment and starts the next one.
+    ///
+    /// Everything buffered is synced first, so a segment that has a successor never holds a
+    /// torn record: recovery may then call any bad record in it corruption.
+    pub(crate) fn switch_segment(&self) -> Result<(), StorageError> {
+        let tail = self.tail();
+        self.wait_durable(tail)?;
+        let mut state = lock(&self.append);
+        let header = SegmentHeader {
+            segment_size: self.segment_size,
+            instance_id: self.instance_id,
+            start_lsn: state.active_start + self.segment_size,
+            prev_start_lsn: state.active_start,
+            prev_last_lsn: state.last_lsn,
+        };
+        let file = create_segment(&*self.io, &self.dir, &header)?;
+        state.segments = BTreeMap::from([(header.start_lsn, file)]);
+        state.active_start = header.start_lsn;
+        state.tail = header.start_lsn + SEGMENT_HEADER_LEN as u64;
+        drop(state);
+        lock(&self.sync).durable = header.start_lsn + SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Blocks until every byte below `end` is durable, syncing as leader if nobody else is.
+    pub(crate) fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
+        let mut sync = lock(&self.sync);
+        loop {
+            if sync.failed {
+                return Err(StorageError::PreviousIo);
+            }
+            if sync.durable >= end {
+                return Ok(());
+            }
+            if !sync.syncing {
+                sync.syncing = true;
+                drop(sync);
+                let result = self.flush();
+                sync = lock(&self.sync);
+                sync.syncing = false;
+                match result {
+                    Ok(upto) => sync.durable = sync.durable.max(upto),
+                    Err(_) => sync.failed = true,
+                }
+                self.synced.notify_all();
+                result?;
+            } else {
+                sync = self.synced.wait(sync).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+
+    /// Writes and syncs everything buffered; returns the position it is durable up to.
+    fn flush(&self) -> Result<u64, StorageError> {
+        let (chunks, files, upto) = {
+            let mut state = lock(&self.append);
+            let chunks = std::mem::take(&mut state.pending);
+            (chunks, state.segments.clone(), state.tail)
+        };
+        let mut touched: BTreeMap<u64, Arc<dyn IoFile>> = BTreeMap::new();
+        for (at, bytes) in chunks {
+            let start = at / self.segment_size * self.segment_size;
+            let file = files.get(&start).ok_or_else(|| missing_segment(start))?;
+            file.write_at(at - start, &bytes)?;
+            touched.insert(start, file.clone());
+        }
+        for file in touched.values() {
+            self.timed_sync(&**file)?;
+        }
+        Ok(upto)
+    }
+
+    fn timed_sync(&self, file: &dyn IoFile) -> Result<(), StorageError> {
+        let started = Instant::now();
+        file.sync_data()?;
+        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let nanos = started.elapsed().as_nanos() as u64;
+        self.stats.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn missing_segment(start: u64) -> StorageError {
+    StorageError::corrupted(None, format!("WAL segment {start:#x} is not open for writing"))
+}
