@@ -43,14 +43,23 @@ impl Engine {
             last_checkpoint: Mutex::new(Instant::now()),
             counters: Counters::default(),
         };
-        engine.resume_purges().map_err(open_error)?;
+        engine.finish_interrupted_drops()?;
         Ok((engine, rec.report))
     }
 }
 
-fn open_error(e: Error) -> OpenError {
-    match e {
-        Error::Storage(s) => OpenError::Storage(s),
-        other => OpenError::Storage(StorageError::corrupted(None, format!("finishing a drop: {other}"))),
+impl Engine {
+    /// A corrupted page must not keep the whole store closed just because a purge crosses it:
+    /// the purge is retried at the next open, and reads of that page report the corruption.
+    fn finish_interrupted_drops(&self) -> Result<(), OpenError> {
+        match self.resume_purges() {
+            Ok(()) => Ok(()),
+            Err(Error::Storage(StorageError::Corrupted { page, detail })) => {
+                tracing::warn!(?page, %detail, "could not finish an interrupted drop");
+                Ok(())
+            }
+            Err(Error::Storage(s)) => Err(OpenError::Storage(s)),
+            Err(other) => Err(OpenError::Storage(StorageError::corrupted(None, other.to_string()))),
+        }
     }
 }
