@@ -1,0 +1,588 @@
+//! Gateway configuration: TOML with serde defaults, environment overrides (DESIGN §7),
+//! `validate()` reporting every bad field at once, then the domain type [`GatewayConfig`].
+//!
+//! Start the binary with `photondb-gateway --config FILE`; see `gateway/README.md` for an
+//! example file. Until authentication lands (its own issue) the gateway only starts in dev
+//! mode on a loopback address: [`DevMode`] is the proof of that, built only here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variables read as overrides (DESIGN §7).
+pub const ENV_DEV_MODE: &str = "PHOTONDB_DEV_MODE";
+pub const ENV_TLS_CERT: &str = "PHOTONDB_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "PHOTONDB_TLS_KEY";
+pub const ENV_DISABLE_TLS: &str = "PHOTONDB_DISABLE_TLS";
+pub const ENV_TLS_DISABLE_VERIFY: &str = "PHOTONDB_TLS_DISABLE_VERIFY";
+
+/// Every configuration problem found, reported together (the binary exits 64 with them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "config error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Proof that dev mode is on and the public listener is loopback-only. Only
+/// [`GatewayConfig`] validation builds it; the dev-only pipeline slots demand it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevMode(());
+
+/// The file as written: every field has a default, nothing is trusted yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub dev_mode: bool,
+    pub listen: String,
+    /// When this file exists and is not empty of `0`, the gateway is read-only (hot).
+    pub read_only_flag: Option<PathBuf>,
+    pub tls: RawTls,
+    pub upstream: RawUpstream,
+    pub limits: RawLimits,
+    pub breaker: RawBreaker,
+    pub metrics: RawMetrics,
+    pub server: RawServer,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    pub disable: bool,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub reload_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawUpstream {
+    pub address: String,
+    pub ca: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub server_name: String,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub read_retries: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_batch_operations: usize,
+    pub max_scan_limit: u32,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub idle_timeout_secs: u64,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_pending_reset_streams: usize,
+    pub h2_max_local_error_resets: usize,
+    pub max_inflight: usize,
+    pub shed_writes_at: usize,
+    pub ip_rate_per_sec: u32,
+    pub ip_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBreaker {
+    pub failure_threshold: u32,
+    pub open_ms: u64,
+    pub half_open_probes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    pub threads: usize,
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            dev_mode: false,
+            listen: "127.0.0.1:8443".into(),
+            read_only_flag: None,
+            tls: RawTls::default(),
+            upstream: RawUpstream::default(),
+            limits: RawLimits::default(),
+            breaker: RawBreaker::default(),
+            metrics: RawMetrics::default(),
+            server: RawServer::default(),
+        }
+    }
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self { disable: false, cert: None, key: None, reload_interval_ms: 10_000 }
+    }
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:7443".into(),
+            ca: None,
+            client_cert: None,
+            client_key: None,
+            server_name: "storaged.photondb.local".into(),
+            timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
+            read_retries: 2,
+        }
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 32,
+            max_batch_operations: 1_000,
+            max_scan_limit: 1_000,
+            max_connections: 4_096,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            idle_timeout_secs: 60,
+            h2_max_concurrent_streams: 100,
+            h2_max_pending_reset_streams: 20,
+            h2_max_local_error_resets: 256,
+            max_inflight: 1_024,
+            shed_writes_at: 768,
+            ip_rate_per_sec: 200,
+            ip_burst: 400,
+        }
+    }
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_ms: 5_000, half_open_probes: 1 }
+    }
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self { threads: 2, grace_period_secs: 5, graceful_shutdown_timeout_secs: 5 }
+    }
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub dev: DevMode,
+    pub listen: SocketAddr,
+    pub read_only_flag: Option<PathBuf>,
+    /// `None` only in dev mode with `PHOTONDB_DISABLE_TLS=1` / `tls.disable`.
+    pub tls: Option<TlsFiles>,
+    pub tls_reload_interval: Duration,
+    pub upstream: UpstreamConfig,
+    pub limits: Limits,
+    pub breaker: BreakerConfig,
+    pub metrics_listen: Option<SocketAddr>,
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub address: SocketAddr,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub server_name: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub read_retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_batch_operations: usize,
+    pub max_scan_limit: u32,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout_secs: u64,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_pending_reset_streams: usize,
+    pub h2_max_local_error_resets: usize,
+    pub max_inflight: usize,
+    pub shed_writes_at: usize,
+    /// `None`: per-IP limiting off.
+    pub ip_rate: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+    pub half_open_probes: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    pub threads: usize,
+    pub grace_period_secs: u64,
+    pub graceful_shutdown_timeout_secs: u64,
+}
+
+impl GatewayConfig {
+    /// Reads `path`, applies the `PHOTONDB_*` overrides from `env`, and validates.
+    pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {}", path.display(), e.kind())]))?;
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text, applies overrides from `env`, and validates.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&e)]))?;
+        let mut errors = apply_env(&mut raw, env);
+        match raw.validate() {
+            Ok(cfg) if errors.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(ConfigErrors(more)) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+}
+
+/// The `PHOTONDB_*` variables of the current process (the only ones the gateway reads).
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("PHOTONDB_")).collect()
+}
+
+fn toml_error(e: &toml::de::Error) -> String {
+    // The message names the field and line; it never echoes values of other fields.
+    format!("invalid TOML: {}", e.message())
+        + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
+}
+
+fn env_flag(env: &BTreeMap<String, String>, name: &str, errors: &mut Vec<String>) -> Option<bool> {
+    match env.get(name).map(String::as_str) {
+        None => None,
+        Some("1" | "true") => Some(true),
+        Some("0" | "false" | "") => Some(false),
+        Some(_) => {
+            errors.push(format!("{name} must be 1 or 0"));
+            None
+        }
+    }
+}
+
+fn apply_env(raw: &mut RawConfig, env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(on) = env_flag(env, ENV_DEV_MODE, &mut errors) {
+        raw.dev_mode = on;
+    }
+    if let Some(off) = env_flag(env, ENV_DISABLE_TLS, &mut errors) {
+        raw.tls.disable = off;
+    }
+    if env_flag(env, ENV_TLS_DISABLE_VERIFY, &mut errors) == Some(true) {
+        errors.push(format!("{ENV_TLS_DISABLE_VERIFY}: the gateway always verifies storaged"));
+    }
+    if let Some(cert) = env.get(ENV_TLS_CERT) {
+        raw.tls.cert = Some(cert.into());
+    }
+    if let Some(key) = env.get(ENV_TLS_KEY) {
+        raw.tls.key = Some(key.into());
+    }
+    errors
+}
+
+/// Collects field errors so `validate` reports all of them.
+#[derive(Default)]
+struct Check(Vec<String>);
+
+impl Check {
+    fn fail(&mut self, msg: impl Into<String>) {
+        self.0.push(msg.into());
+    }
+
+    fn addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            self.fail(format!("{field}: {value:?} is not an IP:port address"));
+        }
+        parsed
+    }
+
+    fn file(&mut self, field: &str, value: &Option<PathBuf>) -> Option<PathBuf> {
+        match value {
+            None => self.fail(format!("{field} is required")),
+            Some(p) if !p.is_file() => self.fail(format!("{field}: {} is not a readable file", p.display())),
+            Some(p) => return Some(p.clone()),
+        }
+        None
+    }
+
+    fn positive(&mut self, field: &str, value: u64) {
+        if value == 0 {
+            self.fail(format!("{field} must be greater than 0"));
+        }
+    }
+
+    fn at_most(&mut self, field: &str, value: u64, max: u64) {
+        if value > max {
+            self.fail(format!("{field} must be at most {max}"));
+        }
+    }
+}
+
+impl RawConfig {
+    /// Checks every field and builds the domain config, or lists every problem.
+    pub fn validate(&self) -> Result<GatewayConfig, ConfigErrors> {
+        let mut c = Check::default();
+        let listen = c.addr("listen", &self.listen);
+        let dev = check_mode(&mut c, self.dev_mode, listen);
+        let tls = self.tls.validate(&mut c, self.dev_mode);
+        let upstream = self.upstream.validate(&mut c);
+        let limits = self.limits.validate(&mut c);
+        let breaker = self.breaker.validate(&mut c);
+        let metrics_listen = self.metrics.listen.as_deref().and_then(|m| c.addr("metrics.listen", m));
+        let server = self.server.validate(&mut c);
+        let flag = self.read_only_flag.clone();
+        if flag.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+            c.fail("read_only_flag must not be empty");
+        }
+        match (c.0.is_empty(), listen, dev, tls, upstream, limits) {
+            (true, Some(listen), Some(dev), Some(tls), Some(upstream), Some(limits)) => Ok(GatewayConfig {
+                dev,
+                listen,
+                read_only_flag: flag,
+                tls,
+                tls_reload_interval: Duration::from_millis(self.tls.reload_interval_ms),
+                upstream,
+                limits,
+                breaker,
+                metrics_listen,
+                server,
+            }),
+            _ => Err(ConfigErrors(c.0)),
+        }
+    }
+}
+
+/// Authentication is not implemented yet: only dev mode on loopback may start.
+fn check_mode(c: &mut Check, dev_mode: bool, listen: Option<SocketAddr>) -> Option<DevMode> {
+    if !dev_mode {
+        c.fail(format!(
+            "dev_mode: authentication is not implemented yet, so the gateway only starts in dev \
+             mode ({ENV_DEV_MODE}=1 or dev_mode = true) on a loopback address"
+        ));
+        return None;
+    }
+    match listen {
+        Some(addr) if addr.ip().is_loopback() => Some(DevMode(())),
+        Some(addr) => {
+            c.fail(format!("listen: dev mode refuses the non-loopback address {addr}"));
+            None
+        }
+        None => None,
+    }
+}
+
+impl RawTls {
+    fn validate(&self, c: &mut Check, dev_mode: bool) -> Option<Option<TlsFiles>> {
+        c.positive("tls.reload_interval_ms", self.reload_interval_ms);
+        if self.disable {
+            if !dev_mode {
+                c.fail(format!("tls.disable / {ENV_DISABLE_TLS} is allowed only in dev mode"));
+            }
+            return Some(None);
+        }
+        let cert = c.file("tls.cert", &self.cert);
+        let key = c.file("tls.key", &self.key);
+        let files = TlsFiles { cert: cert?, key: key? };
+        if let Err(e) = crate::tls::load_certified_key(&files) {
+            c.fail(format!("tls: {e}"));
+            return None;
+        }
+        Some(Some(files))
+    }
+}
+
+impl RawUpstream {
+    fn validate(&self, c: &mut Check) -> Option<UpstreamConfig> {
+        let address = c.addr("upstream.address", &self.address);
+        let ca = c.file("upstream.ca", &self.ca);
+        let client_cert = c.file("upstream.client_cert", &self.client_cert);
+        let client_key = c.file("upstream.client_key", &self.client_key);
+        if rustls::pki_types::ServerName::try_from(self.server_name.as_str()).is_err() {
+            c.fail("upstream.server_name is not a valid DNS name or IP address");
+        }
+        c.positive("upstream.timeout_ms", self.timeout_ms);
+        c.positive("upstream.connect_timeout_ms", self.connect_timeout_ms);
+        c.at_most("upstream.read_retries", self.read_retries.into(), 5);
+        Some(UpstreamConfig {
+            address: address?,
+            ca: ca?,
+            client_cert: client_cert?,
+            client_key: client_key?,
+            server_name: self.server_name.clone(),
+            timeout: Duration::from_millis(self.timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            read_retries: self.read_retries,
+        })
+    }
+}
+
+impl RawLimits {
+    fn validate(&self, c: &mut Check) -> Option<Limits> {
+        c.positive("limits.max_body_bytes", self.max_body_bytes as u64);
+        c.at_most("limits.max_body_bytes", self.max_body_bytes as u64, 64 << 20);
+        c.positive("limits.max_json_depth", self.max_json_depth as u64);
+        c.at_most("limits.max_json_depth", self.max_json_depth as u64, 128);
+        c.positive("limits.max_batch_operations", self.max_batch_operations as u64);
+        c.positive("limits.max_scan_limit", self.max_scan_limit.into());
+        c.positive("limits.max_connections", self.max_connections as u64);
+        c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
+        c.at_most("limits.max_header_bytes", self.max_header_bytes as u64, 1 << 20);
+        c.positive("limits.max_headers", self.max_headers as u64);
+        c.at_most("limits.max_headers", self.max_headers as u64, 256);
+        c.positive("limits.header_timeout_ms", self.header_timeout_ms);
+        c.positive("limits.body_timeout_ms", self.body_timeout_ms);
+        c.positive("limits.idle_timeout_secs", self.idle_timeout_secs);
+        c.positive("limits.h2_max_concurrent_streams", self.h2_max_concurrent_streams.into());
+        c.positive("limits.max_inflight", self.max_inflight as u64);
+        if self.shed_writes_at == 0 || self.shed_writes_at > self.max_inflight {
+            c.fail("limits.shed_writes_at must be between 1 and limits.max_inflight");
+        }
+        if (self.ip_rate_per_sec == 0) != (self.ip_burst == 0) {
+            c.fail("limits.ip_rate_per_sec and limits.ip_burst are both 0 (off) or both positive");
+        }
+        Some(self.to_domain())
+    }
+
+    fn to_domain(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_json_depth: self.max_json_depth,
+            max_batch_operations: self.max_batch_operations,
+            max_scan_limit: self.max_scan_limit,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            idle_timeout_secs: self.idle_timeout_secs,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_max_pending_reset_streams: self.h2_max_pending_reset_streams,
+            h2_max_local_error_resets: self.h2_max_local_error_resets,
+            max_inflight: self.max_inflight,
+            shed_writes_at: self.shed_writes_at,
+            ip_rate: (self.ip_rate_per_sec > 0).then_some((self.ip_rate_per_sec, self.ip_burst)),
+        }
+    }
+}
+
+impl RawBreaker {
+    fn validate(&self, c: &mut Check) -> BreakerConfig {
+        c.positive("breaker.failure_threshold", self.failure_threshold.into());
+        c.positive("breaker.open_ms", self.open_ms);
+        c.positive("breaker.half_open_probes", self.half_open_probes.into());
+        BreakerConfig {
+            failure_threshold: self.failure_threshold,
+            open_for: Duration::from_millis(self.open_ms),
+            half_open_probes: self.half_open_probes,
+        }
+    }
+}
+
+impl RawServer {
+    fn validate(&self, c: &mut Check) -> ServerConfig {
+        c.positive("server.threads", self.threads as u64);
+        c.at_most("server.threads", self.threads as u64, 256);
+        c.at_most("server.grace_period_secs", self.grace_period_secs, 3_600);
+        c.at_most("server.graceful_shutdown_timeout_secs", self.graceful_shutdown_timeout_secs, 3_600);
+        ServerConfig {
+            threads: self.threads,
+            grace_period_secs: self.grace_period_secs,
+            graceful_shutdown_timeout_secs: self.graceful_shutdown_timeout_secs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn errors(text: &str, e: &[(&str, &str)]) -> Vec<String> {
+        GatewayConfig::from_toml(text, &env(e)).unwrap_err().0
+    }
+
+    #[test]
+    fn refuses_without_dev_mode_and_lists_every_error() {
+        let errs = errors("listen = \"nope\"\n", &[]);
+        assert!(errs.iter().any(|e| e.starts_with("listen:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("dev_mode:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("upstream.ca")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("tls.cert")), "{errs:?}");
+    }
+
+    #[test]
+    fn dev_mode_refuses_public_addresses() {
+        let errs = errors("listen = \"0.0.0.0:8443\"\n", &[(ENV_DEV_MODE, "1")]);
+        assert!(errs.iter().any(|e| e.contains("non-loopback")), "{errs:?}");
+        assert!(!errs.iter().any(|e| e.starts_with("dev_mode:")), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_env_are_errors() {
+        assert!(errors("bogus = 1\n", &[])[0].contains("bogus"));
+        let errs = errors("", &[(ENV_DEV_MODE, "yes"), (ENV_TLS_DISABLE_VERIFY, "1")]);
+        assert!(errs.iter().any(|e| e.contains(ENV_DEV_MODE)), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains(ENV_TLS_DISABLE_VERIFY)), "{errs:?}");
+    }
+
+    #[test]
+    fn disabling_tls_needs_dev_mode() {
+        let errs = errors("[tls]\ndisable = true\n", &[]);
+        assert!(errs.iter().any(|e| e.starts_with("tls.disable")), "{errs:?}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The pingora application: reads each request's header within a deadline, runs the
+//! [`Pipeline`], and writes the whole answer itself (the gateway terminates requests; it
+//! never proxies bytes). Also the per-connection limit and the HTTP/2 limits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::http::ResponseHeader;
+use pingora::protocols::Stream;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
+use pingora::server::ShutdownWatch;
+use tokio::sync::Semaphore;
+
+use crate::answer::Answer;
+use crate::pipeline::Pipeline;
+
+/// The request-id header, accepted from the client when it is a UUID.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Serves every request on the public listener.
+pub struct Edge {
+    pipeline: Arc<Pipeline>,
+    options: HttpServerOptions,
+}
+
+impl Edge {
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2_idle_timeout = Some(std::time::Duration::from_secs(pipeline.limits.idle_timeout_secs));
+        options.keepalive_request_limit = Some(10_000);
+        Self { pipeline, options }
+    }
+
+    async fn read_header(&self, s: &mut ServerSession) -> bool {
+        // A deadline on the whole header (slowloris); pingora alone bounds each read.
+        let deadline = self.pipeline.limits.header_timeout;
+        matches!(tokio::time::timeout(deadline, s.read_request()).await, Ok(Ok(true)))
+    }
+}
+
+/// The client's `x-request-id` if it is a UUID, else a new one.
+fn request_id(s: &ServerSession) -> String {
+    let given = s.get_header(REQUEST_ID).and_then(|v| v.to_str().ok()).and_then(|v| uuid::Uuid::parse_str(v).ok());
+    given.unwrap_or_else(uuid::Uuid::new_v4).hyphenated().to_string()
+}
+
+#[async_trait]
+impl HttpServerApp for Edge {
+    async fn process_new_http(self: &Arc<Self>, mut s: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        s.set_keepalive(Some(self.pipeline.limits.idle_timeout_secs));
+        if !self.read_header(&mut s).await {
+            return None;
+        }
+        let started = Instant::now();
+        let rid = request_id(&s);
+        let outcome = self.pipeline.serve(&mut s, &rid).await;
+        if outcome.close || *shutdown.borrow() {
+            s.set_keepalive(None);
+        }
+        let status = outcome.answer.status.as_u16();
+        self.pipeline.metrics.request(outcome.label, status, started.elapsed().as_secs_f64());
+        write_answer(&mut s, outcome.answer, &rid).await.ok()?;
+        let settings = HttpPersistentSettings::for_session(&s);
+        let stream = s.finish().await.ok()??;
+        Some(ReusedHttpStream::from_reusable_stream(stream, settings))
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        let l = &self.pipeline.limits;
+        let mut o = default_h2_options();
+        o.max_concurrent_streams(l.h2_max_concurrent_streams)
+            .max_header_list_size(l.max_header_bytes as u32)
+            .max_pending_accept_reset_streams(l.h2_max_pending_reset_streams)
+            .max_local_error_reset_streams(Some(l.h2_max_local_error_resets));
+        Some(o)
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+async fn write_answer(s: &mut ServerSession, answer: Answer, rid: &str) -> pingora::Result<()> {
+    let mut h = ResponseHeader::build(answer.status, Some(answer.headers.len() + 3))?;
+    for (name, value) in answer.headers {
+        h.insert_header(name, value)?;
+    }
+    h.insert_header(REQUEST_ID, rid)?;
+    h.insert_header("cache-control", "no-store")?;
+    let trailers = answer.trailers.filter(|_| s.is_http2());
+    if trailers.is_none() {
+        h.set_content_length(answer.body.len())?;
+    }
+    s.write_response_header(Box::new(h)).await?;
+    match trailers {
+        None => s.write_response_body(answer.body, true).await,
+        Some(t) => {
+            if !answer.body.is_empty() {
+                s.write_response_body(answer.body, false).await?;
+            }
+            s.write_response_trailers(t).await
+        }
+    }
+}
+
+/// Caps open connections: past `max`, new connections are closed at once.
+pub struct ConnectionLimit<A> {
+    inner: Arc<A>,
+    permits: Arc<Semaphore>,
+    on_refuse: Box<dyn Fn() + Send + Sync>,
+}
+
+impl<A> ConnectionLimit<A> {
+    pub fn new(inner: A, max: usize, on_refuse: Box<dyn Fn() + Send + Sync>) -> Self {
+        Self { inner: Arc::new(inner), permits: Arc::new(Semaphore::new(max)), on_refuse }
+    }
+}
+
+#[async_trait]
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            (self.on_refuse)();
+            return None;
+        };
+        // The inner app serves the whole connection (HTTP/1 keep-alive or HTTP/2 streams).
+        let mut next = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        while let Some(stream) = next {
+            next = ServerApp::process_new(&self.inner, stream, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}

@@ -1,0 +1,222 @@
+//! Refusals: every way the gateway says no, as small values, with ONE table ([`Refusal::describe`])
+//! giving each its HTTP status, stable `code` and gRPC code, and ONE mapping from upstream
+//! gRPC status ([`Refusal::from_upstream`]). No upstream or internal text reaches a client.
+
+use http::StatusCode;
+use tonic::Code;
+
+use crate::grpc::GrpcError;
+use crate::json::JsonError;
+use crate::names::NameError;
+use crate::operation::{Action, PayloadError, Resource};
+use crate::route::RouteError;
+
+/// Why a request was not answered with success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NotFound,
+    MethodNotAllowed(&'static str),
+    PathNotNormal,
+    BadQuery,
+    BadName,
+    BadKey,
+    BadPrecondition,
+    HeadersTooLarge,
+    IpRateLimited { retry_after_secs: u64 },
+    PayloadTooLarge,
+    ContentEncoding,
+    BodyTimeout,
+    BadBody,
+    UnexpectedBody,
+    BadJson(JsonError),
+    BadBatch,
+    TooManyOperations,
+    GrpcUnknownMethod,
+    GrpcCompressed,
+    GrpcBadMessage,
+    /// Authentication failed; the `code` says which check (DESIGN §3).
+    Unauthenticated(&'static str),
+    Replayed,
+    RateLimited { retry_after_secs: u64 },
+    Forbidden { action: Action, resource: Resource },
+    ReadOnly,
+    Overloaded,
+    BreakerOpen,
+    DocumentNotFound,
+    Conflict,
+    VersionMismatch,
+    UpstreamInvalidArgument,
+    DataLoss,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    Internal,
+}
+
+/// How a refusal is presented: HTTP status, stable code, short title, gRPC code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Described {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: &'static str,
+    pub grpc: Code,
+}
+
+const fn d(status: StatusCode, code: &'static str, title: &'static str, grpc: Code) -> Described {
+    Described { status, code, title, grpc }
+}
+
+impl Refusal {
+    /// The one table of refusals.
+    pub fn describe(&self) -> Described {
+        use StatusCode as S;
+        match self {
+            Self::NotFound => d(S::NOT_FOUND, "route_not_found", "No such route", Code::Unimplemented),
+            Self::MethodNotAllowed(_) => d(S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", Code::Unimplemented),
+            Self::PathNotNormal => d(S::BAD_REQUEST, "path_not_normal", "Path is not in normal form", Code::InvalidArgument),
+            Self::BadQuery => d(S::BAD_REQUEST, "bad_query", "Query string is invalid", Code::InvalidArgument),
+            Self::BadName => d(S::BAD_REQUEST, "bad_name", "Names are [a-z0-9_-]{1,64}", Code::InvalidArgument),
+            Self::BadKey => d(S::BAD_REQUEST, "bad_key", "Keys are 1-512 bytes of UTF-8", Code::InvalidArgument),
+            Self::BadPrecondition => d(S::BAD_REQUEST, "bad_precondition", "If-Match / If-None-Match is invalid", Code::InvalidArgument),
+            Self::HeadersTooLarge => d(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "Request headers too large", Code::ResourceExhausted),
+            Self::IpRateLimited { .. } => d(S::TOO_MANY_REQUESTS, "ip_rate_limited", "Too many requests from this address", Code::ResourceExhausted),
+            Self::PayloadTooLarge => d(S::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large", Code::ResourceExhausted),
+            Self::ContentEncoding => d(S::UNSUPPORTED_MEDIA_TYPE, "content_encoding_refused", "Content-Encoding is not accepted", Code::Unimplemented),
+            Self::BodyTimeout => d(S::REQUEST_TIMEOUT, "body_timeout", "Request body was not received in time", Code::DeadlineExceeded),
+            Self::BadBody => d(S::BAD_REQUEST, "bad_body", "Request body could not be read", Code::InvalidArgument),
+            Self::UnexpectedBody => d(S::BAD_REQUEST, "unexpected_body", "This route takes no request body", Code::InvalidArgument),
+            Self::BadJson(JsonError::NotUtf8) => d(S::BAD_REQUEST, "json_not_utf8", "Body is not UTF-8", Code::InvalidArgument),
+            Self::BadJson(JsonError::TooDeep) => d(S::BAD_REQUEST, "json_too_deep", "JSON nesting too deep", Code::InvalidArgument),
+            Self::BadJson(JsonError::Malformed) => d(S::BAD_REQUEST, "json_malformed", "Body is not well-formed JSON", Code::InvalidArgument),
+            Self::BadJson(JsonError::NotAnObject) => d(S::BAD_REQUEST, "document_not_object", "Documents must be JSON objects", Code::InvalidArgument),
+            Self::BadBatch => d(S::BAD_REQUEST, "bad_batch", "Batch body is invalid", Code::InvalidArgument),
+            Self::TooManyOperations => d(S::BAD_REQUEST, "batch_too_large", "Too many operations in one batch", Code::InvalidArgument),
+            Self::GrpcUnknownMethod => d(S::NOT_FOUND, "grpc_unknown_method", "No such gRPC method", Code::Unimplemented),
+            Self::GrpcCompressed => d(S::UNSUPPORTED_MEDIA_TYPE, "grpc_compression_refused", "Compressed gRPC messages are not accepted", Code::Unimplemented),
+            Self::GrpcBadMessage => d(S::BAD_REQUEST, "grpc_bad_message", "gRPC message could not be decoded", Code::InvalidArgument),
+            Self::Unauthenticated(code) => d(S::UNAUTHORIZED, *code, "Authentication failed", Code::Unauthenticated),
+            Self::Replayed => d(S::UNAUTHORIZED, "replayed_request", "Request id was already used", Code::Unauthenticated),
+            Self::RateLimited { .. } => d(S::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded", Code::ResourceExhausted),
+            Self::Forbidden { .. } => d(S::FORBIDDEN, "forbidden", "Not allowed", Code::PermissionDenied),
+            Self::ReadOnly => d(S::SERVICE_UNAVAILABLE, "read_only", "The service is read-only for now", Code::Unavailable),
+            Self::Overloaded => d(S::SERVICE_UNAVAILABLE, "overloaded", "The service is overloaded", Code::Unavailable),
+            Self::BreakerOpen => d(S::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable", Code::Unavailable),
+            Self::DocumentNotFound => d(S::NOT_FOUND, "not_found", "Not found", Code::NotFound),
+            Self::Conflict => d(S::CONFLICT, "already_exists", "Already exists", Code::AlreadyExists),
+            Self::VersionMismatch => d(S::PRECONDITION_FAILED, "version_mismatch", "Version precondition failed", Code::FailedPrecondition),
+            Self::UpstreamInvalidArgument => d(S::BAD_REQUEST, "invalid_argument", "Invalid request", Code::InvalidArgument),
+            Self::DataLoss => d(S::INTERNAL_SERVER_ERROR, "data_loss", "Stored data failed an integrity check", Code::DataLoss),
+            Self::UpstreamUnavailable => d(S::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable", Code::Unavailable),
+            Self::UpstreamTimeout => d(S::GATEWAY_TIMEOUT, "storage_timeout", "Storage did not answer in time", Code::DeadlineExceeded),
+            Self::Internal => d(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", Code::Internal),
+        }
+    }
+
+    /// Gateway-made detail that is safe to show (never upstream text).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::MethodNotAllowed(allow) => Some(format!("allowed: {allow}")),
+            Self::Forbidden { action, resource } => Some(format!("{} on {resource} is not allowed", action.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Extra response headers the refusal calls for.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::MethodNotAllowed(allow) => vec![("allow", (*allow).to_string())],
+            Self::IpRateLimited { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
+                vec![("retry-after", retry_after_secs.to_string())]
+            }
+            Self::ReadOnly | Self::Overloaded | Self::BreakerOpen => vec![("retry-after", "1".to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The one mapping from storaged's gRPC status; its message is never used.
+    pub fn from_upstream(code: Code) -> Self {
+        match code {
+            Code::NotFound => Self::DocumentNotFound,
+            Code::AlreadyExists => Self::Conflict,
+            Code::FailedPrecondition | Code::Aborted => Self::VersionMismatch,
+            Code::InvalidArgument | Code::OutOfRange => Self::UpstreamInvalidArgument,
+            Code::DataLoss => Self::DataLoss,
+            Code::ResourceExhausted | Code::Unavailable => Self::UpstreamUnavailable,
+            Code::DeadlineExceeded | Code::Cancelled => Self::UpstreamTimeout,
+            _ => Self::Internal,
+        }
+    }
+
+    /// Whether the refusal is storaged misbehaving (counted by the circuit breaker).
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(self, Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::Internal)
+    }
+}
+
+impl From<RouteError> for Refusal {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotFound => Self::NotFound,
+            RouteError::MethodNotAllowed(allow) => Self::MethodNotAllowed(allow),
+            RouteError::PathNotNormal => Self::PathNotNormal,
+            RouteError::BadQuery => Self::BadQuery,
+            RouteError::Name(n) => n.into(),
+            RouteError::BadPrecondition => Self::BadPrecondition,
+        }
+    }
+}
+
+impl From<NameError> for Refusal {
+    fn from(e: NameError) -> Self {
+        match e {
+            NameError::BadName => Self::BadName,
+            NameError::BadKey => Self::BadKey,
+        }
+    }
+}
+
+impl From<PayloadError> for Refusal {
+    fn from(e: PayloadError) -> Self {
+        match e {
+            PayloadError::Json(j) => Self::BadJson(j),
+            PayloadError::Name(n) => n.into(),
+            PayloadError::BadBatch => Self::BadBatch,
+            PayloadError::TooManyOperations => Self::TooManyOperations,
+            PayloadError::UnexpectedBody => Self::UnexpectedBody,
+        }
+    }
+}
+
+impl From<GrpcError> for Refusal {
+    fn from(e: GrpcError) -> Self {
+        match e {
+            GrpcError::UnknownMethod => Self::GrpcUnknownMethod,
+            GrpcError::Compressed => Self::GrpcCompressed,
+            GrpcError::BadFrame | GrpcError::BadMessage => Self::GrpcBadMessage,
+            GrpcError::Name(n) => n.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_status_mapping() {
+        let cases = [
+            (Code::NotFound, 404, "not_found"),
+            (Code::AlreadyExists, 409, "already_exists"),
+            (Code::FailedPrecondition, 412, "version_mismatch"),
+            (Code::InvalidArgument, 400, "invalid_argument"),
+            (Code::DataLoss, 500, "data_loss"),
+            (Code::ResourceExhausted, 503, "storage_unavailable"),
+            (Code::Unavailable, 503, "storage_unavailable"),
+            (Code::DeadlineExceeded, 504, "storage_timeout"),
+            (Code::Unknown, 500, "internal"),
+        ];
+        for (code, status, name) in cases {
+            let d = Refusal::from_upstream(code).describe();
+            assert_eq!((d.status.as_u16(), d.code), (status, name), "{code:?}");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `photondb-gateway --config FILE`: parse arguments, set up tracing, load and validate every
+//! piece of config before binding a port (exit 64 listing every error), then serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use photondb_gateway::config::{GatewayConfig, process_env};
+use photondb_gateway::server::Gateway;
+
+/// The PhotonDB public gateway.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The gateway's TOML config file.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+/// EX_CONFIG from sysexits.h.
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let gateway = GatewayConfig::load(&args.config, &process_env())
+        .map_err(|e| e.0)
+        .and_then(Gateway::build);
+    match gateway {
+        Ok(g) => g.run_forever(),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("config error: {e}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `RUST_LOG` wins; else `PHOTONDB_LOGGING`; else `info`.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(std::env::var("PHOTONDB_LOGGING").unwrap_or_else(|_| "info".into())))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,92 @@
+//! Public TLS: loading and checking the certificate and key (with the ring provider), and a
+//! rustls certificate resolver whose key is swapped by a background reload — no restart.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
+
+use crate::config::TlsFiles;
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {}", path.display(), e.kind()))
+}
+
+/// Every certificate in a PEM file (at least one).
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("{}: not a PEM certificate file", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| format!("{}: no PEM private key found", path.display()))
+}
+
+/// The certificate chain and its key, checked to match.
+pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
+    let certs = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
+    CertifiedKey::from_der(certs, key, &ring::default_provider())
+        .map_err(|_| format!("{} and {} do not form a usable certificate and key", files.cert.display(), files.key.display()))
+}
+
+/// Serves the current certificate; [`CertResolver::reload`] swaps it.
+#[derive(Debug)]
+pub struct CertResolver {
+    files: TlsFiles,
+    current: RwLock<(Vec<u8>, Arc<CertifiedKey>)>,
+}
+
+impl CertResolver {
+    pub fn new(files: TlsFiles) -> Result<Self, String> {
+        let key = load_certified_key(&files)?;
+        let stamp = stamp(&files);
+        Ok(Self { files, current: RwLock::new((stamp, Arc::new(key))) })
+    }
+
+    /// Loads the files again if they changed; a bad pair is logged and the old one kept.
+    pub fn reload(&self) -> bool {
+        let stamp = stamp(&self.files);
+        if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == stamp {
+            return false;
+        }
+        match load_certified_key(&self.files) {
+            Ok(key) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = (stamp, Arc::new(key));
+                tracing::info!("TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
+                false
+            }
+        }
+    }
+}
+
+/// A digest of the files' contents, so any change (even a same-second rewrite) is seen
+/// without keeping a copy of the key.
+fn stamp(files: &TlsFiles) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(std::fs::read(&files.cert).unwrap_or_default());
+    h.update(zeroize::Zeroizing::new(std::fs::read(&files.key).unwrap_or_default()));
+    h.finalize().to_vec()
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone())
+    }
+}

@@ -1,0 +1,107 @@
+//! TLS and HTTP/2 at the edge: TLS 1.3 with ALPN h2, TLS 1.2 still offered, certificate
+//! reload without restart, and native gRPC re-issued through the pipeline.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prost::Message;
+use rustls::ProtocolVersion;
+use rustls::pki_types::ServerName;
+use support::{Gateway, connect, start};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls13_with_alpn_h2() {
+    let gw = start("");
+    let tls = connect(&gw, &[b"h2", b"http/1.1"]).await;
+    let (_, conn) = tls.get_ref();
+    assert_eq!(conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+    let tls = connect(&gw, &[b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls12_offers_only_aead_suites() {
+    let gw = start("");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(gw.certs.ca_pem.as_bytes()).unwrap()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap();
+    let name = format!("{:?}", suite.suite());
+    assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
+}
+
+fn served_cert(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_reloads_without_restart() {
+    let gw = start("");
+    let before = served_cert(&connect(&gw, &[b"h2"]).await);
+    // A new key pair from the same CA, written over the old files.
+    let fresh = support::certs();
+    let reissue = |name: &str| std::fs::copy(fresh.path(name), gw.certs.path(name)).unwrap();
+    std::fs::write(gw.certs.path("ca.pem"), &fresh.ca_pem).unwrap();
+    reissue("gateway.pem");
+    reissue("gateway-key.pem");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        if let Ok(tls) = support::connector(&fresh, &[b"h2"]).connect(name, tcp).await {
+            assert_ne!(served_cert(&tls), before);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new certificate was never served");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One unary gRPC call over HTTP/2; returns (grpc-status, grpc-message).
+async fn grpc_call(gw: &Gateway, method: &str, msg: &impl Message) -> (String, String) {
+    let tls = connect(gw, &[b"h2"]).await;
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.encoded_len() as u32).to_be_bytes());
+    msg.encode(&mut body).unwrap();
+    let req = http::Request::post(format!("https://localhost/photondb.v1.Storage/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let trailers = resp.into_body().collect().await.unwrap().trailers().cloned().unwrap_or_default();
+    let get = |k: &str| trailers.get(k).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (get("grpc-status"), get("grpc-message"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn native_grpc_goes_through_the_pipeline() {
+    use photondb_proto::v1 as pb;
+    let gw = start("");
+    let table = Some(pb::TableRef { db: "db".into(), table: "t".into() });
+    let get = pb::GetRequest { table: table.clone(), key: "k".into() };
+    assert_eq!(grpc_call(&gw, "Get", &get).await, ("14".into(), "storage_unavailable".into()));
+    let bad = pb::CreateDatabaseRequest { db: "No!".into() };
+    assert_eq!(grpc_call(&gw, "CreateDatabase", &bad).await, ("3".into(), "bad_name".into()));
+    let put = pb::PutRequest { table, key: "k".into(), value: b"[1]".to_vec(), precondition: None };
+    assert_eq!(grpc_call(&gw, "Put", &put).await, ("3".into(), "document_not_object".into()));
+    assert_eq!(grpc_call(&gw, "Nope", &get).await.0, "12");
+}
