@@ -7,12 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn opts() -> EngineOptions {
-    EngineOptions { wal_segment_size: 1 << 20, buffer_pool_bytes: 1 << 20, ..EngineOptions::default() }
+    EngineOptions {
+        wal_segment_size: 1 << 20,
+        buffer_pool_bytes: 1 << 20,
+        ..EngineOptions::default()
+    }
 }
 
 fn open(fs: &SimFs) -> Engine {
     let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
-    Engine::open_with(io, Path::new("/db"), opts()).expect("open").0
+    Engine::open_with(io, Path::new("/db"), opts())
+        .expect("open")
+        .0
 }
 
 fn with_table() -> (SimFs, Engine) {
@@ -26,30 +32,64 @@ fn with_table() -> (SimFs, Engine) {
 #[test]
 fn put_get_delete_carry_versions() {
     let (_fs, e) = with_table();
-    let v1 = e.put("app", "users", "alice", b"{\"a\":1}", Condition::Any).unwrap();
+    let v1 = e
+        .put("app", "users", "alice", b"{\"a\":1}", Condition::Any)
+        .unwrap();
     let doc = e.get("app", "users", "alice").unwrap().unwrap();
     assert_eq!((doc.value.as_slice(), doc.version), (&b"{\"a\":1}"[..], v1));
-    let v2 = e.put("app", "users", "alice", b"2", Condition::IfVersion(v1)).unwrap();
+    let v2 = e
+        .put("app", "users", "alice", b"2", Condition::IfVersion(v1))
+        .unwrap();
     assert!(v2 > v1);
     let stale = e.put("app", "users", "alice", b"3", Condition::IfVersion(v1));
-    assert!(matches!(stale, Err(Error::VersionMismatch { expected: Some(_), actual: Some(a) }) if a == v2));
-    assert!(matches!(e.put("app", "users", "alice", b"3", Condition::IfAbsent), Err(Error::VersionMismatch { .. })));
-    e.delete("app", "users", "alice", Condition::IfVersion(v2)).unwrap();
+    assert!(
+        matches!(stale, Err(Error::VersionMismatch { expected: Some(_), actual: Some(a) }) if a == v2)
+    );
+    assert!(matches!(
+        e.put("app", "users", "alice", b"3", Condition::IfAbsent),
+        Err(Error::VersionMismatch { .. })
+    ));
+    e.delete("app", "users", "alice", Condition::IfVersion(v2))
+        .unwrap();
     assert_eq!(e.get("app", "users", "alice").unwrap(), None);
-    assert!(matches!(e.delete("app", "users", "alice", Condition::Any), Err(Error::NotFound(What::Document))));
+    assert!(matches!(
+        e.delete("app", "users", "alice", Condition::Any),
+        Err(Error::NotFound(What::Document))
+    ));
 }
 
 #[test]
 fn missing_and_duplicate_names_are_reported() {
     let (_fs, e) = with_table();
-    assert!(matches!(e.create_database("app"), Err(Error::AlreadyExists(What::Database))));
-    assert!(matches!(e.create_table("app", "users"), Err(Error::AlreadyExists(What::Table))));
-    assert!(matches!(e.get("nope", "users", "k"), Err(Error::NotFound(What::Database))));
-    assert!(matches!(e.get("app", "nope", "k"), Err(Error::NotFound(What::Table))));
-    assert!(matches!(e.create_database("Bad Name"), Err(Error::InvalidArgument(_))));
-    assert!(matches!(e.put("app", "users", "", b"", Condition::Any), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        e.create_database("app"),
+        Err(Error::AlreadyExists(What::Database))
+    ));
+    assert!(matches!(
+        e.create_table("app", "users"),
+        Err(Error::AlreadyExists(What::Table))
+    ));
+    assert!(matches!(
+        e.get("nope", "users", "k"),
+        Err(Error::NotFound(What::Database))
+    ));
+    assert!(matches!(
+        e.get("app", "nope", "k"),
+        Err(Error::NotFound(What::Table))
+    ));
+    assert!(matches!(
+        e.create_database("Bad Name"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        e.put("app", "users", "", b"", Condition::Any),
+        Err(Error::InvalidArgument(_))
+    ));
     let big = vec![0u8; (1 << 20) + 1];
-    assert!(matches!(e.put("app", "users", "k", &big, Condition::Any), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        e.put("app", "users", "k", &big, Condition::Any),
+        Err(Error::InvalidArgument(_))
+    ));
     assert_eq!(e.list_databases().unwrap(), vec!["app".to_string()]);
     assert_eq!(e.list_tables("app").unwrap(), vec!["users".to_string()]);
 }
@@ -58,11 +98,29 @@ fn missing_and_duplicate_names_are_reported() {
 fn scans_page_through_a_prefix_in_order() {
     let (_fs, e) = with_table();
     for i in 0..300 {
-        e.put("app", "users", &format!("user/{i:04}"), format!("{i}").as_bytes(), Condition::Any).unwrap();
-        e.put("app", "users", &format!("other/{i:04}"), b"x", Condition::Any).unwrap();
+        e.put(
+            "app",
+            "users",
+            &format!("user/{i:04}"),
+            format!("{i}").as_bytes(),
+            Condition::Any,
+        )
+        .unwrap();
+        e.put(
+            "app",
+            "users",
+            &format!("other/{i:04}"),
+            b"x",
+            Condition::Any,
+        )
+        .unwrap();
     }
     let mut seen = Vec::new();
-    let mut scan = Scan { prefix: "user/".into(), start_after: None, limit: 64 };
+    let mut scan = Scan {
+        prefix: "user/".into(),
+        start_after: None,
+        limit: 64,
+    };
     loop {
         let page = e.scan("app", "users", &scan).unwrap();
         seen.extend(page.docs.into_iter().map(|d| d.key));
@@ -80,14 +138,32 @@ fn a_failed_batch_changes_nothing() {
     let (_fs, e) = with_table();
     let v = e.put("app", "users", "a", b"1", Condition::Any).unwrap();
     let ops = vec![
-        BatchOp::Put { key: "b".into(), value: b"2".to_vec(), condition: Condition::Any },
-        BatchOp::Put { key: "a".into(), value: b"x".to_vec(), condition: Condition::IfVersion(v + 1) },
+        BatchOp::Put {
+            key: "b".into(),
+            value: b"2".to_vec(),
+            condition: Condition::Any,
+        },
+        BatchOp::Put {
+            key: "a".into(),
+            value: b"x".to_vec(),
+            condition: Condition::IfVersion(v + 1),
+        },
     ];
-    assert!(matches!(e.batch("app", "users", ops), Err(Error::VersionMismatch { .. })));
+    assert!(matches!(
+        e.batch("app", "users", ops),
+        Err(Error::VersionMismatch { .. })
+    ));
     assert_eq!(e.get("app", "users", "b").unwrap(), None);
     let ops = vec![
-        BatchOp::Put { key: "b".into(), value: b"2".to_vec(), condition: Condition::IfAbsent },
-        BatchOp::Delete { key: "a".into(), condition: Condition::IfVersion(v) },
+        BatchOp::Put {
+            key: "b".into(),
+            value: b"2".to_vec(),
+            condition: Condition::IfAbsent,
+        },
+        BatchOp::Delete {
+            key: "a".into(),
+            condition: Condition::IfVersion(v),
+        },
     ];
     let lsn = e.batch("app", "users", ops).unwrap();
     assert_eq!(e.get("app", "users", "b").unwrap().unwrap().version, lsn);
@@ -97,29 +173,46 @@ fn a_failed_batch_changes_nothing() {
 #[test]
 fn large_values_live_on_overflow_pages_and_are_freed() {
     let io: Arc<dyn IoBackend> = Arc::new(SimFs::new());
-    let opts = EngineOptions { wal_segment_size: 4 << 20, ..opts() };
+    let opts = EngineOptions {
+        wal_segment_size: 4 << 20,
+        ..opts()
+    };
     let (e, _) = Engine::open_with(io, Path::new("/db"), opts).unwrap();
     e.create_database("app").unwrap();
     e.create_table("app", "users").unwrap();
     let big: Vec<u8> = (0..(1 << 20)).map(|i| (i % 251) as u8).collect();
     e.put("app", "users", "big", &big, Condition::Any).unwrap();
     assert_eq!(e.get("app", "users", "big").unwrap().unwrap().value, big);
-    e.put("app", "users", "big", b"small", Condition::Any).unwrap();
+    e.put("app", "users", "big", b"small", Condition::Any)
+        .unwrap();
     let report = e.verify().unwrap();
     assert!(report.is_clean(), "{report}");
-    assert!(report.free_pages >= 128, "the old chain went to the free list: {report}");
+    assert!(
+        report.free_pages >= 128,
+        "the old chain went to the free list: {report}"
+    );
 }
 
 #[test]
 fn dropping_tables_and_databases_frees_their_pages() {
     let (_fs, e) = with_table();
     for i in 0..2000 {
-        e.put("app", "users", &format!("k{i:05}"), &[7u8; 300], Condition::Any).unwrap();
+        e.put(
+            "app",
+            "users",
+            &format!("k{i:05}"),
+            &[7u8; 300],
+            Condition::Any,
+        )
+        .unwrap();
     }
     e.create_table("app", "other").unwrap();
     e.put("app", "other", "x", b"1", Condition::Any).unwrap();
     e.drop_table("app", "users").unwrap();
-    assert!(matches!(e.get("app", "users", "k00001"), Err(Error::NotFound(What::Table))));
+    assert!(matches!(
+        e.get("app", "users", "k00001"),
+        Err(Error::NotFound(What::Table))
+    ));
     assert_eq!(e.get("app", "other", "x").unwrap().unwrap().value, b"1");
     let report = e.verify().unwrap();
     assert!(report.is_clean(), "{report}");
@@ -133,7 +226,14 @@ fn dropping_tables_and_databases_frees_their_pages() {
 fn data_survives_reopen_with_and_without_checkpoint() {
     let (fs, e) = with_table();
     for i in 0..500 {
-        e.put("app", "users", &format!("k{i}"), format!("v{i}").as_bytes(), Condition::Any).unwrap();
+        e.put(
+            "app",
+            "users",
+            &format!("k{i}"),
+            format!("v{i}").as_bytes(),
+            Condition::Any,
+        )
+        .unwrap();
         if i == 250 {
             e.checkpoint().unwrap();
         }
@@ -141,7 +241,13 @@ fn data_survives_reopen_with_and_without_checkpoint() {
     drop(e);
     let e = open(&fs);
     for i in 0..500 {
-        assert_eq!(e.get("app", "users", &format!("k{i}")).unwrap().unwrap().value, format!("v{i}").as_bytes());
+        assert_eq!(
+            e.get("app", "users", &format!("k{i}"))
+                .unwrap()
+                .unwrap()
+                .value,
+            format!("v{i}").as_bytes()
+        );
     }
     assert!(e.verify().unwrap().is_clean());
 }
@@ -151,7 +257,14 @@ fn the_wal_rolls_over_segments_and_recycles_them() {
     let (fs, e) = with_table();
     let value = vec![3u8; 900];
     for i in 0..3000 {
-        e.put("app", "users", &format!("k{}", i % 700), &value, Condition::Any).unwrap();
+        e.put(
+            "app",
+            "users",
+            &format!("k{}", i % 700),
+            &value,
+            Condition::Any,
+        )
+        .unwrap();
         if i % 1000 == 999 {
             e.checkpoint().unwrap();
         }

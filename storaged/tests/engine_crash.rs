@@ -5,7 +5,9 @@
 //! thread interleaving is not, so a failure prints the seed and the crash point to rerun with
 //! `PHOTONDB_CRASH_SEED`. `PHOTONDB_LONG_TESTS=1` runs more and longer workloads.
 
-use photondb_storaged::engine::{BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, Scan, SimFs};
+use photondb_storaged::engine::{
+    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, Scan, SimFs,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -48,7 +50,10 @@ struct History {
 }
 
 fn values(state: &State) -> Values {
-    state.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()
+    state
+        .iter()
+        .map(|(k, (v, _))| (k.clone(), v.clone()))
+        .collect()
 }
 
 struct Writer {
@@ -64,13 +69,21 @@ impl Writer {
     }
 
     fn value(&mut self) -> Vec<u8> {
-        let len = if self.rng.gen_bool(0.05) { self.rng.gen_range(1500..6000) } else { self.rng.gen_range(0..200) };
+        let len = if self.rng.gen_bool(0.05) {
+            self.rng.gen_range(1500..6000)
+        } else {
+            self.rng.gen_range(0..200)
+        };
         let fill = self.rng.r#gen::<u8>();
         vec![fill; len]
     }
 
     fn random_ops(&mut self) -> Vec<BatchOp> {
-        let n = if self.rng.gen_bool(0.3) { self.rng.gen_range(2..6) } else { 1 };
+        let n = if self.rng.gen_bool(0.3) {
+            self.rng.gen_range(2..6)
+        } else {
+            1
+        };
         let mut planned = self.state.clone();
         let mut ops = Vec::new();
         for _ in 0..n {
@@ -80,15 +93,34 @@ impl Writer {
             if touched {
                 let value = self.value();
                 planned.insert(key.clone(), (value.clone(), 0));
-                ops.push(BatchOp::Put { key, value, condition: Condition::Any });
+                ops.push(BatchOp::Put {
+                    key,
+                    value,
+                    condition: Condition::Any,
+                });
                 continue;
             }
             let current = planned.get(&key).map(|(_, v)| *v);
             let op = match (current, self.rng.gen_range(0..3)) {
-                (Some(v), 0) => BatchOp::Delete { key: key.clone(), condition: Condition::IfVersion(v) },
-                (Some(v), 1) => BatchOp::Put { key: key.clone(), value: self.value(), condition: Condition::IfVersion(v) },
-                (None, 1) => BatchOp::Put { key: key.clone(), value: self.value(), condition: Condition::IfAbsent },
-                _ => BatchOp::Put { key: key.clone(), value: self.value(), condition: Condition::Any },
+                (Some(v), 0) => BatchOp::Delete {
+                    key: key.clone(),
+                    condition: Condition::IfVersion(v),
+                },
+                (Some(v), 1) => BatchOp::Put {
+                    key: key.clone(),
+                    value: self.value(),
+                    condition: Condition::IfVersion(v),
+                },
+                (None, 1) => BatchOp::Put {
+                    key: key.clone(),
+                    value: self.value(),
+                    condition: Condition::IfAbsent,
+                },
+                _ => BatchOp::Put {
+                    key: key.clone(),
+                    value: self.value(),
+                    condition: Condition::Any,
+                },
             };
             match &op {
                 BatchOp::Delete { .. } => planned.remove(&key),
@@ -102,7 +134,9 @@ impl Writer {
     fn apply(&mut self, ops: &[BatchOp], version: u64) {
         for op in ops {
             match op {
-                BatchOp::Put { key, value, .. } => self.state.insert(key.clone(), (value.clone(), version)),
+                BatchOp::Put { key, value, .. } => {
+                    self.state.insert(key.clone(), (value.clone(), version))
+                }
                 BatchOp::Delete { key, .. } => self.state.remove(key),
             };
         }
@@ -119,7 +153,13 @@ impl Writer {
         }
         self.log.lock().unwrap().in_flight = Some(values(&next));
         let version = match ops.as_slice() {
-            [BatchOp::Put { key, value, condition }] => e.put("d", "t", key, value, *condition),
+            [
+                BatchOp::Put {
+                    key,
+                    value,
+                    condition,
+                },
+            ] => e.put("d", "t", key, value, *condition),
             [BatchOp::Delete { key, condition }] => e.delete("d", "t", key, *condition),
             _ => e.batch("d", "t", ops.clone()),
         };
@@ -149,34 +189,62 @@ impl Drop for Finished {
 }
 
 fn read_writer(e: &Engine, id: usize) -> State {
-    let scan = Scan { prefix: format!("w{id}-"), start_after: None, limit: 1000 };
+    let scan = Scan {
+        prefix: format!("w{id}-"),
+        start_after: None,
+        limit: 1000,
+    };
     let page = e.scan("d", "t", &scan).unwrap();
-    page.docs.into_iter().map(|d| (d.key, (d.value, d.version))).collect()
+    page.docs
+        .into_iter()
+        .map(|d| (d.key, (d.value, d.version)))
+        .collect()
 }
 
 fn describe_difference(expected: Option<&State>, found: &State) -> String {
     let empty = State::new();
     let expected = expected.unwrap_or(&empty);
     let keys: std::collections::BTreeSet<&String> = expected.keys().chain(found.keys()).collect();
-    let show = |s: Option<&(Vec<u8>, u64)>| s.map(|(v, ver)| format!("{} bytes of {:?} @ {ver}", v.len(), v.first()));
+    let show = |s: Option<&(Vec<u8>, u64)>| {
+        s.map(|(v, ver)| format!("{} bytes of {:?} @ {ver}", v.len(), v.first()))
+    };
     keys.into_iter()
         .filter(|k| expected.get(*k) != found.get(*k))
-        .map(|k| format!("{k}: expected {:?}, found {:?}\n", show(expected.get(k)), show(found.get(k))))
+        .map(|k| {
+            format!(
+                "{k}: expected {:?}, found {:?}\n",
+                show(expected.get(k)),
+                show(found.get(k))
+            )
+        })
         .collect()
 }
 
 fn check(point: &CrashPoint, writers: usize) {
     let e = open(&point.fs);
     let report = e.verify().unwrap();
-    assert!(report.is_clean(), "seed {}: verify after crash:\n{report}", point.seed);
+    assert!(
+        report.is_clean(),
+        "seed {}: verify after crash:\n{report}",
+        point.seed
+    );
     for id in 0..writers {
         let found = read_writer(&e, id);
         let history = &point.after[id];
         // The state after j acknowledged ops, for every j the crash may have caught.
         let empty = State::new();
-        let after_j = |j: usize| if j == 0 { &empty } else { &history.acked[j - 1] };
+        let after_j = |j: usize| {
+            if j == 0 {
+                &empty
+            } else {
+                &history.acked[j - 1]
+            }
+        };
         let acked_ok = (point.before[id]..=history.acked.len()).any(|j| *after_j(j) == found);
-        let in_flight_ok = history.in_flight.as_ref().is_some_and(|v| *v == values(&found));
+        let in_flight_ok = history
+            .in_flight
+            .as_ref()
+            .is_some_and(|v| *v == values(&found));
         assert!(
             acked_ok || in_flight_ok,
             "seed {}: writer {id} recovered a state that is not an acknowledged prefix \
@@ -199,10 +267,16 @@ fn run(seed: u64, writers: usize, ops_per_writer: usize, crash_every: usize) {
     let finished = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..writers)
         .map(|id| {
-            let (e, log, acks, finished) = (e.clone(), logs[id].clone(), acks.clone(), finished.clone());
+            let (e, log, acks, finished) =
+                (e.clone(), logs[id].clone(), acks.clone(), finished.clone());
             let rng = StdRng::seed_from_u64(seed * 1000 + id as u64);
             std::thread::spawn(move || {
-                let mut w = Writer { id, rng, state: State::new(), log };
+                let mut w = Writer {
+                    id,
+                    rng,
+                    state: State::new(),
+                    log,
+                };
                 let _finish = Finished(finished);
                 for _ in 0..ops_per_writer {
                     w.step(&e);
@@ -222,14 +296,24 @@ fn run(seed: u64, writers: usize, ops_per_writer: usize, crash_every: usize) {
         let crash_seed = seed * 7919 + next as u64;
         let crashed = fs.crash(crash_seed);
         let after = logs.iter().map(|l| l.lock().unwrap().clone()).collect();
-        points.push(CrashPoint { fs: crashed, seed: crash_seed, before, after });
+        points.push(CrashPoint {
+            fs: crashed,
+            seed: crash_seed,
+            before,
+            after,
+        });
         next += crash_every;
     }
     handles.into_iter().for_each(|h| h.join().unwrap());
     let last_seed = seed * 7919 + total as u64;
     let before: Vec<usize> = logs.iter().map(|l| l.lock().unwrap().acked.len()).collect();
     let after = logs.iter().map(|l| l.lock().unwrap().clone()).collect();
-    points.push(CrashPoint { fs: fs.crash(last_seed), seed: last_seed, before, after });
+    points.push(CrashPoint {
+        fs: fs.crash(last_seed),
+        seed: last_seed,
+        before,
+        after,
+    });
     for point in &points {
         check(point, writers);
     }
@@ -266,13 +350,17 @@ fn a_crash_during_drop_finishes_the_drop_on_reopen() {
     e.create_database("d").unwrap();
     e.create_table("d", "t").unwrap();
     for i in 0..600 {
-        e.put("d", "t", &format!("k{i:04}"), &[5u8; 64], Condition::Any).unwrap();
+        e.put("d", "t", &format!("k{i:04}"), &[5u8; 64], Condition::Any)
+            .unwrap();
     }
     e.drop_table("d", "t").unwrap();
     for seed in 0..5 {
         let e = open(&fs.crash(seed));
         assert!(matches!(e.get("d", "t", "k0001"), Err(Error::NotFound(_))));
         let report = e.verify().unwrap();
-        assert!(report.is_clean() && report.cells == 1, "only the database entry remains: {report}");
+        assert!(
+            report.is_clean() && report.cells == 1,
+            "only the database entry remains: {report}"
+        );
     }
 }

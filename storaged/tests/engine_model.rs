@@ -72,7 +72,15 @@ type Change = Box<dyn Fn(&mut Model, u64)>;
 impl Harness {
     fn new(seed: u64) -> Self {
         let fs = SimFs::new();
-        let mut h = Harness { seed, step: 0, rng: StdRng::seed_from_u64(seed), fs, engine: None, model: Model::new(), counts: BTreeMap::new() };
+        let mut h = Harness {
+            seed,
+            step: 0,
+            rng: StdRng::seed_from_u64(seed),
+            fs,
+            engine: None,
+            model: Model::new(),
+            counts: BTreeMap::new(),
+        };
         h.open();
         h
     }
@@ -124,7 +132,9 @@ impl Harness {
             _ => self.rng.gen_range(0..300),
         };
         let seed = self.rng.r#gen::<u8>();
-        (0..len).map(|i| seed.wrapping_add((i % 97) as u8)).collect()
+        (0..len)
+            .map(|i| seed.wrapping_add((i % 97) as u8))
+            .collect()
     }
 
     fn condition(&mut self, actual: Option<u64>) -> Condition {
@@ -138,18 +148,31 @@ impl Harness {
     }
 
     fn table(&self, db: &str, t: &str) -> Result<&Table, Outcome> {
-        let tables = self.model.get(db).ok_or(Outcome::NotFound(What::Database))?;
+        let tables = self
+            .model
+            .get(db)
+            .ok_or(Outcome::NotFound(What::Database))?;
         tables.get(t).ok_or(Outcome::NotFound(What::Table))
     }
 
     /// Runs one mutating call; on success applies `change` with the returned LSN.
-    fn mutate(&mut self, expected: Outcome, change: Change, call: impl FnOnce(&Engine) -> Result<u64, Error>) {
+    fn mutate(
+        &mut self,
+        expected: Outcome,
+        change: Change,
+        call: impl FnOnce(&Engine) -> Result<u64, Error>,
+    ) {
         let result = call(self.e());
         match outcome_of(&result) {
             None => self.after_io_error(Some(change).filter(|_| expected == Outcome::Ok)),
             Some(got) => {
                 assert_eq!(got, expected, "{}: {result:?}", self.ctx());
-                let kind = match got { Outcome::Ok => "acknowledged", Outcome::Mismatch => "version mismatch", Outcome::NotFound(_) => "not found", Outcome::AlreadyExists(_) => "already exists" };
+                let kind = match got {
+                    Outcome::Ok => "acknowledged",
+                    Outcome::Mismatch => "version mismatch",
+                    Outcome::NotFound(_) => "not found",
+                    Outcome::AlreadyExists(_) => "already exists",
+                };
                 *self.counts.entry(kind).or_default() += 1;
                 if let Ok(lsn) = result {
                     change(&mut self.model, lsn);
@@ -169,7 +192,11 @@ impl Harness {
     fn put(&mut self) {
         let (db, t) = self.pick_table();
         let (key, value) = (self.key(), self.value());
-        let actual = self.table(db, t).ok().and_then(|tb| tb.get(&key)).map(|(_, v)| *v);
+        let actual = self
+            .table(db, t)
+            .ok()
+            .and_then(|tb| tb.get(&key))
+            .map(|(_, v)| *v);
         let cond = self.condition(actual);
         let expected = match self.table(db, t) {
             Err(o) => o,
@@ -178,20 +205,31 @@ impl Harness {
         };
         let (k, v) = (key.clone(), value.clone());
         let change: Change = Box::new(move |m, lsn| {
-            m.get_mut(db).unwrap().get_mut(t).unwrap().insert(k.clone(), (v.clone(), lsn));
+            m.get_mut(db)
+                .unwrap()
+                .get_mut(t)
+                .unwrap()
+                .insert(k.clone(), (v.clone(), lsn));
         });
         self.mutate(expected, change, |e| e.put(db, t, &key, &value, cond));
     }
 
     fn delete(&mut self) {
         let (db, t) = self.pick_table();
-        let keys: Vec<String> = self.table(db, t).map(|tb| tb.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<String> = self
+            .table(db, t)
+            .map(|tb| tb.keys().cloned().collect())
+            .unwrap_or_default();
         let key = match keys.len() {
             0 => self.key(),
             n if self.rng.gen_bool(0.8) => keys[self.rng.gen_range(0..n)].clone(),
             _ => self.key(),
         };
-        let actual = self.table(db, t).ok().and_then(|tb| tb.get(&key)).map(|(_, v)| *v);
+        let actual = self
+            .table(db, t)
+            .ok()
+            .and_then(|tb| tb.get(&key))
+            .map(|(_, v)| *v);
         let cond = self.condition(actual);
         let expected = match self.table(db, t) {
             Err(o) => o,
@@ -216,9 +254,16 @@ impl Harness {
             let actual = sim.get(&key).map(|(_, v)| *v);
             let condition = self.condition(actual);
             let op = if self.rng.gen_bool(0.7) {
-                BatchOp::Put { key: key.clone(), value: self.value(), condition }
+                BatchOp::Put {
+                    key: key.clone(),
+                    value: self.value(),
+                    condition,
+                }
             } else {
-                BatchOp::Delete { key: key.clone(), condition }
+                BatchOp::Delete {
+                    key: key.clone(),
+                    condition,
+                }
             };
             // A key this batch already wrote carries the batch's version, unknown until the
             // commit, so no `IfVersion` the generator makes can match it.
@@ -244,7 +289,9 @@ impl Harness {
             let table = m.get_mut(db).unwrap().get_mut(t).unwrap();
             for op in &applied {
                 match op {
-                    BatchOp::Put { key, value, .. } => table.insert(key.clone(), (value.clone(), lsn)),
+                    BatchOp::Put { key, value, .. } => {
+                        table.insert(key.clone(), (value.clone(), lsn))
+                    }
                     BatchOp::Delete { key, .. } => table.remove(key),
                 };
             }
@@ -259,14 +306,22 @@ impl Harness {
         // Creation is likelier than dropping, so most operations find their table.
         match [0, 0, 0, 2, 2, 2, 2, 1, 3, 3][self.rng.gen_range(0..10)] {
             0 => {
-                let expected = if has_db { Outcome::AlreadyExists(What::Database) } else { Outcome::Ok };
+                let expected = if has_db {
+                    Outcome::AlreadyExists(What::Database)
+                } else {
+                    Outcome::Ok
+                };
                 let change: Change = Box::new(move |m, _| {
                     m.insert(db.to_string(), BTreeMap::new());
                 });
                 self.mutate(expected, change, |e| e.create_database(db));
             }
             1 => {
-                let expected = if has_db { Outcome::Ok } else { Outcome::NotFound(What::Database) };
+                let expected = if has_db {
+                    Outcome::Ok
+                } else {
+                    Outcome::NotFound(What::Database)
+                };
                 let change: Change = Box::new(move |m, _| {
                     m.remove(db);
                 });
@@ -303,10 +358,18 @@ impl Harness {
         let expected = self.table(db, t).map(|tb| tb.get(&key).cloned());
         match (result, expected) {
             (Ok(doc), Ok(want)) => {
-                assert_eq!(doc.map(|d| (d.value, d.version)), want, "{}: get {db}/{t}/{key}", self.ctx())
+                assert_eq!(
+                    doc.map(|d| (d.value, d.version)),
+                    want,
+                    "{}: get {db}/{t}/{key}",
+                    self.ctx()
+                )
             }
             (Err(e), Err(o)) => assert_eq!(outcome_of::<()>(&Err(e)), Some(o), "{}", self.ctx()),
-            (r, want) => panic!("{}: get {db}/{t}/{key} gave {r:?}, model {want:?}", self.ctx()),
+            (r, want) => panic!(
+                "{}: get {db}/{t}/{key} gave {r:?}, model {want:?}",
+                self.ctx()
+            ),
         }
     }
 
@@ -315,7 +378,11 @@ impl Harness {
         let prefix = ["", "p/", "k", "k1", "q"][self.rng.gen_range(0..5)].to_string();
         let start_after = self.rng.gen_bool(0.5).then(|| self.key());
         let limit = self.rng.gen_range(1..20);
-        let scan = Scan { prefix: prefix.clone(), start_after: start_after.clone(), limit };
+        let scan = Scan {
+            prefix: prefix.clone(),
+            start_after: start_after.clone(),
+            limit,
+        };
         let result = self.e().scan(db, t, &scan);
         if matches!(result, Err(Error::Storage(_))) {
             return self.after_io_error(None);
@@ -333,9 +400,18 @@ impl Harness {
         let more = want.len() > limit;
         want.truncate(limit);
         let page = result.unwrap_or_else(|e| panic!("{}: scan failed: {e}", self.ctx()));
-        let got: Vec<_> = page.docs.iter().map(|d| (d.key.clone(), d.value.clone(), d.version)).collect();
+        let got: Vec<_> = page
+            .docs
+            .iter()
+            .map(|d| (d.key.clone(), d.value.clone(), d.version))
+            .collect();
         assert_eq!(got, want, "{}: scan {scan:?}", self.ctx());
-        assert_eq!(page.next_start_after.is_some(), more, "{}: scan {scan:?}", self.ctx());
+        assert_eq!(
+            page.next_start_after.is_some(),
+            more,
+            "{}: scan {scan:?}",
+            self.ctx()
+        );
     }
 
     /// After an I/O error: everything is refused; a crash-reopen recovers the acknowledged
@@ -355,11 +431,17 @@ impl Harness {
         if found == self.model {
             return;
         }
-        let change = maybe.unwrap_or_else(|| panic!("{}: recovered state differs from the model", self.ctx()));
+        let change = maybe
+            .unwrap_or_else(|| panic!("{}: recovered state differs from the model", self.ctx()));
         let mut with_op = self.model.clone();
         change(&mut with_op, 0);
         *self.counts.entry("failed op was durable").or_default() += 1;
-        assert_eq!(without_versions(&found), without_versions(&with_op), "{}: after an i/o error", self.ctx());
+        assert_eq!(
+            without_versions(&found),
+            without_versions(&with_op),
+            "{}: after an i/o error",
+            self.ctx()
+        );
         self.model = found;
     }
 
@@ -369,8 +451,22 @@ impl Harness {
         for db in e.list_databases().unwrap() {
             let tables = out.entry(db.clone()).or_default();
             for t in e.list_tables(&db).unwrap() {
-                let page = e.scan(&db, &t, &Scan { prefix: String::new(), start_after: None, limit: 10_000 }).unwrap();
-                let docs = page.docs.into_iter().map(|d| (d.key, (d.value, d.version))).collect();
+                let page = e
+                    .scan(
+                        &db,
+                        &t,
+                        &Scan {
+                            prefix: String::new(),
+                            start_after: None,
+                            limit: 10_000,
+                        },
+                    )
+                    .unwrap();
+                let docs = page
+                    .docs
+                    .into_iter()
+                    .map(|d| (d.key, (d.value, d.version)))
+                    .collect();
                 tables.insert(t, docs);
             }
         }
@@ -378,7 +474,12 @@ impl Harness {
     }
 
     fn check_all(&self) {
-        assert_eq!(self.read_all(), self.model, "{}: full comparison", self.ctx());
+        assert_eq!(
+            self.read_all(),
+            self.model,
+            "{}: full comparison",
+            self.ctx()
+        );
         let report = self.e().verify().unwrap();
         assert!(report.is_clean(), "{}: verify\n{report}", self.ctx());
     }
@@ -400,7 +501,11 @@ impl Harness {
         }
         // Make sure the fault fires while the engine is running, not in a later reopen.
         for _ in 0..50 {
-            if self.engine.as_ref().is_some_and(|e| e.checkpoint().is_err()) {
+            if self
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.checkpoint().is_err())
+            {
                 return self.after_io_error(None);
             }
             self.put();
@@ -430,14 +535,26 @@ impl Harness {
         }
         self.check_all();
         let tables: usize = self.model.values().map(BTreeMap::len).sum();
-        eprintln!("seed {}: {} dbs, {tables} tables at the end; {:?}", self.seed, self.model.len(), self.counts);
+        eprintln!(
+            "seed {}: {} dbs, {tables} tables at the end; {:?}",
+            self.seed,
+            self.model.len(),
+            self.counts
+        );
     }
 }
 
 fn without_versions(m: &Model) -> BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<u8>>>> {
     m.iter()
         .map(|(db, ts)| {
-            let ts = ts.iter().map(|(t, docs)| (t.clone(), docs.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()));
+            let ts = ts.iter().map(|(t, docs)| {
+                (
+                    t.clone(),
+                    docs.iter()
+                        .map(|(k, (v, _))| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            });
             (db.clone(), ts.collect())
         })
         .collect()

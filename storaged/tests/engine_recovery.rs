@@ -2,8 +2,8 @@
 //! what it cuts; a corrupted page is reported, never returned as data.
 
 use photondb_storaged::engine::{
-    Condition, CutKind, Engine, EngineOptions, Error, IoBackend, OpenError, Problem, RecoveryMode, SimFs,
-    StorageError,
+    Condition, CutKind, Engine, EngineOptions, Error, IoBackend, OpenError, Problem, RecoveryMode,
+    SimFs, StorageError,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +12,11 @@ const DIR: &str = "/db";
 const SEGMENT: &str = "/db/wal/0000000000000000.wal";
 
 fn opts(mode: RecoveryMode) -> EngineOptions {
-    EngineOptions { wal_segment_size: 256 << 10, recovery: mode, ..EngineOptions::default() }
+    EngineOptions {
+        wal_segment_size: 256 << 10,
+        recovery: mode,
+        ..EngineOptions::default()
+    }
 }
 
 fn open(fs: &SimFs, mode: RecoveryMode) -> Result<Engine, OpenError> {
@@ -28,13 +32,20 @@ fn small_wal(n: usize) -> (SimFs, Vec<u64>, u64) {
     e.create_database("d").unwrap();
     e.create_table("d", "t").unwrap();
     e.checkpoint().unwrap();
-    let lsns = (0..n).map(|i| e.put("d", "t", &format!("k{i}"), &[i as u8; 40], Condition::Any).unwrap()).collect();
+    let lsns = (0..n)
+        .map(|i| {
+            e.put("d", "t", &format!("k{i}"), &[i as u8; 40], Condition::Any)
+                .unwrap()
+        })
+        .collect();
     let end = e.stats().durable_lsn;
     (fs, lsns, end)
 }
 
 fn present(e: &Engine, i: usize) -> Option<u64> {
-    e.get("d", "t", &format!("k{i}")).unwrap().map(|d| d.version)
+    e.get("d", "t", &format!("k{i}"))
+        .unwrap()
+        .map(|d| d.version)
 }
 
 #[test]
@@ -46,11 +57,14 @@ fn truncating_the_wal_at_every_byte_keeps_exactly_the_whole_records() {
     for cut in lsns[0]..=end {
         let crashed = fs.crash(0);
         crashed.corrupt(Path::new(SEGMENT), cut, &vec![0u8; (end - cut) as usize]);
-        let e = open(&crashed, RecoveryMode::TornTail).unwrap_or_else(|err| panic!("cut at {cut}: {err}"));
+        let e = open(&crashed, RecoveryMode::TornTail)
+            .unwrap_or_else(|err| panic!("cut at {cut}: {err}"));
         for (i, (&lsn, &rec_end)) in lsns.iter().zip(&ends).enumerate() {
             // A record survives when the cut left all of its bytes as they were (its last
             // bytes may be zeros already: padding, or zeros in a page image).
-            let untouched = original[cut.min(rec_end) as usize..rec_end as usize].iter().all(|&b| b == 0);
+            let untouched = original[cut.min(rec_end) as usize..rec_end as usize]
+                .iter()
+                .all(|&b| b == 0);
             let expected = untouched.then_some(lsn);
             assert_eq!(present(&e, i), expected, "cut at {cut}, record {i}");
         }
@@ -62,12 +76,18 @@ fn truncating_the_wal_at_every_byte_keeps_exactly_the_whole_records() {
 fn a_zeroed_tail_sector_is_a_torn_tail() {
     let (fs, mut lsns, _) = small_wal(29);
     let e = open(&fs, RecoveryMode::TornTail).unwrap();
-    lsns.push(e.put("d", "t", "k29", &[9u8; 3000], Condition::Any).unwrap());
+    lsns.push(
+        e.put("d", "t", "k29", &[9u8; 3000], Condition::Any)
+            .unwrap(),
+    );
     let end = e.stats().durable_lsn;
     drop(e);
     let crashed = fs.crash(0);
     let sector = lsns[29].div_ceil(512) * 512;
-    assert!(sector + 512 < end, "the last record spans past a sector boundary");
+    assert!(
+        sector + 512 < end,
+        "the last record spans past a sector boundary"
+    );
     crashed.corrupt(Path::new(SEGMENT), sector, &[0u8; 512]);
     let strict = open(&crashed, RecoveryMode::Strict);
     assert!(matches!(strict, Err(OpenError::Refused(r)) if r.problem == Problem::TornTail));
@@ -75,7 +95,10 @@ fn a_zeroed_tail_sector_is_a_torn_tail() {
     let (e, report) = Engine::open_with(io, Path::new(DIR), opts(RecoveryMode::TornTail)).unwrap();
     let cut = report.cut.expect("a cut");
     assert_eq!(cut.kind, CutKind::TornTail);
-    assert!(crashed.read_file(&cut.quarantined[0]).is_some(), "cut bytes were quarantined");
+    assert!(
+        crashed.read_file(&cut.quarantined[0]).is_some(),
+        "cut bytes were quarantined"
+    );
     assert_eq!(present(&e, 29), None);
     assert_eq!(present(&e, 28), Some(lsns[28]));
     // The cut is permanent: the next open finds a clean log, and new writes follow the cut.
@@ -95,13 +118,19 @@ fn a_bad_record_followed_by_valid_ones_is_corruption() {
             Err(OpenError::Refused(r)) => {
                 assert_eq!((r.problem, r.at_lsn), (Problem::Corruption, Some(lsns[2])));
                 let text = r.to_string();
-                assert!(text.contains("salvage") && text.lines().count() > 3, "{text}");
+                assert!(
+                    text.contains("salvage") && text.lines().count() > 3,
+                    "{text}"
+                );
             }
             other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
         }
     }
     let e = open(&crashed, RecoveryMode::Salvage).unwrap();
-    assert_eq!((present(&e, 1), present(&e, 2), present(&e, 4)), (Some(lsns[1]), None, None));
+    assert_eq!(
+        (present(&e, 1), present(&e, 2), present(&e, 4)),
+        (Some(lsns[1]), None, None)
+    );
     assert!(e.verify().unwrap().is_clean());
 }
 
@@ -118,13 +147,19 @@ fn a_foreign_segment_is_corruption() {
     let (fs, _, _) = small_wal(2);
     let crashed = fs.crash(0);
     crashed.corrupt(Path::new(SEGMENT), 24, &[0x55; 16]);
-    assert!(matches!(open(&crashed, RecoveryMode::TornTail), Err(OpenError::Refused(_))));
+    assert!(matches!(
+        open(&crashed, RecoveryMode::TornTail),
+        Err(OpenError::Refused(_))
+    ));
 }
 
 /// Finds the page of the data file holding `needle`.
 fn page_holding(fs: &SimFs, needle: &[u8]) -> u64 {
     let data = fs.read_file(Path::new("/db/pages.db")).unwrap();
-    let at = data.windows(needle.len()).position(|w| w == needle).expect("needle on disk");
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("needle on disk");
     (at / 8192) as u64
 }
 
@@ -135,7 +170,14 @@ fn a_corrupted_page_is_an_error_on_read_and_named_by_verify() {
     e.create_database("d").unwrap();
     e.create_table("d", "t").unwrap();
     for i in 0..400 {
-        e.put("d", "t", &format!("key-{i:04}"), &[1u8; 100], Condition::Any).unwrap();
+        e.put(
+            "d",
+            "t",
+            &format!("key-{i:04}"),
+            &[1u8; 100],
+            Condition::Any,
+        )
+        .unwrap();
     }
     e.checkpoint().unwrap();
     drop(e);
@@ -146,8 +188,15 @@ fn a_corrupted_page_is_an_error_on_read_and_named_by_verify() {
         Err(Error::Storage(StorageError::Corrupted { page: Some(p), .. })) => assert_eq!(p, page),
         other => panic!("expected corruption, got {other:?}"),
     }
-    assert!(e.get("d", "t", "key-0000").unwrap().is_some(), "other pages still read");
+    assert!(
+        e.get("d", "t", "key-0000").unwrap().is_some(),
+        "other pages still read"
+    );
     let report = e.verify().unwrap();
-    assert_eq!(report.bad_pages.iter().map(|b| b.page).collect::<Vec<_>>(), vec![page], "{report}");
+    assert_eq!(
+        report.bad_pages.iter().map(|b| b.page).collect::<Vec<_>>(),
+        vec![page],
+        "{report}"
+    );
     assert!(e.stats().corrupt_pages_seen >= 1);
 }

@@ -15,7 +15,10 @@ fn not_a_tree_page(page_no: u64) -> StorageError {
 }
 
 fn too_deep(page_no: u64) -> Result<(), StorageError> {
-    Err(StorageError::corrupted(Some(page_no), "tree is deeper than possible (cycle?)"))
+    Err(StorageError::corrupted(
+        Some(page_no),
+        "tree is deeper than possible (cycle?)",
+    ))
 }
 
 pub(crate) fn get(src: &mut impl PageSource, key: &[u8]) -> Result<Option<Cell>, StorageError> {
@@ -40,12 +43,19 @@ pub(crate) struct Range<'a> {
 
 impl Range<'_> {
     fn admits_start(&self, key: &[u8]) -> bool {
-        if self.inclusive { key >= self.from } else { key > self.from }
+        if self.inclusive {
+            key >= self.from
+        } else {
+            key > self.from
+        }
     }
 }
 
 /// Cells in key order from `range.from` while keys carry `range.prefix`, at most `limit`.
-pub(crate) fn scan(src: &mut impl PageSource, range: &Range<'_>) -> Result<Vec<Cell>, StorageError> {
+pub(crate) fn scan(
+    src: &mut impl PageSource,
+    range: &Range<'_>,
+) -> Result<Vec<Cell>, StorageError> {
     let mut out = Vec::new();
     if range.limit > 0 {
         let root = src.meta()?.root;
@@ -80,7 +90,11 @@ fn walk(
 }
 
 fn collect(leaf: Leaf, range: &Range<'_>, out: &mut Vec<Cell>) -> bool {
-    for cell in leaf.cells.into_iter().filter(|c| range.admits_start(&c.key)) {
+    for cell in leaf
+        .cells
+        .into_iter()
+        .filter(|c| range.admits_start(&c.key))
+    {
         if !cell.key.starts_with(range.prefix) {
             return true;
         }
@@ -98,7 +112,10 @@ pub(crate) fn insert(txn: &mut Txn<'_>, cell: Cell) -> Result<Option<Cell>, Stor
     let (old, split) = insert_at(txn, root, cell, 0)?;
     if let Some((separator, right)) = split {
         let new_root = txn.alloc()?;
-        let node = Interior { keys: vec![separator], children: vec![root, right] };
+        let node = Interior {
+            keys: vec![separator],
+            children: vec![root, right],
+        };
         txn.put(new_root, Node::Interior(node));
         txn.meta.root = new_root;
     }
@@ -130,7 +147,9 @@ fn insert_at(
         Node::Interior(mut n) => {
             let idx = n.child_index(&cell.key);
             let (old, split) = insert_at(txn, n.children[idx], cell, depth + 1)?;
-            let Some((separator, right)) = split else { return Ok((old, None)) };
+            let Some((separator, right)) = split else {
+                return Ok((old, None));
+            };
             n.keys.insert(idx, separator);
             n.children.insert(idx + 1, right);
             Ok((old, store_interior(txn, page_no, n)?))
@@ -152,7 +171,9 @@ fn store_leaf(txn: &mut Txn<'_>, page_no: u64, mut leaf: Leaf) -> Result<Split, 
         size < half
     });
     let mid = mid.by_ref().count().clamp(1, leaf.cells.len() - 1);
-    let right = Leaf { cells: leaf.cells.split_off(mid) };
+    let right = Leaf {
+        cells: leaf.cells.split_off(mid),
+    };
     let separator = right.cells[0].key.clone();
     let right_page = txn.alloc()?;
     txn.put(right_page, Node::Leaf(right));
@@ -168,7 +189,10 @@ fn store_interior(txn: &mut Txn<'_>, page_no: u64, mut n: Interior) -> Result<Sp
     let mid = n.keys.len() / 2;
     let right_keys = n.keys.split_off(mid + 1);
     let separator = n.keys.pop().unwrap_or_default();
-    let right = Interior { keys: right_keys, children: n.children.split_off(mid + 1) };
+    let right = Interior {
+        keys: right_keys,
+        children: n.children.split_off(mid + 1),
+    };
     let right_page = txn.alloc()?;
     txn.put(right_page, Node::Interior(right));
     txn.put(page_no, Node::Interior(n));
@@ -210,7 +234,9 @@ fn remove_at(
     }
     match txn.node(page_no)? {
         Node::Leaf(mut leaf) => {
-            let Ok(i) = leaf.search(key) else { return Ok((None, false)) };
+            let Ok(i) = leaf.search(key) else {
+                return Ok((None, false));
+            };
             let old = leaf.cells.remove(i);
             let empty = leaf.cells.is_empty();
             txn.put(page_no, Node::Leaf(leaf));

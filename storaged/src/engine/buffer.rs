@@ -60,7 +60,12 @@ pub(crate) struct Cached {
 impl PageStore {
     pub(crate) fn new(file: Arc<dyn IoFile>, pool_bytes: usize) -> PageStore {
         let capacity = (pool_bytes / PAGE_SIZE).max(16);
-        PageStore { file, pool: Mutex::default(), capacity, stats: PoolStats::default() }
+        PageStore {
+            file,
+            pool: Mutex::default(),
+            capacity,
+            stats: PoolStats::default(),
+        }
     }
 
     /// The page, from memory or from disk (checksum checked).
@@ -71,7 +76,10 @@ impl PageStore {
         if let Some(frame) = pool.frames.get_mut(&page_no) {
             frame.last_use = tick;
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Cached { image: frame.image.clone(), lsn: frame.lsn });
+            return Ok(Cached {
+                image: frame.image.clone(),
+                lsn: frame.lsn,
+            });
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let (image, lsn) = self.read_from_disk(page_no)?;
@@ -94,13 +102,18 @@ impl PageStore {
     /// last checkpoint); `None` means the change must be logged as a full page image.
     pub(crate) fn diff_base(&self, page_no: u64) -> Option<Image> {
         let pool = lock(&self.pool);
-        pool.frames.get(&page_no).filter(|f| f.dirty).map(|f| f.image.clone())
+        pool.frames
+            .get(&page_no)
+            .filter(|f| f.dirty)
+            .map(|f| f.image.clone())
     }
 
     /// The resident image and whether it is dirty.
     pub(crate) fn peek(&self, page_no: u64) -> Option<(Image, bool)> {
         let pool = lock(&self.pool);
-        pool.frames.get(&page_no).map(|f| (f.image.clone(), f.dirty))
+        pool.frames
+            .get(&page_no)
+            .map(|f| (f.image.clone(), f.dirty))
     }
 
     /// Installs committed images (already logged at `lsn`) as dirty pages.
@@ -125,7 +138,8 @@ impl PageStore {
 
     /// Writes a page to the data file. The caller has synced the WAL past `lsn`.
     pub(crate) fn write(&self, page_no: u64, image: &[u8], lsn: u64) -> Result<(), StorageError> {
-        self.file.write_at(page_no * PAGE_SIZE as u64, &seal(image, page_no, lsn))?;
+        self.file
+            .write_at(page_no * PAGE_SIZE as u64, &seal(image, page_no, lsn))?;
         Ok(())
     }
 
@@ -156,7 +170,10 @@ impl PageStore {
 pub(crate) fn read_page(file: &dyn IoFile, page_no: u64) -> Result<(Vec<u8>, u64), StorageError> {
     let mut buf = vec![0u8; PAGE_SIZE];
     if !read_exact_at(file, page_no * PAGE_SIZE as u64, &mut buf)? {
-        return Err(StorageError::corrupted(Some(page_no), "page lies beyond the end of the data file"));
+        return Err(StorageError::corrupted(
+            Some(page_no),
+            "page lies beyond the end of the data file",
+        ));
     }
     unseal(&buf, page_no)
 }
@@ -168,13 +185,28 @@ impl Pool {
         if let Some(frame) = self.frames.get_mut(&page_no) {
             self.dirty += usize::from(dirty && !frame.dirty);
             self.dirty -= usize::from(!dirty && frame.dirty);
-            *frame = Frame { image, lsn, dirty, last_use, slot: frame.slot };
+            *frame = Frame {
+                image,
+                lsn,
+                dirty,
+                last_use,
+                slot: frame.slot,
+            };
             return;
         }
         let slot = self.resident.len();
         self.resident.push(page_no);
         self.dirty += usize::from(dirty);
-        self.frames.insert(page_no, Frame { image, lsn, dirty, last_use, slot });
+        self.frames.insert(
+            page_no,
+            Frame {
+                image,
+                lsn,
+                dirty,
+                last_use,
+                slot,
+            },
+        );
     }
 
     /// Evicts the least recently used clean page among a sample; false if none is clean.
@@ -197,8 +229,14 @@ impl Pool {
         if n == 0 {
             return None;
         }
-        let picks = (0..EVICTION_SAMPLE).map(|i| self.resident[(self.tick as usize + i * 7919) % n]);
-        let clean = picks.filter_map(|p| self.frames.get(&p).filter(|f| !f.dirty).map(|f| (f.last_use, p)));
+        let picks =
+            (0..EVICTION_SAMPLE).map(|i| self.resident[(self.tick as usize + i * 7919) % n]);
+        let clean = picks.filter_map(|p| {
+            self.frames
+                .get(&p)
+                .filter(|f| !f.dirty)
+                .map(|f| (f.last_use, p))
+        });
         clean.min().map(|(_, p)| p)
     }
 

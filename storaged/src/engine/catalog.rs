@@ -43,8 +43,19 @@ pub(crate) fn doc_key(table_id: u32, key: &[u8]) -> Vec<u8> {
 }
 
 /// Every cell whose key starts with `prefix`.
-pub(crate) fn all_with_prefix(src: &mut impl PageSource, prefix: &[u8]) -> Result<Vec<Cell>, StorageError> {
-    btree::scan(src, &Range { from: prefix, inclusive: true, prefix, limit: usize::MAX })
+pub(crate) fn all_with_prefix(
+    src: &mut impl PageSource,
+    prefix: &[u8],
+) -> Result<Vec<Cell>, StorageError> {
+    btree::scan(
+        src,
+        &Range {
+            from: prefix,
+            inclusive: true,
+            prefix,
+            limit: usize::MAX,
+        },
+    )
 }
 
 pub(crate) fn db_exists(src: &mut impl PageSource, db: &str) -> Result<bool, Error> {
@@ -52,14 +63,23 @@ pub(crate) fn db_exists(src: &mut impl PageSource, db: &str) -> Result<bool, Err
 }
 
 pub(crate) fn require_db(src: &mut impl PageSource, db: &str) -> Result<(), Error> {
-    if db_exists(src, db)? { Ok(()) } else { Err(Error::NotFound(What::Database)) }
+    if db_exists(src, db)? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(What::Database))
+    }
 }
 
 /// The id of a table, or which of database and table is missing.
 pub(crate) fn table_id(src: &mut impl PageSource, db: &str, table: &str) -> Result<u32, Error> {
     match btree::get(src, &table_key(db, table))? {
-        Some(Cell { value: Value::Inline(bytes), .. }) if bytes.len() == 4 => Ok(get_u32(&bytes, 0)),
-        Some(_) => Err(StorageError::corrupted(None, "catalog entry for a table is malformed").into()),
+        Some(Cell {
+            value: Value::Inline(bytes),
+            ..
+        }) if bytes.len() == 4 => Ok(get_u32(&bytes, 0)),
+        Some(_) => {
+            Err(StorageError::corrupted(None, "catalog entry for a table is malformed").into())
+        }
         None => {
             require_db(src, db)?;
             Err(Error::NotFound(What::Table))
@@ -70,14 +90,22 @@ pub(crate) fn table_id(src: &mut impl PageSource, db: &str, table: &str) -> Resu
 /// Names under a catalog prefix, in order.
 pub(crate) fn names(src: &mut impl PageSource, prefix: &[u8]) -> Result<Vec<String>, Error> {
     let cells = all_with_prefix(src, prefix)?;
-    let names = cells.into_iter().map(|c| String::from_utf8_lossy(&c.key[prefix.len()..]).into_owned());
+    let names = cells
+        .into_iter()
+        .map(|c| String::from_utf8_lossy(&c.key[prefix.len()..]).into_owned());
     Ok(names.collect())
 }
 
 pub(crate) fn new_table(txn: &mut Txn<'_>, db: &str, table: &str) -> Result<u32, Error> {
     let id = txn.meta.next_table_id;
-    txn.meta.next_table_id = id.checked_add(1).ok_or_else(|| Error::InvalidArgument("out of table ids".into()))?;
-    let cell = Cell { key: table_key(db, table), version: txn.lsn, value: Value::Inline(id.to_le_bytes().to_vec()) };
+    txn.meta.next_table_id = id
+        .checked_add(1)
+        .ok_or_else(|| Error::InvalidArgument("out of table ids".into()))?;
+    let cell = Cell {
+        key: table_key(db, table),
+        version: txn.lsn,
+        value: Value::Inline(id.to_le_bytes().to_vec()),
+    };
     btree::insert(txn, cell)?;
     Ok(id)
 }

@@ -21,7 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Engine {
@@ -52,23 +54,35 @@ impl Engine {
         *lock(&self.control) = next;
         self.store.mark_clean(&dirty);
         let segment_size = self.wal.segment_size();
-        let segments_retired = retire_below(&*self.io, &layout::wal(&self.dir), redo_lsn, segment_size)?;
+        let segments_retired =
+            retire_below(&*self.io, &layout::wal(&self.dir), redo_lsn, segment_size)?;
         let duration = started.elapsed();
         self.note_checkpoint(duration);
-        Ok(CheckpointStats { redo_lsn, pages_written: dirty.len(), segments_retired, duration })
+        Ok(CheckpointStats {
+            redo_lsn,
+            pages_written: dirty.len(),
+            segments_retired,
+            duration,
+        })
     }
 
     fn note_checkpoint(&self, duration: std::time::Duration) {
         *lock(&self.last_checkpoint) = Instant::now();
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        self.counters.last_checkpoint_nanos.store(duration.as_nanos() as u64, Ordering::Relaxed);
+        self.counters
+            .last_checkpoint_nanos
+            .store(duration.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn current_meta(&self) -> Result<Meta, Error> {
         let cached = self.store.get(META_PAGE)?;
         match Node::decode(&cached.image, META_PAGE)? {
             Node::Meta(meta) => Ok(meta),
-            _ => Err(crate::engine::error::StorageError::corrupted(Some(0), "page 0 is not the meta page").into()),
+            _ => Err(crate::engine::error::StorageError::corrupted(
+                Some(0),
+                "page 0 is not the meta page",
+            )
+            .into()),
         }
     }
 }

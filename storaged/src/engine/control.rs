@@ -73,7 +73,10 @@ impl ControlState {
             return Err("control slot checksum mismatch".into());
         }
         let known = get_u32(slot, MAGIC_AT) == MAGIC && get_u32(slot, FORMAT_AT) == FORMAT;
-        let zeros = slot[ZERO_AT..SEQUENCE_AT].iter().chain(&slot[USED..]).all(|&b| b == 0);
+        let zeros = slot[ZERO_AT..SEQUENCE_AT]
+            .iter()
+            .chain(&slot[USED..])
+            .all(|&b| b == 0);
         if !known || !zeros {
             return Err("control slot has an unknown magic, format or layout".into());
         }
@@ -92,7 +95,9 @@ impl ControlState {
 }
 
 /// Both slots as decoded (or why not), for `inspect`.
-pub(crate) fn read_slots(file: &dyn IoFile) -> Result<[Result<ControlState, String>; 2], StorageError> {
+pub(crate) fn read_slots(
+    file: &dyn IoFile,
+) -> Result<[Result<ControlState, String>; 2], StorageError> {
     let read = |i: u64| -> Result<Result<ControlState, String>, StorageError> {
         let mut slot = [0u8; SLOT_LEN];
         if !read_exact_at(file, i * SLOT_LEN as u64, &mut slot)? {
@@ -109,7 +114,10 @@ pub(crate) fn load(file: &dyn IoFile) -> Result<ControlState, StorageError> {
     match (a, b) {
         (Ok(a), Ok(b)) => Ok(if a.sequence >= b.sequence { a } else { b }),
         (Ok(s), Err(_)) | (Err(_), Ok(s)) => Ok(s),
-        (Err(a), Err(b)) => Err(StorageError::corrupted(None, format!("control file: {a}; {b}"))),
+        (Err(a), Err(b)) => Err(StorageError::corrupted(
+            None,
+            format!("control file: {a}; {b}"),
+        )),
     }
 }
 
@@ -147,7 +155,10 @@ mod tests {
         for bit in 0..SLOT_LEN * 8 {
             let mut bad = slot;
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(ControlState::decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                ControlState::decode(&bad).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

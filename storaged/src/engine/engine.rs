@@ -44,11 +44,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Engine {
     /// After an I/O failure every call is refused until the store is reopened.
     pub(crate) fn check_open(&self) -> Result<(), Error> {
-        if self.io.is_latched() { Err(StorageError::PreviousIo.into()) } else { Ok(()) }
+        if self.io.is_latched() {
+            Err(StorageError::PreviousIo.into())
+        } else {
+            Ok(())
+        }
     }
 
     /// Runs a read; returns only once everything it saw is durable.
-    pub(crate) fn read<T>(&self, op: impl FnOnce(&mut ReadView<'_>) -> Result<T, Error>) -> Result<T, Error> {
+    pub(crate) fn read<T>(
+        &self,
+        op: impl FnOnce(&mut ReadView<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         self.check_open()?;
         let guard = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let mut view = ReadView::new(&self.store);
@@ -88,7 +95,9 @@ impl Engine {
             let pages = self.changed(txn.finish());
             let payload = self.payload(summary, &pages).encode();
             if payload.len() > self.wal.max_payload() {
-                return Err(Error::InvalidArgument("transaction is too large for one WAL record".into()));
+                return Err(Error::InvalidArgument(
+                    "transaction is too large for one WAL record".into(),
+                ));
             }
             if !self.wal.fits(payload.len()) && !fresh_segment {
                 self.wal.switch_segment()?;
@@ -104,8 +113,12 @@ impl Engine {
 
     /// Drops pages the transaction rewrote without changing (the meta page, usually).
     fn changed(&self, pages: Vec<(u64, Arc<Vec<u8>>)>) -> Vec<(u64, Arc<Vec<u8>>)> {
-        let same = |p: u64, image: &Arc<Vec<u8>>| self.store.peek(p).is_some_and(|(cur, _)| cur == *image);
-        pages.into_iter().filter(|(p, image)| !same(*p, image)).collect()
+        let same =
+            |p: u64, image: &Arc<Vec<u8>>| self.store.peek(p).is_some_and(|(cur, _)| cur == *image);
+        pages
+            .into_iter()
+            .filter(|(p, image)| !same(*p, image))
+            .collect()
     }
 
     /// Full images for pages clean since the last checkpoint (so redo can repair a torn write
@@ -115,8 +128,14 @@ impl Engine {
             Some(base) => Change::Diff(diff(&base, image)),
             None => Change::Image(image.to_vec()),
         };
-        let pages = pages.iter().map(|(p, image)| PageChange { page_no: *p, change: change(*p, image) });
-        Payload { summary: summary.to_string(), pages: pages.collect() }
+        let pages = pages.iter().map(|(p, image)| PageChange {
+            page_no: *p,
+            change: change(*p, image),
+        });
+        Payload {
+            summary: summary.to_string(),
+            pages: pages.collect(),
+        }
     }
 
     /// Checkpoints when the WAL, the dirty pages or the clock say so. A failure here latches
@@ -128,7 +147,9 @@ impl Engine {
         if !(wal_due || time_due || self.store.over_budget()) {
             return;
         }
-        let Ok(_busy) = self.checkpoint_busy.try_lock() else { return };
+        let Ok(_busy) = self.checkpoint_busy.try_lock() else {
+            return;
+        };
         if let Err(e) = self.checkpoint() {
             tracing::error!(error = %e, "automatic checkpoint failed");
         }

@@ -22,7 +22,10 @@ fn page_suffix(page: Option<u64>) -> String {
 
 impl StorageError {
     pub(crate) fn corrupted(page: Option<u64>, detail: impl Into<String>) -> Self {
-        StorageError::Corrupted { page, detail: detail.into() }
+        StorageError::Corrupted {
+            page,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -62,7 +65,10 @@ pub enum Error {
     #[error("{0} already exists")]
     AlreadyExists(What),
     #[error("version mismatch: expected {expected:?}, found {actual:?}")]
-    VersionMismatch { expected: Option<u64>, actual: Option<u64> },
+    VersionMismatch {
+        expected: Option<u64>,
+        actual: Option<u64>,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error(transparent)]

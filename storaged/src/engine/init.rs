@@ -14,7 +14,11 @@ use std::path::Path;
 const ROOT_PAGE: u64 = 1;
 
 /// Creates the store in `dir` unless a control file says it exists.
-pub(crate) fn ensure_initialized(io: &dyn IoBackend, dir: &Path, segment_size: u64) -> Result<(), StorageError> {
+pub(crate) fn ensure_initialized(
+    io: &dyn IoBackend,
+    dir: &Path,
+    segment_size: u64,
+) -> Result<(), StorageError> {
     io.create_dir_all(dir)?;
     io.create_dir_all(&layout::wal(dir))?;
     if io.exists(&layout::control(dir))? {
@@ -23,7 +27,13 @@ pub(crate) fn ensure_initialized(io: &dyn IoBackend, dir: &Path, segment_size: u
     refuse_if_populated(io, dir)?;
     let instance_id: [u8; 16] = rand::random();
     write_empty_tree(io, dir)?;
-    let header = SegmentHeader { segment_size, instance_id, start_lsn: 0, prev_start_lsn: NO_PREVIOUS, prev_last_lsn: 0 };
+    let header = SegmentHeader {
+        segment_size,
+        instance_id,
+        start_lsn: 0,
+        prev_start_lsn: NO_PREVIOUS,
+        prev_last_lsn: 0,
+    };
     create_segment(io, &layout::wal(dir), &header)?;
     let mut state = ControlState {
         sequence: 0,
@@ -45,7 +55,10 @@ pub(crate) fn ensure_initialized(io: &dyn IoBackend, dir: &Path, segment_size: u
 /// re-initialising would destroy the data.
 fn refuse_if_populated(io: &dyn IoBackend, dir: &Path) -> Result<(), StorageError> {
     if list_segments(io, &layout::wal(dir))?.len() > 1 {
-        return Err(StorageError::corrupted(None, "the control file is missing but the WAL holds data"));
+        return Err(StorageError::corrupted(
+            None,
+            "the control file is missing but the WAL holds data",
+        ));
     }
     Ok(())
 }
@@ -53,7 +66,12 @@ fn refuse_if_populated(io: &dyn IoBackend, dir: &Path) -> Result<(), StorageErro
 fn write_empty_tree(io: &dyn IoBackend, dir: &Path) -> Result<(), StorageError> {
     let data = io.open(&layout::data(dir), true)?;
     data.set_len(0)?;
-    let meta = Node::Meta(Meta { page_count: 2, free_head: 0, root: ROOT_PAGE, next_table_id: 1 });
+    let meta = Node::Meta(Meta {
+        page_count: 2,
+        free_head: 0,
+        root: ROOT_PAGE,
+        next_table_id: 1,
+    });
     data.write_at(0, &seal(&meta.encode(), META_PAGE, 0))?;
     let root = Node::Leaf(Leaf::default());
     data.write_at(PAGE_SIZE as u64, &seal(&root.encode(), ROOT_PAGE, 0))?;

@@ -44,7 +44,10 @@ pub(crate) fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectRepo
     let control_file = io.open(&layout::control(dir), false)?;
     let control_slots = control::read_slots(&*control_file)?;
     let wal_dir = layout::wal(dir);
-    let segments = list_segments(io, &wal_dir)?.into_iter().map(|s| segment_info(io, &wal_dir, s)).collect::<Result<_, _>>()?;
+    let segments = list_segments(io, &wal_dir)?
+        .into_iter()
+        .map(|s| segment_info(io, &wal_dir, s))
+        .collect::<Result<_, _>>()?;
     let mut report = InspectReport {
         control_slots,
         segments,
@@ -78,17 +81,28 @@ fn segment_info(io: &dyn IoBackend, dir: &Path, start: u64) -> Result<SegmentInf
     } else {
         Err("file shorter than a header".into())
     };
-    Ok(SegmentInfo { name: file_name(start), start_lsn: start, header })
+    Ok(SegmentInfo {
+        name: file_name(start),
+        start_lsn: start,
+        header,
+    })
 }
 
-fn count_pages(io: &dyn IoBackend, dir: &Path, report: &mut InspectReport) -> Result<(), StorageError> {
+fn count_pages(
+    io: &dyn IoBackend,
+    dir: &Path,
+    report: &mut InspectReport,
+) -> Result<(), StorageError> {
     let data = io.open(&layout::data(dir), false)?;
     report.data_file_pages = data.len()? / PAGE_SIZE as u64;
     for page in 0..report.data_file_pages {
         match read_page(&*data, page).and_then(|(image, _)| Node::decode(&image, page)) {
             Ok(node) => {
                 report.free_pages += u64::from(matches!(node, Node::Free(_)));
-                *report.pages_by_type.entry(format!("{:?}", node.kind())).or_default() += 1;
+                *report
+                    .pages_by_type
+                    .entry(format!("{:?}", node.kind()))
+                    .or_default() += 1;
             }
             Err(_) => report.unreadable_pages.push(page),
         }
@@ -100,17 +114,33 @@ impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, slot) in self.control_slots.iter().enumerate() {
             match slot {
-                Ok(s) => writeln!(f, "control slot {i}: sequence {} redo {:#x} last {:#x} pages {}", s.sequence, s.redo_lsn, s.last_lsn, s.page_count)?,
+                Ok(s) => writeln!(
+                    f,
+                    "control slot {i}: sequence {} redo {:#x} last {:#x} pages {}",
+                    s.sequence, s.redo_lsn, s.last_lsn, s.page_count
+                )?,
                 Err(e) => writeln!(f, "control slot {i}: invalid ({e})")?,
             }
         }
         for s in &self.segments {
             match &s.header {
-                Ok((prev, last)) => writeln!(f, "segment {}: prev start {prev:#x}, prev last record {last:#x}", s.name)?,
+                Ok((prev, last)) => writeln!(
+                    f,
+                    "segment {}: prev start {prev:#x}, prev last record {last:#x}",
+                    s.name
+                )?,
                 Err(e) => writeln!(f, "segment {}: bad header ({e})", s.name)?,
             }
         }
-        writeln!(f, "wal: {} records after the redo point, last LSN {:#x}, {}", self.wal_records, self.wal_last_lsn, self.wal_end)?;
-        writeln!(f, "data file: {} pages {:?}, {} free, unreadable: {:?}", self.data_file_pages, self.pages_by_type, self.free_pages, self.unreadable_pages)
+        writeln!(
+            f,
+            "wal: {} records after the redo point, last LSN {:#x}, {}",
+            self.wal_records, self.wal_last_lsn, self.wal_end
+        )?;
+        writeln!(
+            f,
+            "data file: {} pages {:?}, {} free, unreadable: {:?}",
+            self.data_file_pages, self.pages_by_type, self.free_pages, self.unreadable_pages
+        )
     }
 }

@@ -35,7 +35,8 @@ pub use inspect::{InspectReport, SegmentInfo, inspect};
 pub use io::{IoBackend, IoFile, LatchedIo, SimFs, StdFs};
 pub use recovery::{CutKind, CutReport, Problem, RecoveryReport, Refusal};
 pub use types::{
-    BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, RecoveryMode, Scan, ScanPage,
+    BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, RecoveryMode, Scan,
+    ScanPage,
 };
 pub use verify::{BadPage, VerifyReport, verify_offline};
 
@@ -52,7 +53,9 @@ pub mod fuzzing {
 
     /// Decodes bytes as an on-disk page numbered `page_no`; must never panic.
     pub fn decode_page(bytes: &[u8], page_no: u64) -> bool {
-        super::page::unseal(bytes, page_no).and_then(|(image, _)| super::page::Node::decode(&image, page_no)).is_ok()
+        super::page::unseal(bytes, page_no)
+            .and_then(|(image, _)| super::page::Node::decode(&image, page_no))
+            .is_ok()
     }
 
     /// Decodes an image without the checksum (reaches the node decoders with random bytes).

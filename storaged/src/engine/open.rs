@@ -29,7 +29,13 @@ impl Engine {
         init::ensure_initialized(&*io, dir, opts.wal_segment_size)?;
         let rec = recovery::recover(&*io, dir, opts.recovery)?;
         let wal_io: Arc<dyn IoBackend> = io.clone();
-        let wal = Wal::new(wal_io, layout::wal(dir), rec.control.segment_size, rec.control.instance_id, rec.wal);
+        let wal = Wal::new(
+            wal_io,
+            layout::wal(dir),
+            rec.control.segment_size,
+            rec.control.instance_id,
+            rec.wal,
+        );
         let engine = Engine {
             io,
             dir: dir.to_path_buf(),
@@ -59,7 +65,10 @@ impl Engine {
                 Ok(())
             }
             Err(Error::Storage(s)) => Err(OpenError::Storage(s)),
-            Err(other) => Err(OpenError::Storage(StorageError::corrupted(None, other.to_string()))),
+            Err(other) => Err(OpenError::Storage(StorageError::corrupted(
+                None,
+                other.to_string(),
+            ))),
         }
     }
 }

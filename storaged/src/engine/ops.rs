@@ -16,18 +16,34 @@ fn check_condition(condition: Condition, actual: Option<u64>) -> Result<(), Erro
     match condition {
         Condition::Any => Ok(()),
         Condition::IfVersion(v) if actual == Some(v) => Ok(()),
-        Condition::IfVersion(v) => Err(Error::VersionMismatch { expected: Some(v), actual }),
+        Condition::IfVersion(v) => Err(Error::VersionMismatch {
+            expected: Some(v),
+            actual,
+        }),
         Condition::IfAbsent if actual.is_none() => Ok(()),
-        Condition::IfAbsent => Err(Error::VersionMismatch { expected: None, actual }),
+        Condition::IfAbsent => Err(Error::VersionMismatch {
+            expected: None,
+            actual,
+        }),
     }
 }
 
-fn apply_put(txn: &mut Txn<'_>, table: u32, key: &str, value: &[u8], cond: Condition) -> Result<(), Error> {
+fn apply_put(
+    txn: &mut Txn<'_>,
+    table: u32,
+    key: &str,
+    value: &[u8],
+    cond: Condition,
+) -> Result<(), Error> {
     let key = doc_key(table, key.as_bytes());
     let old = btree::get(txn, &key)?;
     check_condition(cond, old.map(|c| c.version))?;
     let value = values::store(txn, value)?;
-    let cell = Cell { key, version: txn.lsn, value };
+    let cell = Cell {
+        key,
+        version: txn.lsn,
+        value,
+    };
     if let Some(replaced) = btree::insert(txn, cell)? {
         values::release(txn, &replaced.value)?;
     }
@@ -45,14 +61,20 @@ fn apply_delete(txn: &mut Txn<'_>, table: u32, key: &str, cond: Condition) -> Re
 
 fn apply_batch_op(txn: &mut Txn<'_>, table: u32, op: &BatchOp) -> Result<(), Error> {
     match op {
-        BatchOp::Put { key, value, condition } => apply_put(txn, table, key, value, *condition),
+        BatchOp::Put {
+            key,
+            value,
+            condition,
+        } => apply_put(txn, table, key, value, *condition),
         BatchOp::Delete { key, condition } => apply_delete(txn, table, key, *condition),
     }
 }
 
 fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
     if ops.is_empty() {
-        return Err(Error::InvalidArgument("a batch needs at least one operation".into()));
+        return Err(Error::InvalidArgument(
+            "a batch needs at least one operation".into(),
+        ));
     }
     let mut total = 0;
     for op in ops {
@@ -65,15 +87,25 @@ fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
         total += key.len() + value.len();
     }
     if total > validate::MAX_BATCH_BYTES {
-        return Err(Error::InvalidArgument("a batch may carry at most 4 MiB".into()));
+        return Err(Error::InvalidArgument(
+            "a batch may carry at most 4 MiB".into(),
+        ));
     }
     Ok(())
 }
 
-fn document(src: &mut impl PageSource, cell: Cell, table_prefix_len: usize) -> Result<Document, Error> {
+fn document(
+    src: &mut impl PageSource,
+    cell: Cell,
+    table_prefix_len: usize,
+) -> Result<Document, Error> {
     let value = values::load(src, &cell.value)?;
     let key = String::from_utf8_lossy(&cell.key[table_prefix_len..]).into_owned();
-    Ok(Document { key, value, version: cell.version })
+    Ok(Document {
+        key,
+        value,
+        version: cell.version,
+    })
 }
 
 impl Engine {
@@ -84,7 +116,11 @@ impl Engine {
             if catalog::db_exists(txn, db)? {
                 return Err(Error::AlreadyExists(What::Database));
             }
-            let cell = Cell { key: db_key(db), version: txn.lsn, value: Value::Inline(Vec::new()) };
+            let cell = Cell {
+                key: db_key(db),
+                version: txn.lsn,
+                value: Value::Inline(Vec::new()),
+            };
             btree::insert(txn, cell)?;
             Ok(())
         })?;
@@ -153,7 +189,14 @@ impl Engine {
     }
 
     /// Writes a document; returns its new version.
-    pub fn put(&self, db: &str, table: &str, key: &str, value: &[u8], cond: Condition) -> Result<u64, Error> {
+    pub fn put(
+        &self,
+        db: &str,
+        table: &str,
+        key: &str,
+        value: &[u8],
+        cond: Condition,
+    ) -> Result<u64, Error> {
         validate::db_table(db, table)?;
         validate::key(key)?;
         validate::value(value)?;
@@ -202,13 +245,28 @@ impl Engine {
                 _ => (prefix.clone(), true),
             };
             let limit = scan.limit.min(MAX_SCAN_LIMIT);
-            let range = Range { from: &from, inclusive, prefix: &prefix, limit: limit + 1 };
+            let range = Range {
+                from: &from,
+                inclusive,
+                prefix: &prefix,
+                limit: limit + 1,
+            };
             let mut cells = btree::scan(v, &range)?;
             let more = cells.len() > limit;
             cells.truncate(limit);
-            let docs = cells.into_iter().map(|c| document(v, c, 4)).collect::<Result<Vec<_>, _>>()?;
-            let next_start_after = if more { docs.last().map(|d| d.key.clone()) } else { None };
-            Ok(ScanPage { docs, next_start_after })
+            let docs = cells
+                .into_iter()
+                .map(|c| document(v, c, 4))
+                .collect::<Result<Vec<_>, _>>()?;
+            let next_start_after = if more {
+                docs.last().map(|d| d.key.clone())
+            } else {
+                None
+            };
+            Ok(ScanPage {
+                docs,
+                next_start_after,
+            })
         })
     }
 }
@@ -219,7 +277,9 @@ fn check_scan(scan: &Scan) -> Result<(), Error> {
     }
     let too_long = |s: &str| s.len() > validate::MAX_KEY_LEN;
     if too_long(&scan.prefix) || scan.start_after.as_deref().is_some_and(too_long) {
-        return Err(Error::InvalidArgument("scan prefix and start_after are at most 512 bytes".into()));
+        return Err(Error::InvalidArgument(
+            "scan prefix and start_after are at most 512 bytes".into(),
+        ));
     }
     Ok(())
 }

@@ -33,7 +33,11 @@ fn pending_key(id: u32) -> Vec<u8> {
 pub(crate) fn unlink_table(txn: &mut Txn<'_>, db: &str, table: &str) -> Result<u32, Error> {
     let id = catalog::table_id(txn, db, table)?;
     btree::remove(txn, &table_key(db, table))?;
-    let cell = Cell { key: pending_key(id), version: txn.lsn, value: Value::Inline(Vec::new()) };
+    let cell = Cell {
+        key: pending_key(id),
+        version: txn.lsn,
+        value: Value::Inline(Vec::new()),
+    };
     btree::insert(txn, cell)?;
     Ok(id)
 }
@@ -41,7 +45,12 @@ pub(crate) fn unlink_table(txn: &mut Txn<'_>, db: &str, table: &str) -> Result<u
 /// Deletes up to one chunk of a dropped table's documents; true when none remain.
 fn purge_chunk(txn: &mut Txn<'_>, id: u32) -> Result<bool, Error> {
     let prefix = id.to_be_bytes();
-    let range = Range { from: &prefix, inclusive: true, prefix: &prefix, limit: PURGE_CHUNK };
+    let range = Range {
+        from: &prefix,
+        inclusive: true,
+        prefix: &prefix,
+        limit: PURGE_CHUNK,
+    };
     let cells = btree::scan(txn, &range)?;
     for cell in &cells {
         btree::remove(txn, &cell.key)?;
@@ -57,7 +66,10 @@ fn purge_chunk(txn: &mut Txn<'_>, id: u32) -> Result<bool, Error> {
 impl Engine {
     pub(crate) fn purge_tables(&self, ids: &[u32]) -> Result<(), Error> {
         for &id in ids {
-            while !self.write(&format!("purge table id {id}"), |txn| purge_chunk(txn, id))?.0 {}
+            while !self
+                .write(&format!("purge table id {id}"), |txn| purge_chunk(txn, id))?
+                .0
+            {}
         }
         Ok(())
     }
@@ -68,8 +80,10 @@ impl Engine {
         let cells = self.read(|v| Ok(catalog::all_with_prefix(v, &prefix)?))?;
         let suffixes = cells.iter().filter_map(|c| c.key.get(prefix.len()..));
         // Ids are stored big-endian (so they sort); `get_u32` reads little-endian.
-        let ids: Vec<u32> = suffixes.filter(|b| b.len() == 4).map(|b| get_u32(b, 0).swap_bytes()).collect();
+        let ids: Vec<u32> = suffixes
+            .filter(|b| b.len() == 4)
+            .map(|b| get_u32(b, 0).swap_bytes())
+            .collect();
         self.purge_tables(&ids)
     }
 }
-

@@ -61,7 +61,12 @@ pub(crate) fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
             _ => runs.push((start, i)),
         }
     }
-    runs.into_iter().map(|(s, e)| Run { offset: s as u16, bytes: new[s..e].to_vec() }).collect()
+    runs.into_iter()
+        .map(|(s, e)| Run {
+            offset: s as u16,
+            bytes: new[s..e].to_vec(),
+        })
+        .collect()
 }
 
 /// The page image after `change`; a diff needs the page's previous image.
@@ -102,7 +107,9 @@ impl Payload {
         let len = r.u16()? as usize;
         let summary = String::from_utf8_lossy(r.bytes(len)?).into_owned();
         let count = r.u32()?;
-        let pages = (0..count).map(|_| decode_change(&mut r)).collect::<Result<Vec<_>, _>>()?;
+        let pages = (0..count)
+            .map(|_| decode_change(&mut r))
+            .collect::<Result<Vec<_>, _>>()?;
         if !r.is_empty() {
             return Err(Malformed("bytes after the last page change".into()));
         }
@@ -145,7 +152,11 @@ fn decode_change(r: &mut Reader<'_>) -> Result<PageChange, Malformed> {
     let page_no = r.u64()?;
     let change = match kind {
         IMAGE => Change::Image(bounded(r.u16()? as usize, 0, r)?.to_vec()),
-        DIFF => Change::Diff((0..r.u16()?).map(|_| decode_run(r)).collect::<Result<_, _>>()?),
+        DIFF => Change::Diff(
+            (0..r.u16()?)
+                .map(|_| decode_run(r))
+                .collect::<Result<_, _>>()?,
+        ),
         _ => return Err(Malformed("unknown page change kind".into())),
     };
     Ok(PageChange { page_no, change })
@@ -154,7 +165,10 @@ fn decode_change(r: &mut Reader<'_>) -> Result<PageChange, Malformed> {
 fn decode_run(r: &mut Reader<'_>) -> Result<Run, Malformed> {
     let offset = r.u16()?;
     let len = r.u16()? as usize;
-    Ok(Run { offset, bytes: bounded(len, offset as usize, r)?.to_vec() })
+    Ok(Run {
+        offset,
+        bytes: bounded(len, offset as usize, r)?.to_vec(),
+    })
 }
 
 /// Reads `len` bytes that must land inside a page when written at `offset`.
@@ -181,7 +195,11 @@ mod tests {
         new[20] = 98;
         new[5000..5100].fill(1);
         let runs = diff(&old, &new);
-        assert_eq!(runs.len(), 2, "runs 10 bytes apart merge, distant runs do not");
+        assert_eq!(
+            runs.len(),
+            2,
+            "runs 10 bytes apart merge, distant runs do not"
+        );
         assert_eq!(apply(&Change::Diff(runs), Some(&old)).unwrap(), new);
     }
 
@@ -191,8 +209,17 @@ mod tests {
         let payload = Payload {
             summary: "put".into(),
             pages: vec![
-                PageChange { page_no: 4, change: Change::Image(image[..100].to_vec()) },
-                PageChange { page_no: 5, change: Change::Diff(vec![Run { offset: 8, bytes: vec![1] }]) },
+                PageChange {
+                    page_no: 4,
+                    change: Change::Image(image[..100].to_vec()),
+                },
+                PageChange {
+                    page_no: 5,
+                    change: Change::Diff(vec![Run {
+                        offset: 8,
+                        bytes: vec![1],
+                    }]),
+                },
             ],
         };
         assert_eq!(Payload::decode(&payload.encode()).unwrap(), payload);
@@ -204,7 +231,10 @@ mod tests {
             summary: String::new(),
             pages: vec![PageChange {
                 page_no: 1,
-                change: Change::Diff(vec![Run { offset: 8190, bytes: vec![1, 2, 3] }]),
+                change: Change::Diff(vec![Run {
+                    offset: 8190,
+                    bytes: vec![1, 2, 3],
+                }]),
             }],
         };
         assert!(Payload::decode(&bad.encode()).is_err());

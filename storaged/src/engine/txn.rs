@@ -23,7 +23,10 @@ fn load(store: &PageStore, page_no: u64) -> Result<(Node, u64), StorageError> {
 fn as_meta(node: Node) -> Result<Meta, StorageError> {
     match node {
         Node::Meta(meta) => Ok(meta),
-        _ => Err(StorageError::corrupted(Some(META_PAGE), "page 0 is not the meta page")),
+        _ => Err(StorageError::corrupted(
+            Some(META_PAGE),
+            "page 0 is not the meta page",
+        )),
     }
 }
 
@@ -65,7 +68,12 @@ pub(crate) struct Txn<'a> {
 impl<'a> Txn<'a> {
     pub(crate) fn begin(store: &'a PageStore, lsn: u64) -> Result<Self, StorageError> {
         let meta = as_meta(load(store, META_PAGE)?.0)?;
-        Ok(Txn { store, overlay: BTreeMap::new(), meta, lsn })
+        Ok(Txn {
+            store,
+            overlay: BTreeMap::new(),
+            meta,
+            lsn,
+        })
     }
 
     pub(crate) fn put(&mut self, page_no: u64, node: Node) {
@@ -81,20 +89,34 @@ impl<'a> Txn<'a> {
         let page_no = self.meta.free_head;
         match self.node(page_no)? {
             Node::Free(free) => self.meta.free_head = free.next,
-            _ => return Err(StorageError::corrupted(Some(page_no), "free list points at a used page")),
+            _ => {
+                return Err(StorageError::corrupted(
+                    Some(page_no),
+                    "free list points at a used page",
+                ));
+            }
         }
         Ok(page_no)
     }
 
     pub(crate) fn free(&mut self, page_no: u64) {
-        self.put(page_no, Node::Free(Free { next: self.meta.free_head }));
+        self.put(
+            page_no,
+            Node::Free(Free {
+                next: self.meta.free_head,
+            }),
+        );
         self.meta.free_head = page_no;
     }
 
     /// The images of every page this transaction changed, meta page included.
     pub(crate) fn finish(mut self) -> Vec<(u64, Image)> {
-        self.overlay.insert(META_PAGE, Node::Meta(self.meta.clone()));
-        self.overlay.iter().map(|(&p, node)| (p, Arc::new(node.encode()))).collect()
+        self.overlay
+            .insert(META_PAGE, Node::Meta(self.meta.clone()));
+        self.overlay
+            .iter()
+            .map(|(&p, node)| (p, Arc::new(node.encode())))
+            .collect()
     }
 }
 

@@ -21,7 +21,9 @@ impl std::fmt::Display for RecoveryMode {
         match self {
             RecoveryMode::TornTail => f.write_str("torn-tail"),
             RecoveryMode::Strict => f.write_str("strict"),
-            RecoveryMode::PointInTime { until_lsn } => write!(f, "point-in-time (until LSN {until_lsn:#x})"),
+            RecoveryMode::PointInTime { until_lsn } => {
+                write!(f, "point-in-time (until LSN {until_lsn:#x})")
+            }
             RecoveryMode::Salvage => f.write_str("salvage"),
         }
     }
@@ -82,8 +84,15 @@ pub enum Condition {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOp {
-    Put { key: String, value: Vec<u8>, condition: Condition },
-    Delete { key: String, condition: Condition },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        condition: Condition,
+    },
+    Delete {
+        key: String,
+        condition: Condition,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

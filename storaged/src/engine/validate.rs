@@ -11,14 +11,22 @@ pub(crate) const MAX_BATCH_BYTES: usize = 4 << 20;
 pub(crate) fn name(kind: &str, name: &str) -> Result<(), Error> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
     let ok = (1..=MAX_NAME_LEN).contains(&name.len()) && name.chars().all(ok_char);
-    if ok { Ok(()) } else { Err(Error::InvalidArgument(format!("{kind} name must match [a-z0-9_-]{{1,64}}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{kind} name must match [a-z0-9_-]{{1,64}}"
+        )))
+    }
 }
 
 pub(crate) fn key(key: &str) -> Result<(), Error> {
     if (1..=MAX_KEY_LEN).contains(&key.len()) {
         Ok(())
     } else {
-        Err(Error::InvalidArgument("key must be 1 to 512 bytes of UTF-8".into()))
+        Err(Error::InvalidArgument(
+            "key must be 1 to 512 bytes of UTF-8".into(),
+        ))
     }
 }
 

@@ -15,10 +15,19 @@ pub(crate) fn store(txn: &mut Txn<'_>, bytes: &[u8]) -> Result<Value, StorageErr
     let mut next = 0;
     for chunk in bytes.chunks(OVERFLOW_CAPACITY).rev() {
         let page_no = txn.alloc()?;
-        txn.put(page_no, Node::Overflow(Overflow { next, data: chunk.to_vec() }));
+        txn.put(
+            page_no,
+            Node::Overflow(Overflow {
+                next,
+                data: chunk.to_vec(),
+            }),
+        );
         next = page_no;
     }
-    Ok(Value::Overflow { head: next, len: bytes.len() as u32 })
+    Ok(Value::Overflow {
+        head: next,
+        len: bytes.len() as u32,
+    })
 }
 
 /// The pages of an overflow chain, checked against the length the cell records.
@@ -33,18 +42,27 @@ pub(crate) fn chain_pages(
     let mut total = 0;
     for i in 0..pages {
         let Node::Overflow(o) = src.node(page_no)? else {
-            return Err(StorageError::corrupted(Some(page_no), "expected an overflow page"));
+            return Err(StorageError::corrupted(
+                Some(page_no),
+                "expected an overflow page",
+            ));
         };
         let last = i + 1 == pages;
         if (o.next == 0) != last || o.data.is_empty() {
-            return Err(StorageError::corrupted(Some(page_no), "overflow chain has the wrong length"));
+            return Err(StorageError::corrupted(
+                Some(page_no),
+                "overflow chain has the wrong length",
+            ));
         }
         total += o.data.len();
         visit(page_no, &o);
         page_no = o.next;
     }
     if total != len as usize {
-        return Err(StorageError::corrupted(Some(head), "overflow chain holds the wrong number of bytes"));
+        return Err(StorageError::corrupted(
+            Some(head),
+            "overflow chain holds the wrong number of bytes",
+        ));
     }
     Ok(())
 }

@@ -41,12 +41,22 @@ impl VerifyReport {
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "checked {} of {} pages: {} tree, {} overflow, {} free; {} cells",
-            self.pages_checked, self.page_count, self.tree_pages, self.overflow_pages, self.free_pages, self.cells)?;
+        writeln!(
+            f,
+            "checked {} of {} pages: {} tree, {} overflow, {} free; {} cells",
+            self.pages_checked,
+            self.page_count,
+            self.tree_pages,
+            self.overflow_pages,
+            self.free_pages,
+            self.cells
+        )?;
         if self.is_clean() {
             return writeln!(f, "no problems found");
         }
-        self.bad_pages.iter().try_for_each(|b| writeln!(f, "bad page {}: {}", b.page, b.reason))
+        self.bad_pages
+            .iter()
+            .try_for_each(|b| writeln!(f, "bad page {}: {}", b.page, b.reason))
     }
 }
 
@@ -68,14 +78,23 @@ const MAX_DEPTH: usize = 32;
 
 impl<'a> Verifier<'a> {
     fn run(store: &'a PageStore) -> VerifyReport {
-        let mut v = Verifier { store, report: VerifyReport::default(), bad: BTreeMap::new(), claims: Vec::new() };
+        let mut v = Verifier {
+            store,
+            report: VerifyReport::default(),
+            bad: BTreeMap::new(),
+            claims: Vec::new(),
+        };
         if let Some(meta) = v.meta() {
             v.check_all_pages(&meta);
             v.walk(meta.root, None, None, 0);
             v.walk_free_list(meta.free_head);
             v.find_unclaimed();
         }
-        v.report.bad_pages = v.bad.into_iter().map(|(page, reason)| BadPage { page, reason }).collect();
+        v.report.bad_pages = v
+            .bad
+            .into_iter()
+            .map(|(page, reason)| BadPage { page, reason })
+            .collect();
         v.report
     }
 
@@ -92,7 +111,10 @@ impl<'a> Verifier<'a> {
     }
 
     fn node(&mut self, page: u64) -> Option<Node> {
-        let decoded = self.store.get(page).and_then(|c| Node::decode(&c.image, page));
+        let decoded = self
+            .store
+            .get(page)
+            .and_then(|c| Node::decode(&c.image, page));
         decoded.map_err(|e| self.fail(page, e)).ok()
     }
 
@@ -116,7 +138,10 @@ impl<'a> Verifier<'a> {
             self.report.pages_checked += 1;
             let result = match self.store.peek(page) {
                 Some((image, true)) => Node::decode(&image, page).map(|_| ()),
-                _ => self.store.read_from_disk(page).and_then(|(image, _)| Node::decode(&image, page).map(|_| ())),
+                _ => self
+                    .store
+                    .read_from_disk(page)
+                    .and_then(|(image, _)| Node::decode(&image, page).map(|_| ())),
             };
             if let Err(e) = result {
                 self.fail(page, e);
@@ -126,12 +151,19 @@ impl<'a> Verifier<'a> {
 
     /// Claims a page for one owner; false (and a bad page) if it is out of range or taken.
     fn claim(&mut self, page: u64, owner: Claim) -> bool {
-        let Some(slot) = self.claims.get_mut(page as usize).filter(|_| page != META_PAGE) else {
+        let Some(slot) = self
+            .claims
+            .get_mut(page as usize)
+            .filter(|_| page != META_PAGE)
+        else {
             self.mark_bad(page, "referenced page is outside the data file");
             return false;
         };
         if slot.is_some() {
-            self.mark_bad(page, "page is referenced twice (tree, overflow chains and free list overlap)");
+            self.mark_bad(
+                page,
+                "page is referenced twice (tree, overflow chains and free list overlap)",
+            );
             return false;
         }
         *slot = Some(owner);
@@ -177,7 +209,9 @@ impl<'a> Verifier<'a> {
     }
 
     fn walk_overflow(&mut self, leaf: u64, cell: &Cell) {
-        let Value::Overflow { head, len } = cell.value else { return };
+        let Value::Overflow { head, len } = cell.value else {
+            return;
+        };
         let mut page = head;
         let mut total = 0usize;
         for _ in 0..(len as usize).div_ceil(OVERFLOW_CAPACITY) {
@@ -190,12 +224,17 @@ impl<'a> Verifier<'a> {
                     total += o.data.len();
                     page = o.next;
                 }
-                Some(_) => return self.mark_bad(page, "overflow chain points at a non-overflow page"),
+                Some(_) => {
+                    return self.mark_bad(page, "overflow chain points at a non-overflow page");
+                }
                 None => return,
             }
         }
         if page != 0 || total != len as usize {
-            self.mark_bad(leaf, format!("overflow chain from page {head} does not hold {len} bytes"));
+            self.mark_bad(
+                leaf,
+                format!("overflow chain from page {head} does not hold {len} bytes"),
+            );
         }
     }
 
@@ -214,9 +253,14 @@ impl<'a> Verifier<'a> {
     }
 
     fn find_unclaimed(&mut self) {
-        let unclaimed: Vec<u64> = (1..self.claims.len() as u64).filter(|&p| self.claims[p as usize].is_none()).collect();
+        let unclaimed: Vec<u64> = (1..self.claims.len() as u64)
+            .filter(|&p| self.claims[p as usize].is_none())
+            .collect();
         for page in unclaimed {
-            self.mark_bad(page, "page is neither in the tree nor on the free list (leaked)");
+            self.mark_bad(
+                page,
+                "page is neither in the tree nor on the free list (leaked)",
+            );
         }
     }
 }

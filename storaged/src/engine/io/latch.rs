@@ -21,7 +21,11 @@ struct LatchedFile {
 }
 
 fn guard(latched: &AtomicBool) -> io::Result<()> {
-    if latched.load(Ordering::Acquire) { Err(previous_io_error()) } else { Ok(()) }
+    if latched.load(Ordering::Acquire) {
+        Err(previous_io_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Runs a mutating call; a failure latches.
@@ -32,7 +36,10 @@ fn mutate<T>(latched: &AtomicBool, op: impl FnOnce() -> io::Result<T>) -> io::Re
 
 impl LatchedIo {
     pub fn new(inner: Arc<dyn IoBackend>) -> Self {
-        LatchedIo { inner, latched: Arc::new(AtomicBool::new(false)) }
+        LatchedIo {
+            inner,
+            latched: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn is_latched(&self) -> bool {
@@ -63,7 +70,10 @@ impl IoFile for LatchedFile {
 impl IoBackend for LatchedIo {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
         let inner = mutate(&self.latched, || self.inner.open(path, create))?;
-        Ok(Arc::new(LatchedFile { inner, latched: self.latched.clone() }))
+        Ok(Arc::new(LatchedFile {
+            inner,
+            latched: self.latched.clone(),
+        }))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         guard(&self.latched)?;
@@ -102,7 +112,9 @@ mod tests {
         assert!(f.sync_data().is_err());
         let later = f.read_at(0, &mut [0u8; 1]).unwrap_err();
         assert!(crate::engine::io::is_previous_io(&later));
-        assert!(crate::engine::io::is_previous_io(&f.sync_data().unwrap_err()));
+        assert!(crate::engine::io::is_previous_io(
+            &f.sync_data().unwrap_err()
+        ));
         assert!(io.is_latched());
     }
 }

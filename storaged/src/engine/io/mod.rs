@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One open file. Offsets are absolute; there is no cursor.
+#[allow(clippy::len_without_is_empty)] // a file's length is a size, not a collection's
 pub trait IoFile: Send + Sync {
     /// Reads up to `buf.len()` bytes; fewer only at end of file.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;

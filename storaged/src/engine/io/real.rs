@@ -33,7 +33,11 @@ impl IoFile for StdFile {
 
 impl IoBackend for StdFs {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .open(path)?;
         Ok(Arc::new(StdFile(file)))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {

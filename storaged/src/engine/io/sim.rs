@@ -168,7 +168,10 @@ impl IoFile for SimHandle {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl SimFs {
@@ -193,17 +196,30 @@ impl SimFs {
         let mut files = BTreeMap::new();
         for (path, inode) in &state.durable {
             let bytes = lock(inode).after_crash(&mut rng);
-            let file = SimFile { current: bytes.clone(), synced: bytes, pending: Vec::new() };
+            let file = SimFile {
+                current: bytes.clone(),
+                synced: bytes,
+                pending: Vec::new(),
+            };
             files.insert(path.clone(), Arc::new(Mutex::new(file)));
         }
-        let state = State { live: files.clone(), durable: files };
-        SimFs { state: Arc::new(Mutex::new(state)), faults: Arc::default() }
+        let state = State {
+            live: files.clone(),
+            durable: files,
+        };
+        SimFs {
+            state: Arc::new(Mutex::new(state)),
+            faults: Arc::default(),
+        }
     }
 
     /// The current contents of a file, for tests.
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
         let state = lock(&self.state);
-        state.live.get(path).map(|inode| lock(inode).current.clone())
+        state
+            .live
+            .get(path)
+            .map(|inode| lock(inode).current.clone())
     }
 
     /// Overwrites bytes as if the disk changed them: both the current and the synced state.
@@ -226,7 +242,10 @@ impl IoBackend for SimFs {
             None if create => state.live.entry(path.to_path_buf()).or_default().clone(),
             None => return Err(not_found(path)),
         };
-        Ok(Arc::new(SimHandle { inode, faults: self.faults.clone() }))
+        Ok(Arc::new(SimHandle {
+            inode,
+            faults: self.faults.clone(),
+        }))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let state = lock(&self.state);
@@ -240,12 +259,19 @@ impl IoBackend for SimFs {
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = lock(&self.state);
-        state.live.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        state
+            .live
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let state = lock(&self.state);
         let names = state.live.keys().filter(|p| p.parent() == Some(dir));
-        Ok(names.filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect())
+        Ok(names
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect())
     }
     /// Directories themselves are treated as always durable (created once, at setup).
     fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {

@@ -48,6 +48,11 @@ impl Free {
     }
 
     pub(crate) fn decode(body: &[u8]) -> Result<(Free, usize), Malformed> {
-        Ok((Free { next: Reader::new(body).u64()? }, 8))
+        Ok((
+            Free {
+                next: Reader::new(body).u64()?,
+            },
+            8,
+        ))
     }
 }

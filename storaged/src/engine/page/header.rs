@@ -37,14 +37,23 @@ pub(crate) enum PageType {
 
 impl PageType {
     pub(crate) fn from_byte(b: u8) -> Option<PageType> {
-        [Self::Meta, Self::Leaf, Self::Interior, Self::Overflow, Self::Free]
-            .into_iter()
-            .find(|t| *t as u8 == b)
+        [
+            Self::Meta,
+            Self::Leaf,
+            Self::Interior,
+            Self::Overflow,
+            Self::Free,
+        ]
+        .into_iter()
+        .find(|t| *t as u8 == b)
     }
 }
 
 fn checksum(page_no: u64, page: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&page_no.to_le_bytes()), &page[CRC_AT + CRC_LEN..])
+    crc32c::crc32c_append(
+        crc32c::crc32c(&page_no.to_le_bytes()),
+        &page[CRC_AT + CRC_LEN..],
+    )
 }
 
 /// The on-disk bytes of an image: LSN stamped, checksum computed.
@@ -62,7 +71,10 @@ pub(crate) fn unseal(page: &[u8], page_no: u64) -> Result<(Vec<u8>, u64), Storag
         return Err(StorageError::corrupted(Some(page_no), "short page"));
     }
     if get_u32(page, CRC_AT) != checksum(page_no, page) {
-        return Err(StorageError::corrupted(Some(page_no), "page checksum mismatch"));
+        return Err(StorageError::corrupted(
+            Some(page_no),
+            "page checksum mismatch",
+        ));
     }
     let lsn = get_u64(page, LSN_AT);
     let mut image = page.to_vec();

@@ -36,7 +36,10 @@ impl Interior {
     pub(crate) fn decode(body: &[u8]) -> Result<(Interior, usize), Malformed> {
         let mut r = Reader::new(body);
         let count = r.u16()?;
-        let mut node = Interior { keys: Vec::new(), children: vec![r.u64()?] };
+        let mut node = Interior {
+            keys: Vec::new(),
+            children: vec![r.u64()?],
+        };
         for _ in 0..count {
             let len = r.u16()? as usize;
             node.keys.push(r.bytes(len)?.to_vec());

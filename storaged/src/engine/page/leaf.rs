@@ -61,10 +61,17 @@ impl Cell {
         let len = r.u32()?;
         let value = match kind {
             INLINE => Value::Inline(r.bytes(len as usize)?.to_vec()),
-            OVERFLOW => Value::Overflow { head: r.u64()?, len },
+            OVERFLOW => Value::Overflow {
+                head: r.u64()?,
+                len,
+            },
             _ => return Err(Malformed("unknown value kind in leaf cell".into())),
         };
-        Ok(Cell { key, version, value })
+        Ok(Cell {
+            key,
+            version,
+            value,
+        })
     }
 }
 
@@ -91,7 +98,9 @@ impl Leaf {
     pub(crate) fn decode(body: &[u8]) -> Result<(Leaf, usize), Malformed> {
         let mut r = Reader::new(body);
         let count = r.u16()?;
-        let cells = (0..count).map(|_| Cell::decode(&mut r)).collect::<Result<Vec<_>, _>>()?;
+        let cells = (0..count)
+            .map(|_| Cell::decode(&mut r))
+            .collect::<Result<Vec<_>, _>>()?;
         let leaf = Leaf { cells };
         let used = leaf.encoded_len();
         Ok((leaf, used))

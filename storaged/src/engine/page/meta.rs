@@ -46,8 +46,14 @@ impl Meta {
             return Err(Malformed("meta page has a bad magic or format".into()));
         }
         let next_table_id = r.u32()?;
-        let meta = Meta { page_count: r.u64()?, free_head: r.u64()?, root: r.u64()?, next_table_id };
-        let bad = meta.root == 0 || meta.root >= meta.page_count || meta.free_head >= meta.page_count;
+        let meta = Meta {
+            page_count: r.u64()?,
+            free_head: r.u64()?,
+            root: r.u64()?,
+            next_table_id,
+        };
+        let bad =
+            meta.root == 0 || meta.root >= meta.page_count || meta.free_head >= meta.page_count;
         if bad {
             return Err(Malformed("meta page points outside the file".into()));
         }

@@ -82,11 +82,21 @@ mod tests {
     use super::*;
 
     fn sample_leaf() -> Node {
-        let cell = |k: &str, v: Value| Cell { key: k.as_bytes().to_vec(), version: 9, value: v };
+        let cell = |k: &str, v: Value| Cell {
+            key: k.as_bytes().to_vec(),
+            version: 9,
+            value: v,
+        };
         Node::Leaf(Leaf {
             cells: vec![
                 cell("a", Value::Inline(b"one".to_vec())),
-                cell("b", Value::Overflow { head: 5, len: 70000 }),
+                cell(
+                    "b",
+                    Value::Overflow {
+                        head: 5,
+                        len: 70000,
+                    },
+                ),
             ],
         })
     }
@@ -94,10 +104,21 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let nodes = [
-            Node::Meta(Meta { page_count: 9, free_head: 3, root: 1, next_table_id: 4 }),
+            Node::Meta(Meta {
+                page_count: 9,
+                free_head: 3,
+                root: 1,
+                next_table_id: 4,
+            }),
             sample_leaf(),
-            Node::Interior(Interior { keys: vec![b"m".to_vec()], children: vec![1, 2] }),
-            Node::Overflow(Overflow { next: 0, data: vec![1, 2, 3] }),
+            Node::Interior(Interior {
+                keys: vec![b"m".to_vec()],
+                children: vec![1, 2],
+            }),
+            Node::Overflow(Overflow {
+                next: 0,
+                data: vec![1, 2, 3],
+            }),
             Node::Free(Free { next: 8 }),
         ];
         for node in nodes {

@@ -33,7 +33,11 @@ pub(crate) struct Recovered {
 }
 
 /// What the mode allows for how the log ended: nothing to do, a cut, or a refusal.
-fn decide(mode: RecoveryMode, end: &LogEnd, control: &ControlState) -> Result<Option<(CutKind, u64, String)>, Refusal> {
+fn decide(
+    mode: RecoveryMode,
+    end: &LogEnd,
+    control: &ControlState,
+) -> Result<Option<(CutKind, u64, String)>, Refusal> {
     let refuse = |problem, at, reason: &str| Refusal {
         mode,
         problem,
@@ -45,12 +49,24 @@ fn decide(mode: RecoveryMode, end: &LogEnd, control: &ControlState) -> Result<Op
     };
     match (&end.kind, mode) {
         (EndKind::Clean, _) => Ok(None),
-        (EndKind::Stopped { at }, _) => Ok(Some((CutKind::PointInTime, *at, "after the point-in-time target".into()))),
-        (EndKind::TornTail { at, .. }, RecoveryMode::Strict) => {
-            Err(refuse(Problem::TornTail, *at, "the log ends in a torn record"))
+        (EndKind::Stopped { at }, _) => Ok(Some((
+            CutKind::PointInTime,
+            *at,
+            "after the point-in-time target".into(),
+        ))),
+        (EndKind::TornTail { at, .. }, RecoveryMode::Strict) => Err(refuse(
+            Problem::TornTail,
+            *at,
+            "the log ends in a torn record",
+        )),
+        (EndKind::TornTail { at, .. }, _) => Ok(Some((
+            CutKind::TornTail,
+            *at,
+            "torn tail of the active segment".into(),
+        ))),
+        (EndKind::Corrupt { at, reason }, RecoveryMode::Salvage) => {
+            Ok(Some((CutKind::Corruption, *at, reason.clone())))
         }
-        (EndKind::TornTail { at, .. }, _) => Ok(Some((CutKind::TornTail, *at, "torn tail of the active segment".into()))),
-        (EndKind::Corrupt { at, reason }, RecoveryMode::Salvage) => Ok(Some((CutKind::Corruption, *at, reason.clone()))),
         (EndKind::Corrupt { at, reason }, _) => Err(refuse(Problem::Corruption, *at, reason)),
     }
 }
@@ -74,7 +90,11 @@ fn load_control(file: &dyn IoFile, mode: RecoveryMode) -> Result<ControlState, O
     })
 }
 
-pub(crate) fn recover(io: &dyn IoBackend, dir: &Path, mode: RecoveryMode) -> Result<Recovered, OpenError> {
+pub(crate) fn recover(
+    io: &dyn IoBackend,
+    dir: &Path,
+    mode: RecoveryMode,
+) -> Result<Recovered, OpenError> {
     let started = Instant::now();
     let control_file = io.open(&layout::control(dir), false)?;
     let mut control = load_control(&*control_file, mode)?;
@@ -92,12 +112,17 @@ pub(crate) fn recover(io: &dyn IoBackend, dir: &Path, mode: RecoveryMode) -> Res
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
     let mut replay = Replay::new(&*data_file);
-    let end = scan(io, &wal_dir, &control, until, &mut |lsn, p| replay.apply(lsn, p))?;
+    let end = scan(io, &wal_dir, &control, until, &mut |lsn, p| {
+        replay.apply(lsn, p)
+    })?;
     let cut = match decide(mode, &end, &control).map_err(refused)? {
         Some((kind, at, reason)) => Some(cut_report(io, dir, &end, &control, kind, at, reason)?),
         None => None,
     };
-    let active = io.open(&wal_dir.join(file_name(segment_of(end.resume, control.segment_size))), false)?;
+    let active = io.open(
+        &wal_dir.join(file_name(segment_of(end.resume, control.segment_size))),
+        false,
+    )?;
     // The records replayed may be only in the OS cache (a process crash); make them durable
     // before the pages built from them are written.
     active.sync_data()?;
@@ -117,8 +142,18 @@ pub(crate) fn recover(io: &dyn IoBackend, dir: &Path, mode: RecoveryMode) -> Res
         cut,
         duration: started.elapsed(),
     };
-    let wal = WalStart { tail: end.resume, last_lsn: end.last_lsn, active };
-    Ok(Recovered { control, control_file, data_file, wal, report })
+    let wal = WalStart {
+        tail: end.resume,
+        last_lsn: end.last_lsn,
+        active,
+    };
+    Ok(Recovered {
+        control,
+        control_file,
+        data_file,
+        wal,
+        report,
+    })
 }
 
 fn cut_report(
@@ -132,7 +167,13 @@ fn cut_report(
 ) -> Result<CutReport, StorageError> {
     let cut = quarantine::cut(io, dir, &end.segments, control.segment_size, at)?;
     tracing::warn!(?kind, at, bytes = cut.bytes, %reason, "recovery cut the log");
-    Ok(CutReport { kind, at_lsn: at, bytes: cut.bytes, reason, quarantined: cut.files })
+    Ok(CutReport {
+        kind,
+        at_lsn: at,
+        bytes: cut.bytes,
+        reason,
+        quarantined: cut.files,
+    })
 }
 
 /// Records that the replayed pages are in the data file: the redo point moves to the log end.
@@ -151,6 +192,11 @@ fn new_checkpoint(
     control.redo_lsn = end.resume;
     control.last_lsn = end.last_lsn;
     control::store(control_file, control)?;
-    retire_below(io, &layout::wal(dir), control.redo_lsn, control.segment_size)?;
+    retire_below(
+        io,
+        &layout::wal(dir),
+        control.redo_lsn,
+        control.segment_size,
+    )?;
     Ok(())
 }

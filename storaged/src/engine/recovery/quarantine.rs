@@ -23,8 +23,13 @@ pub(crate) fn cut(
     let qdir = layout::quarantine(dir);
     let wal_dir = layout::wal(dir);
     io.create_dir_all(&qdir)?;
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let mut out = Cut { files: Vec::new(), bytes: 0 };
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut out = Cut {
+        files: Vec::new(),
+        bytes: 0,
+    };
     for &start in segments.iter().filter(|&&s| s + segment_size > at) {
         let name = file_name(start);
         if start >= at {
@@ -34,7 +39,8 @@ pub(crate) fn cut(
             out.bytes += segment_size;
         } else {
             let target = qdir.join(format!("{stamp}-{name}.from-{at:016x}"));
-            out.bytes += copy_and_zero(io, &wal_dir.join(&name), &target, at - start, segment_size)?;
+            out.bytes +=
+                copy_and_zero(io, &wal_dir.join(&name), &target, at - start, segment_size)?;
             out.files.push(target);
         }
     }
@@ -45,11 +51,20 @@ pub(crate) fn cut(
 
 /// Copies `[from, len)` of a segment (trailing zeros trimmed) to `target`, syncs the copy, and
 /// only then zeroes the range in the segment.
-fn copy_and_zero(io: &dyn IoBackend, seg: &Path, target: &Path, from: u64, len: u64) -> Result<u64, StorageError> {
+fn copy_and_zero(
+    io: &dyn IoBackend,
+    seg: &Path,
+    target: &Path,
+    from: u64,
+    len: u64,
+) -> Result<u64, StorageError> {
     let file = io.open(seg, false)?;
     let mut bytes = vec![0u8; (len - from) as usize];
     if !read_exact_at(&*file, from, &mut bytes)? {
-        return Err(StorageError::corrupted(None, format!("{} is shorter than a segment", seg.display())));
+        return Err(StorageError::corrupted(
+            None,
+            format!("{} is shorter than a segment", seg.display()),
+        ));
     }
     let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
     let copy = io.open(target, true)?;

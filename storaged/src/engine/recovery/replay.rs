@@ -15,7 +15,10 @@ pub(crate) struct Replay<'a> {
 
 impl<'a> Replay<'a> {
     pub(crate) fn new(data: &'a dyn IoFile) -> Self {
-        Replay { data, pages: BTreeMap::new() }
+        Replay {
+            data,
+            pages: BTreeMap::new(),
+        }
     }
 
     pub(crate) fn apply(&mut self, lsn: u64, payload: &Payload) -> Result<(), StorageError> {
@@ -43,7 +46,8 @@ impl<'a> Replay<'a> {
     /// Writes every replayed page and syncs the data file; returns how many.
     pub(crate) fn write_all(self) -> Result<usize, StorageError> {
         for (page_no, (image, lsn)) in &self.pages {
-            self.data.write_at(page_no * PAGE_SIZE as u64, &seal(image, *page_no, *lsn))?;
+            self.data
+                .write_at(page_no * PAGE_SIZE as u64, &seal(image, *page_no, *lsn))?;
         }
         if !self.pages.is_empty() {
             self.data.sync_data()?;

@@ -43,14 +43,32 @@ pub struct RecoveryReport {
 
 impl fmt::Display for RecoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "recovery ({}) from redo LSN {:#x}:", self.mode, self.redo_lsn)?;
-        writeln!(f, "  replayed {} records ({} bytes), last LSN {:#x}", self.records_replayed, self.bytes_replayed, self.last_lsn)?;
-        writeln!(f, "  restored {} pages; log continues at {:#x}", self.pages_restored, self.end_lsn)?;
+        writeln!(
+            f,
+            "recovery ({}) from redo LSN {:#x}:",
+            self.mode, self.redo_lsn
+        )?;
+        writeln!(
+            f,
+            "  replayed {} records ({} bytes), last LSN {:#x}",
+            self.records_replayed, self.bytes_replayed, self.last_lsn
+        )?;
+        writeln!(
+            f,
+            "  restored {} pages; log continues at {:#x}",
+            self.pages_restored, self.end_lsn
+        )?;
         match &self.cut {
             None => writeln!(f, "  the log ended cleanly"),
             Some(cut) => {
-                writeln!(f, "  cut {} bytes at {:#x} ({:?}): {}", cut.bytes, cut.at_lsn, cut.kind, cut.reason)?;
-                cut.quarantined.iter().try_for_each(|p| writeln!(f, "  quarantined: {}", p.display()))
+                writeln!(
+                    f,
+                    "  cut {} bytes at {:#x} ({:?}): {}",
+                    cut.bytes, cut.at_lsn, cut.kind, cut.reason
+                )?;
+                cut.quarantined
+                    .iter()
+                    .try_for_each(|p| writeln!(f, "  quarantined: {}", p.display()))
             }
         }
     }
@@ -87,19 +105,29 @@ impl Refusal {
                  prefix (acknowledged commits after the damage will be lost and reported)"
             }
             Problem::TornTail => "open with the default `torn-tail` mode to truncate the torn tail",
-            Problem::ControlFile => "restore the control file from a backup; the data was not touched",
+            Problem::ControlFile => {
+                "restore the control file from a backup; the data was not touched"
+            }
         }
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "recovery refused to open the store (mode {}):", self.mode)?;
+        writeln!(
+            f,
+            "recovery refused to open the store (mode {}):",
+            self.mode
+        )?;
         writeln!(f, "  problem:  {:?}: {}", self.problem, self.reason)?;
         if let Some(at) = self.at_lsn {
             writeln!(f, "  position: LSN {at:#x}")?;
         }
-        writeln!(f, "  redo LSN: {:#x}; {} valid records before the problem, last LSN {:#x}", self.redo_lsn, self.valid_records, self.last_valid_lsn)?;
+        writeln!(
+            f,
+            "  redo LSN: {:#x}; {} valid records before the problem, last LSN {:#x}",
+            self.redo_lsn, self.valid_records, self.last_valid_lsn
+        )?;
         writeln!(f, "  nothing on disk was changed")?;
         write!(f, "  next step: {}", self.advice())
     }

@@ -38,14 +38,21 @@ pub(crate) fn create_segment(
 
 /// Segment start LSNs present in `dir`, ascending.
 pub(crate) fn list_segments(io: &dyn IoBackend, dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut starts: Vec<u64> = io.list_dir(dir)?.iter().filter_map(|n| parse_file_name(n)).collect();
+    let mut starts: Vec<u64> = io
+        .list_dir(dir)?
+        .iter()
+        .filter_map(|n| parse_file_name(n))
+        .collect();
     starts.sort_unstable();
     Ok(starts)
 }
 
 fn spares(io: &dyn IoBackend, dir: &Path) -> Result<Vec<String>, StorageError> {
     let names = io.list_dir(dir)?;
-    Ok(names.into_iter().filter(|n| n.starts_with(SPARE_PREFIX)).collect())
+    Ok(names
+        .into_iter()
+        .filter(|n| n.starts_with(SPARE_PREFIX))
+        .collect())
 }
 
 /// Retires segments wholly below `redo_lsn`: a few become spares, the rest are deleted.

@@ -71,7 +71,9 @@ pub(crate) enum Invalid {
 /// Validates the record that should start at `buf[0]`, which is log position `expected_lsn`.
 pub(crate) fn decode(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u8]), Invalid> {
     if buf.len() < RECORD_HEADER_LEN {
-        return Err(Invalid::Damaged("record header runs past the segment end".into()));
+        return Err(Invalid::Damaged(
+            "record header runs past the segment end".into(),
+        ));
     }
     if buf[..RECORD_HEADER_LEN].iter().all(|&b| b == 0) {
         return Err(Invalid::Zero);
@@ -127,7 +129,10 @@ mod tests {
         for bit in 0..rec.len() * 8 {
             let mut bad = rec.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(decode(&bad, 4096).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                decode(&bad, 4096).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

@@ -20,10 +20,18 @@ use std::path::Path;
 pub(crate) enum EndKind {
     Clean,
     /// Bytes `[at, at + len)` of the active segment are the remains of an unfinished write.
-    TornTail { at: u64, len: u64 },
-    Corrupt { at: u64, reason: String },
+    TornTail {
+        at: u64,
+        len: u64,
+    },
+    Corrupt {
+        at: u64,
+        reason: String,
+    },
     /// Point-in-time recovery stopped before the record at `at`.
-    Stopped { at: u64 },
+    Stopped {
+        at: u64,
+    },
 }
 
 /// The result of a scan: how it ended and where the log continues.
@@ -59,7 +67,10 @@ pub(crate) fn scan(
     apply: &mut Apply<'_>,
 ) -> Result<LogEnd, StorageError> {
     let first = segment_of(control.redo_lsn, control.segment_size);
-    let segments: Vec<u64> = list_segments(io, dir)?.into_iter().filter(|&s| s >= first).collect();
+    let segments: Vec<u64> = list_segments(io, dir)?
+        .into_iter()
+        .filter(|&s| s >= first)
+        .collect();
     let end = LogEnd {
         kind: EndKind::Clean,
         resume: control.redo_lsn,
@@ -68,7 +79,13 @@ pub(crate) fn scan(
         bytes: 0,
         segments: segments.clone(),
     };
-    let mut scanner = Scanner { io, dir, control, until, end };
+    let mut scanner = Scanner {
+        io,
+        dir,
+        control,
+        until,
+        end,
+    };
     scanner.run(first, &segments, apply)?;
     Ok(scanner.end)
 }
@@ -78,12 +95,20 @@ pub(crate) fn segment_of(lsn: u64, segment_size: u64) -> u64 {
 }
 
 impl Scanner<'_> {
-    fn run(&mut self, first: u64, segments: &[u64], apply: &mut Apply<'_>) -> Result<(), StorageError> {
+    fn run(
+        &mut self,
+        first: u64,
+        segments: &[u64],
+        apply: &mut Apply<'_>,
+    ) -> Result<(), StorageError> {
         let mut prev_start = None;
         for (i, &start) in segments.iter().enumerate() {
             let expected = prev_start.map_or(first, |p: u64| p + self.control.segment_size);
             if start != expected {
-                return self.corrupt(expected, format!("WAL segment {} is missing", file_name(expected)));
+                return self.corrupt(
+                    expected,
+                    format!("WAL segment {} is missing", file_name(expected)),
+                );
             }
             let data = match self.read_segment(start, prev_start)? {
                 Ok(data) => data,
@@ -96,7 +121,10 @@ impl Scanner<'_> {
         }
         if prev_start.is_none() {
             let name = file_name(first);
-            return self.corrupt(first, format!("WAL segment {name} holding the redo point is missing"));
+            return self.corrupt(
+                first,
+                format!("WAL segment {name} holding the redo point is missing"),
+            );
         }
         Ok(())
     }
@@ -107,11 +135,18 @@ impl Scanner<'_> {
     }
 
     /// The segment's bytes if its header is valid and links to its predecessor.
-    fn read_segment(&self, start: u64, prev: Option<u64>) -> Result<Result<Vec<u8>, String>, StorageError> {
+    fn read_segment(
+        &self,
+        start: u64,
+        prev: Option<u64>,
+    ) -> Result<Result<Vec<u8>, String>, StorageError> {
         let file = self.io.open(&self.dir.join(file_name(start)), false)?;
         let mut data = vec![0u8; self.control.segment_size as usize];
         if !read_exact_at(&*file, 0, &mut data)? {
-            return Ok(Err(format!("WAL segment {} is shorter than a segment", file_name(start))));
+            return Ok(Err(format!(
+                "WAL segment {} is shorter than a segment",
+                file_name(start)
+            )));
         }
         let header = match SegmentHeader::decode(&data) {
             Ok(h) => h,
@@ -126,11 +161,15 @@ impl Scanner<'_> {
             return Err(format!("WAL segment {name} belongs to another instance"));
         }
         if h.start_lsn != start || h.segment_size != self.control.segment_size {
-            return Err(format!("WAL segment {name} has a header for another position or size"));
+            return Err(format!(
+                "WAL segment {name} has a header for another position or size"
+            ));
         }
         if let Some(prev) = prev {
             if h.prev_start_lsn != prev || h.prev_last_lsn != self.end.last_lsn {
-                return Err(format!("WAL segment {name} does not link to the records before it"));
+                return Err(format!(
+                    "WAL segment {name} does not link to the records before it"
+                ));
             }
         } else if h.prev_start_lsn == NO_PREVIOUS && start != 0 {
             return Err(format!("WAL segment {name} claims to be the first segment"));
@@ -169,7 +208,9 @@ impl Scanner<'_> {
     fn decode(&self, buf: &[u8], lsn: u64) -> Result<(u64, Payload), Invalid> {
         let (header, payload) = record::decode(buf, lsn)?;
         if header.prev_lsn != self.end.last_lsn {
-            return Err(Invalid::Damaged("record's previous-LSN link is broken".into()));
+            return Err(Invalid::Damaged(
+                "record's previous-LSN link is broken".into(),
+            ));
         }
         let payload = Payload::decode(payload)
             .map_err(|e| Invalid::Damaged(format!("record payload is malformed: {}", e.0)))?;
@@ -184,7 +225,14 @@ impl Scanner<'_> {
     }
 
     /// Decides what the first invalid position of a segment means; true = continue.
-    fn classify(&mut self, start: u64, data: &[u8], offset: usize, is_last: bool, why: Invalid) -> bool {
+    fn classify(
+        &mut self,
+        start: u64,
+        data: &[u8],
+        offset: usize,
+        is_last: bool,
+        why: Invalid,
+    ) -> bool {
         let at = start + offset as u64;
         let rest = data.get(offset..).unwrap_or_default();
         let nonzero_end = rest.iter().rposition(|&b| b != 0).map(|p| offset + p + 1);
@@ -195,10 +243,19 @@ impl Scanner<'_> {
         self.end.kind = match nonzero_end {
             None if is_last => EndKind::Clean,
             None => return true,
-            Some(_) if !is_last => EndKind::Corrupt { at, reason: format!("{reason}, inside a sealed segment") },
+            Some(_) if !is_last => EndKind::Corrupt {
+                at,
+                reason: format!("{reason}, inside a sealed segment"),
+            },
             Some(end) => match later_valid_record(start, data, offset) {
-                Some(q) => EndKind::Corrupt { at, reason: format!("{reason}, followed by a valid record at {q:#x}") },
-                None => EndKind::TornTail { at, len: (end - offset) as u64 },
+                Some(q) => EndKind::Corrupt {
+                    at,
+                    reason: format!("{reason}, followed by a valid record at {q:#x}"),
+                },
+                None => EndKind::TornTail {
+                    at,
+                    len: (end - offset) as u64,
+                },
             },
         };
         false

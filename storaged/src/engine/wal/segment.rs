@@ -89,7 +89,9 @@ pub(crate) fn file_name(start_lsn: u64) -> String {
 /// The start LSN a segment file name encodes, if it is one.
 pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".wal")?;
-    (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
+    (hex.len() == 16)
+        .then(|| u64::from_str_radix(hex, 16).ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -110,7 +112,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut bad = bytes;
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&bad).is_err(), "flip of bit {bit} went unnoticed");
+            assert!(
+                SegmentHeader::decode(&bad).is_err(),
+                "flip of bit {bit} went unnoticed"
+            );
         }
     }
 

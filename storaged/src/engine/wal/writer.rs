@@ -79,7 +79,11 @@ impl Wal {
             pending: Vec::new(),
             segments: BTreeMap::from([(active_start, start.active)]),
         };
-        let sync = SyncState { durable: start.tail, syncing: false, failed: false };
+        let sync = SyncState {
+            durable: start.tail,
+            syncing: false,
+            failed: false,
+        };
         Wal {
             io,
             dir,
@@ -126,7 +130,9 @@ impl Wal {
         let lsn = state.tail;
         let bytes = record::encode(lsn, state.last_lsn, KIND_COMMIT, payload);
         let end = lsn + bytes.len() as u64;
-        self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match state.pending.last_mut() {
             Some((at, buf)) if *at + buf.len() as u64 == lsn => buf.extend_from_slice(&bytes),
             _ => state.pending.push((lsn, bytes)),
@@ -219,5 +225,8 @@ impl Wal {
 }
 
 fn missing_segment(start: u64) -> StorageError {
-    StorageError::corrupted(None, format!("WAL segment {start:#x} is not open for writing"))
+    StorageError::corrupted(
+        None,
+        format!("WAL segment {start:#x} is not open for writing"),
+    )
 }
