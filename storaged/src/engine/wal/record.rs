@@ -141,4 +141,28 @@ mod tests {
         let rec = encode(4096, 2048, KIND_COMMIT, b"x");
         assert!(matches!(decode(&rec, 8192), Err(Invalid::Damaged(_))));
     }
+
+    #[test]
+    fn mutated_records_decode_or_fail_without_panicking() {
+        use crate::engine::redo::{Change, PageChange, Payload};
+        use rand::{Rng, SeedableRng};
+        let payload = Payload {
+            summary: "put".into(),
+            pages: vec![PageChange { page_no: 3, change: Change::Image(vec![1; 300]) }],
+        };
+        let valid = encode(4096, 128, KIND_COMMIT, &payload.encode());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for _ in 0..5000 {
+            let mut bytes = valid.clone();
+            for _ in 0..rng.gen_range(1..6) {
+                let at = rng.gen_range(0..bytes.len());
+                bytes[at] = rng.r#gen();
+            }
+            bytes.truncate(rng.gen_range(0..=bytes.len()));
+            if let Ok((_, body)) = decode(&bytes, 4096) {
+                let _ = Payload::decode(body);
+            }
+            let _ = Payload::decode(&bytes);
+        }
+    }
 }
