@@ -1,0 +1,183 @@
+//! Engine benchmarks on one disk in one run: raw fdatasync rate, durable commits/s at 1, 8 and
+//! 64 writers (as ratios to the raw rate and to one writer), point-get latency from the buffer
+//! pool and from the data file, scan rows/s, and WAL replay MB/s during recovery.
+
+use photondb_storaged::engine::{Condition, Engine, EngineOptions, Scan};
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const RUN: Duration = Duration::from_secs(3);
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("PHOTONDB_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .expect("bench directory")
+}
+
+/// fdatasyncs per second of a 4 KiB write appended to a zero-filled file.
+fn raw_fsync_rate(dir: &Path) -> f64 {
+    let path = dir.join("raw");
+    let file = OpenOptions::new().create(true).read(true).write(true).open(&path).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for i in 0..64 {
+        file.write_all_at(&zeros, i << 20).unwrap();
+    }
+    file.sync_all().unwrap();
+    let block = vec![7u8; 4096];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < RUN {
+        file.write_all_at(&block, (n * 4096) % (64 << 20)).unwrap();
+        file.sync_data().unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+fn open(dir: &Path, opts: EngineOptions) -> Engine {
+    Engine::open(dir, opts).expect("open").0
+}
+
+fn setup(dir: &Path, opts: EngineOptions) -> Engine {
+    let e = open(dir, opts);
+    e.create_database("bench").unwrap();
+    e.create_table("bench", "t").unwrap();
+    e
+}
+
+/// Durable commits per second with `writers` threads each putting 100-byte documents.
+fn commit_rate(dir: PathBuf, writers: usize) -> (f64, f64) {
+    let e = Arc::new(setup(&dir, EngineOptions::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let before = e.stats();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (e, stop, commits) = (e.clone(), stop.clone(), commits.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    e.put("bench", "t", &format!("w{w}-{i}"), &[1u8; 100], Condition::Any).unwrap();
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(RUN);
+    stop.store(true, Ordering::Relaxed);
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    let secs = started.elapsed().as_secs_f64();
+    let after = e.stats();
+    let per_sync = (after.commits - before.commits) as f64 / (after.fsyncs - before.fsyncs).max(1) as f64;
+    (commits.load(Ordering::Relaxed) as f64 / secs, per_sync)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn load(e: &Engine, n: u64) {
+    let ops: Vec<_> = (0..n).collect();
+    for chunk in ops.chunks(500) {
+        let batch = chunk
+            .iter()
+            .map(|i| photondb_storaged::engine::BatchOp::Put {
+                key: format!("key-{i:08}"),
+                value: vec![(*i % 251) as u8; 200],
+                condition: Condition::Any,
+            })
+            .collect();
+        e.batch("bench", "t", batch).unwrap();
+    }
+}
+
+fn get_latencies(e: &Engine, n: u64, samples: usize) -> (Duration, Duration) {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = format!("key-{:08}", x % n);
+        let started = Instant::now();
+        let doc = e.get("bench", "t", &key).unwrap();
+        times.push(started.elapsed());
+        assert!(doc.is_some());
+    }
+    times.sort_unstable();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn scan_rate(e: &Engine) -> f64 {
+    let started = Instant::now();
+    let mut rows = 0usize;
+    let mut scan = Scan { prefix: "key-".into(), start_after: None, limit: 1000 };
+    loop {
+        let page = e.scan("bench", "t", &scan).unwrap();
+        rows += page.docs.len();
+        match page.next_start_after {
+            Some(after) => scan.start_after = Some(after),
+            None => break,
+        }
+    }
+    rows as f64 / started.elapsed().as_secs_f64()
+}
+
+fn replay_rate(dir: &Path) -> (f64, u64) {
+    let opts = EngineOptions { checkpoint_wal_bytes: 1 << 40, ..EngineOptions::default() };
+    let e = setup(dir, opts.clone());
+    load(&e, 100_000);
+    drop(e);
+    let started = Instant::now();
+    let (_, report) = Engine::open(dir, opts).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    (report.bytes_replayed as f64 / secs / 1e6, report.bytes_replayed)
+}
+
+fn main() {
+    let root = bench_dir();
+    println!("bench directory: {}", root.path().display());
+    let raw = raw_fsync_rate(root.path());
+    println!("raw 4 KiB write + fdatasync: {raw:.0}/s");
+    let mut one = 0.0;
+    for writers in [1, 8, 64] {
+        let (rate, per_sync) = commit_rate(root.path().join(format!("commits-{writers}")), writers);
+        if writers == 1 {
+            one = rate;
+        }
+        println!(
+            "durable commits, {writers:>2} writers: {rate:>8.0}/s = {:.2}x raw, {:.1}x one writer, {per_sync:.1} commits per fsync",
+            rate / raw,
+            rate / one
+        );
+    }
+    let dir = root.path().join("reads");
+    let n = 200_000;
+    let e = setup(&dir, EngineOptions::default());
+    load(&e, n);
+    e.checkpoint().unwrap();
+    let _ = get_latencies(&e, n, 50_000);
+    let (p50, p99) = get_latencies(&e, n, 200_000);
+    println!("point get from the buffer pool: p50 {p50:?}, p99 {p99:?}");
+    println!("scan: {:.0} rows/s (200-byte values, pages of 1000)", scan_rate(&e));
+    drop(e);
+    let small_pool = EngineOptions { buffer_pool_bytes: 1 << 20, ..EngineOptions::default() };
+    let e = open(&dir, small_pool);
+    let (p50, p99) = get_latencies(&e, n, 50_000);
+    let s = e.stats();
+    println!(
+        "point get through a 1 MiB pool (data file via the OS page cache): p50 {p50:?}, p99 {p99:?}, pool hit rate {:.0}%",
+        100.0 * s.pool_hits as f64 / (s.pool_hits + s.pool_misses).max(1) as f64
+    );
+    drop(e);
+    let (mbps, bytes) = replay_rate(&root.path().join("replay"));
+    println!("recovery replay: {mbps:.1} MB/s ({:.1} MB of WAL)", bytes as f64 / 1e6);
+}
