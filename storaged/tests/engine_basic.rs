@@ -287,3 +287,9 @@ fn the_real_filesystem_works_too() {
     assert_eq!(e.get("d", "t", "k").unwrap().unwrap().version, v);
     assert!(report.records_replayed >= 3, "{report}");
 }
+
+#[test]
+fn the_engine_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+}

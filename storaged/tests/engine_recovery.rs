@@ -3,7 +3,7 @@
 
 use photondb_storaged::engine::{
     Condition, CutKind, Engine, EngineOptions, Error, IoBackend, OpenError, Problem, RecoveryMode,
-    SimFs, StorageError,
+    SimFs, StorageError, inspect_with,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ fn present(e: &Engine, i: usize) -> Option<u64> {
 
 #[test]
 fn truncating_the_wal_at_every_byte_keeps_exactly_the_whole_records() {
-    let (fs, lsns, end) = small_wal(4);
+    let (fs, lsns, end) = small_wal(3);
     let mut ends: Vec<u64> = lsns[1..].to_vec();
     ends.push(end);
     let original = fs.read_file(Path::new(SEGMENT)).unwrap();
@@ -199,4 +199,23 @@ fn a_corrupted_page_is_an_error_on_read_and_named_by_verify() {
         "{report}"
     );
     assert!(e.stats().corrupt_pages_seen >= 1);
+}
+
+#[test]
+fn inspect_describes_the_files_without_changing_them() {
+    let (fs, lsns, _) = small_wal(3);
+    let before = fs.read_file(Path::new(SEGMENT));
+    let report = inspect_with(&fs, Path::new(DIR)).unwrap();
+    assert_eq!(report.wal_records, 3);
+    assert_eq!(report.wal_last_lsn, lsns[2]);
+    let summaries: Vec<&str> = report
+        .recent_records
+        .iter()
+        .map(|r| r.summary.as_str())
+        .collect();
+    assert_eq!(summaries, ["put d/t/k0", "put d/t/k1", "put d/t/k2"]);
+    assert!(report.control_slots.iter().any(|s| s.is_ok()));
+    assert!(report.unreadable_pages.is_empty());
+    assert!(report.to_string().contains("clean end"), "{report}");
+    assert_eq!(fs.read_file(Path::new(SEGMENT)), before);
 }

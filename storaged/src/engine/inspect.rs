@@ -9,7 +9,7 @@ use crate::engine::page::{Node, PAGE_SIZE};
 use crate::engine::wal::files::list_segments;
 use crate::engine::wal::scan::{EndKind, scan};
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader, file_name};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::Path;
 
@@ -21,6 +21,18 @@ pub struct SegmentInfo {
     pub header: Result<(u64, u64), String>,
 }
 
+/// One WAL record as `inspect` shows it: where it is and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSummary {
+    pub lsn: u64,
+    /// The logical summary the commit logged, e.g. `put app/users/alice`.
+    pub summary: String,
+    pub pages: usize,
+}
+
+/// How many of the newest records `inspect` lists (for choosing a point-in-time target).
+const RECENT_RECORDS: usize = 100;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectReport {
     pub control_slots: [Result<ControlState, String>; 2],
@@ -29,6 +41,8 @@ pub struct InspectReport {
     pub wal_records: u64,
     pub wal_last_lsn: u64,
     pub wal_end: String,
+    /// The newest records after the redo point, oldest first.
+    pub recent_records: Vec<RecordSummary>,
     pub data_file_pages: u64,
     pub pages_by_type: BTreeMap<String, u64>,
     pub unreadable_pages: Vec<u64>,
@@ -40,7 +54,8 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, OpenError> {
     inspect_with(&StdFs, dir)
 }
 
-pub(crate) fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectReport, OpenError> {
+/// `inspect` through any I/O backend (tests use the simulated filesystem).
+pub fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectReport, OpenError> {
     let control_file = io.open(&layout::control(dir), false)?;
     let control_slots = control::read_slots(&*control_file)?;
     let wal_dir = layout::wal(dir);
@@ -54,13 +69,27 @@ pub(crate) fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectRepo
         wal_records: 0,
         wal_last_lsn: 0,
         wal_end: "control file unreadable".into(),
+        recent_records: Vec::new(),
         data_file_pages: 0,
         pages_by_type: BTreeMap::new(),
         unreadable_pages: Vec::new(),
         free_pages: 0,
     };
     if let Ok(control) = control::load(&*control_file) {
-        let end = scan(io, &wal_dir, &control, None, &mut |_, _| Ok(()))?;
+        let mut recent = VecDeque::new();
+        let end = scan(io, &wal_dir, &control, None, &mut |lsn, payload| {
+            if recent.len() == RECENT_RECORDS {
+                recent.pop_front();
+            }
+            let summary = payload.summary.clone();
+            recent.push_back(RecordSummary {
+                lsn,
+                summary,
+                pages: payload.pages.len(),
+            });
+            Ok(())
+        })?;
+        report.recent_records = recent.into();
         report.wal_records = end.records;
         report.wal_last_lsn = end.last_lsn;
         report.wal_end = match end.kind {

@@ -31,7 +31,7 @@ mod wal;
 pub use control::ControlState;
 pub use engine::Engine;
 pub use error::{Error, OpenError, StorageError, What};
-pub use inspect::{InspectReport, SegmentInfo, inspect};
+pub use inspect::{InspectReport, RecordSummary, SegmentInfo, inspect, inspect_with};
 pub use io::{IoBackend, IoFile, LatchedIo, SimFs, StdFs};
 pub use recovery::{CutKind, CutReport, Problem, RecoveryReport, Refusal};
 pub use types::{

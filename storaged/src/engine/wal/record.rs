@@ -148,7 +148,10 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let payload = Payload {
             summary: "put".into(),
-            pages: vec![PageChange { page_no: 3, change: Change::Image(vec![1; 300]) }],
+            pages: vec![PageChange {
+                page_no: 3,
+                change: Change::Image(vec![1; 300]),
+            }],
         };
         let valid = encode(4096, 128, KIND_COMMIT, &payload.encode());
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
