@@ -21,12 +21,22 @@ impl Answer {
     /// A JSON body.
     pub fn json(status: StatusCode, value: &serde_json::Value) -> Self {
         let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        Self { status, headers: vec![("content-type", "application/json".into())], body, trailers: None }
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body,
+            trailers: None,
+        }
     }
 
     /// No body.
     pub fn empty(status: StatusCode) -> Self {
-        Self { status, headers: Vec::new(), body: Bytes::new(), trailers: None }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+            trailers: None,
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
@@ -50,19 +60,34 @@ impl Answer {
         let body = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
         let mut headers = vec![("content-type", "application/problem+json".to_string())];
         headers.extend(refusal.headers());
-        Self { status: d.status, headers, body, trailers: None }
+        Self {
+            status: d.status,
+            headers,
+            body,
+            trailers: None,
+        }
     }
 
     /// A successful gRPC response: one framed message, then `grpc-status: 0`.
     pub fn grpc_ok(message: Bytes) -> Self {
-        Self { status: StatusCode::OK, headers: grpc_headers(), body: message, trailers: Some(grpc_trailers(0, None)) }
+        Self {
+            status: StatusCode::OK,
+            headers: grpc_headers(),
+            body: message,
+            trailers: Some(grpc_trailers(0, None)),
+        }
     }
 
     /// A gRPC refusal: HTTP 200, no message, the status and stable code in the trailers.
     pub fn grpc_refusal(refusal: &Refusal) -> Self {
         let d = refusal.describe();
         let trailers = grpc_trailers(d.grpc as i32, Some(d.code));
-        Self { status: StatusCode::OK, headers: grpc_headers(), body: Bytes::new(), trailers: Some(trailers) }
+        Self {
+            status: StatusCode::OK,
+            headers: grpc_headers(),
+            body: Bytes::new(),
+            trailers: Some(trailers),
+        }
     }
 }
 

@@ -17,13 +17,22 @@ pub struct Body {
 
 /// Refuses request bodies with a `Content-Encoding` (other than `identity`).
 pub fn refuse_content_encoding(headers: &http::HeaderMap) -> Result<(), Refusal> {
-    let encoded = headers.get_all(http::header::CONTENT_ENCODING).iter().any(|v| v.as_bytes() != b"identity");
-    if encoded { Err(Refusal::ContentEncoding) } else { Ok(()) }
+    let encoded = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| v.as_bytes() != b"identity");
+    if encoded {
+        Err(Refusal::ContentEncoding)
+    } else {
+        Ok(())
+    }
 }
 
 /// A declared `Content-Length` past the limit is refused before reading.
 fn check_declared_length(headers: &http::HeaderMap, max: usize) -> Result<(), Refusal> {
-    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(n) if n > max as u64 => Err(Refusal::PayloadTooLarge),
         _ => Ok(()),
@@ -31,7 +40,11 @@ fn check_declared_length(headers: &http::HeaderMap, max: usize) -> Result<(), Re
 }
 
 /// Reads the whole body: at most `max` bytes, within `timeout`.
-pub async fn read(session: &mut ServerSession, max: usize, timeout: Duration) -> Result<Body, Refusal> {
+pub async fn read(
+    session: &mut ServerSession,
+    max: usize,
+    timeout: Duration,
+) -> Result<Body, Refusal> {
     check_declared_length(&session.req_header().headers, max)?;
     match tokio::time::timeout(timeout, read_chunks(session, max)).await {
         Ok(result) => result,
@@ -42,12 +55,19 @@ pub async fn read(session: &mut ServerSession, max: usize, timeout: Duration) ->
 async fn read_chunks(session: &mut ServerSession, max: usize) -> Result<Body, Refusal> {
     let mut buf = BytesMut::new();
     let mut hasher = BodyHasher::default();
-    while let Some(chunk) = session.read_request_body().await.map_err(|_| Refusal::BadBody)? {
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|_| Refusal::BadBody)?
+    {
         if buf.len() + chunk.len() > max {
             return Err(Refusal::PayloadTooLarge);
         }
         hasher.update(&chunk);
         buf.extend_from_slice(&chunk);
     }
-    Ok(Body { bytes: buf.freeze(), digest: hasher.finish() })
+    Ok(Body {
+        bytes: buf.freeze(),
+        digest: hasher.finish(),
+    })
 }

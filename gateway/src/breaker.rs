@@ -51,13 +51,19 @@ pub struct Breaker {
 
 impl std::fmt::Debug for Breaker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Breaker").field("state", &self.state()).finish()
+        f.debug_struct("Breaker")
+            .field("state", &self.state())
+            .finish()
     }
 }
 
 impl Breaker {
     pub fn new(cfg: BreakerConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { cfg, clock, state: Mutex::new(State::Closed { failures: 0 }) }
+        Self {
+            cfg,
+            clock,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -90,15 +96,21 @@ impl Breaker {
             (State::HalfOpen { .. }, false) if allowed.probe => State::Closed { failures: 0 },
             (State::HalfOpen { .. }, true) if allowed.probe => self.open(),
             (State::Closed { .. }, false) => State::Closed { failures: 0 },
-            (State::Closed { failures }, true) if failures + 1 >= self.cfg.failure_threshold => self.open(),
-            (State::Closed { failures }, true) => State::Closed { failures: failures + 1 },
+            (State::Closed { failures }, true) if failures + 1 >= self.cfg.failure_threshold => {
+                self.open()
+            }
+            (State::Closed { failures }, true) => State::Closed {
+                failures: failures + 1,
+            },
             _ => return,
         };
         *state = next;
     }
 
     fn open(&self) -> State {
-        State::Open { until: self.clock.now() + self.cfg.open_for }
+        State::Open {
+            until: self.clock.now() + self.cfg.open_for,
+        }
     }
 
     pub fn state(&self) -> BreakerState {
@@ -119,7 +131,11 @@ mod tests {
 
     fn breaker() -> (Breaker, ManualClock) {
         let clock = ManualClock::default();
-        let cfg = BreakerConfig { failure_threshold: 2, open_for: Duration::from_secs(5), half_open_probes: 1 };
+        let cfg = BreakerConfig {
+            failure_threshold: 2,
+            open_for: Duration::from_secs(5),
+            half_open_probes: 1,
+        };
         (Breaker::new(cfg, Arc::new(clock.clone())), clock)
     }
 

@@ -140,7 +140,12 @@ impl Default for RawConfig {
 
 impl Default for RawTls {
     fn default() -> Self {
-        Self { disable: false, cert: None, key: None, reload_interval_ms: 10_000 }
+        Self {
+            disable: false,
+            cert: None,
+            key: None,
+            reload_interval_ms: 10_000,
+        }
     }
 }
 
@@ -185,13 +190,21 @@ impl Default for RawLimits {
 
 impl Default for RawBreaker {
     fn default() -> Self {
-        Self { failure_threshold: 5, open_ms: 5_000, half_open_probes: 1 }
+        Self {
+            failure_threshold: 5,
+            open_ms: 5_000,
+            half_open_probes: 1,
+        }
     }
 }
 
 impl Default for RawServer {
     fn default() -> Self {
-        Self { threads: 2, grace_period_secs: 5, graceful_shutdown_timeout_secs: 5 }
+        Self {
+            threads: 2,
+            grace_period_secs: 5,
+            graceful_shutdown_timeout_secs: 5,
+        }
     }
 }
 
@@ -267,8 +280,13 @@ pub struct ServerConfig {
 impl GatewayConfig {
     /// Reads `path`, applies the `PHOTONDB_*` overrides from `env`, and validates.
     pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {}", path.display(), e.kind())]))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![format!(
+                "cannot read {}: {}",
+                path.display(),
+                e.kind()
+            )])
+        })?;
         Self::from_toml(&text, env)
     }
 
@@ -290,13 +308,17 @@ impl GatewayConfig {
 
 /// The `PHOTONDB_*` variables of the current process (the only ones the gateway reads).
 pub fn process_env() -> BTreeMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("PHOTONDB_")).collect()
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("PHOTONDB_"))
+        .collect()
 }
 
 fn toml_error(e: &toml::de::Error) -> String {
     // The message names the field and line; it never echoes values of other fields.
     format!("invalid TOML: {}", e.message())
-        + &e.span().map(|s| format!(" (at byte {})", s.start)).unwrap_or_default()
+        + &e.span()
+            .map(|s| format!(" (at byte {})", s.start))
+            .unwrap_or_default()
 }
 
 fn env_flag(env: &BTreeMap<String, String>, name: &str, errors: &mut Vec<String>) -> Option<bool> {
@@ -320,7 +342,9 @@ fn apply_env(raw: &mut RawConfig, env: &BTreeMap<String, String>) -> Vec<String>
         raw.tls.disable = off;
     }
     if env_flag(env, ENV_TLS_DISABLE_VERIFY, &mut errors) == Some(true) {
-        errors.push(format!("{ENV_TLS_DISABLE_VERIFY}: the gateway always verifies storaged"));
+        errors.push(format!(
+            "{ENV_TLS_DISABLE_VERIFY}: the gateway always verifies storaged"
+        ));
     }
     if let Some(cert) = env.get(ENV_TLS_CERT) {
         raw.tls.cert = Some(cert.into());
@@ -351,7 +375,9 @@ impl Check {
     fn file(&mut self, field: &str, value: &Option<PathBuf>) -> Option<PathBuf> {
         match value {
             None => self.fail(format!("{field} is required")),
-            Some(p) if !p.is_file() => self.fail(format!("{field}: {} is not a readable file", p.display())),
+            Some(p) if !p.is_file() => {
+                self.fail(format!("{field}: {} is not a readable file", p.display()))
+            }
             Some(p) => return Some(p.clone()),
         }
         None
@@ -380,25 +406,31 @@ impl RawConfig {
         let upstream = self.upstream.validate(&mut c);
         let limits = self.limits.validate(&mut c);
         let breaker = self.breaker.validate(&mut c);
-        let metrics_listen = self.metrics.listen.as_deref().and_then(|m| c.addr("metrics.listen", m));
+        let metrics_listen = self
+            .metrics
+            .listen
+            .as_deref()
+            .and_then(|m| c.addr("metrics.listen", m));
         let server = self.server.validate(&mut c);
         let flag = self.read_only_flag.clone();
         if flag.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
             c.fail("read_only_flag must not be empty");
         }
         match (c.0.is_empty(), listen, dev, tls, upstream, limits) {
-            (true, Some(listen), Some(dev), Some(tls), Some(upstream), Some(limits)) => Ok(GatewayConfig {
-                dev,
-                listen,
-                read_only_flag: flag,
-                tls,
-                tls_reload_interval: Duration::from_millis(self.tls.reload_interval_ms),
-                upstream,
-                limits,
-                breaker,
-                metrics_listen,
-                server,
-            }),
+            (true, Some(listen), Some(dev), Some(tls), Some(upstream), Some(limits)) => {
+                Ok(GatewayConfig {
+                    dev,
+                    listen,
+                    read_only_flag: flag,
+                    tls,
+                    tls_reload_interval: Duration::from_millis(self.tls.reload_interval_ms),
+                    upstream,
+                    limits,
+                    breaker,
+                    metrics_listen,
+                    server,
+                })
+            }
             _ => Err(ConfigErrors(c.0)),
         }
     }
@@ -416,7 +448,9 @@ fn check_mode(c: &mut Check, dev_mode: bool, listen: Option<SocketAddr>) -> Opti
     match listen {
         Some(addr) if addr.ip().is_loopback() => Some(DevMode(())),
         Some(addr) => {
-            c.fail(format!("listen: dev mode refuses the non-loopback address {addr}"));
+            c.fail(format!(
+                "listen: dev mode refuses the non-loopback address {addr}"
+            ));
             None
         }
         None => None,
@@ -428,13 +462,18 @@ impl RawTls {
         c.positive("tls.reload_interval_ms", self.reload_interval_ms);
         if self.disable {
             if !dev_mode {
-                c.fail(format!("tls.disable / {ENV_DISABLE_TLS} is allowed only in dev mode"));
+                c.fail(format!(
+                    "tls.disable / {ENV_DISABLE_TLS} is allowed only in dev mode"
+                ));
             }
             return Some(None);
         }
         let cert = c.file("tls.cert", &self.cert);
         let key = c.file("tls.key", &self.key);
-        let files = TlsFiles { cert: cert?, key: key? };
+        let files = TlsFiles {
+            cert: cert?,
+            key: key?,
+        };
         if let Err(e) = crate::tls::load_certified_key(&files) {
             c.fail(format!("tls: {e}"));
             return None;
@@ -471,20 +510,34 @@ impl RawUpstream {
 impl RawLimits {
     fn validate(&self, c: &mut Check) -> Option<Limits> {
         c.positive("limits.max_body_bytes", self.max_body_bytes as u64);
-        c.at_most("limits.max_body_bytes", self.max_body_bytes as u64, 64 << 20);
+        c.at_most(
+            "limits.max_body_bytes",
+            self.max_body_bytes as u64,
+            64 << 20,
+        );
         c.positive("limits.max_json_depth", self.max_json_depth as u64);
         c.at_most("limits.max_json_depth", self.max_json_depth as u64, 128);
-        c.positive("limits.max_batch_operations", self.max_batch_operations as u64);
+        c.positive(
+            "limits.max_batch_operations",
+            self.max_batch_operations as u64,
+        );
         c.positive("limits.max_scan_limit", self.max_scan_limit.into());
         c.positive("limits.max_connections", self.max_connections as u64);
         c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
-        c.at_most("limits.max_header_bytes", self.max_header_bytes as u64, 1 << 20);
+        c.at_most(
+            "limits.max_header_bytes",
+            self.max_header_bytes as u64,
+            1 << 20,
+        );
         c.positive("limits.max_headers", self.max_headers as u64);
         c.at_most("limits.max_headers", self.max_headers as u64, 256);
         c.positive("limits.header_timeout_ms", self.header_timeout_ms);
         c.positive("limits.body_timeout_ms", self.body_timeout_ms);
         c.positive("limits.idle_timeout_secs", self.idle_timeout_secs);
-        c.positive("limits.h2_max_concurrent_streams", self.h2_max_concurrent_streams.into());
+        c.positive(
+            "limits.h2_max_concurrent_streams",
+            self.h2_max_concurrent_streams.into(),
+        );
         c.positive("limits.max_inflight", self.max_inflight as u64);
         if self.shed_writes_at == 0 || self.shed_writes_at > self.max_inflight {
             c.fail("limits.shed_writes_at must be between 1 and limits.max_inflight");
@@ -535,7 +588,11 @@ impl RawServer {
         c.positive("server.threads", self.threads as u64);
         c.at_most("server.threads", self.threads as u64, 256);
         c.at_most("server.grace_period_secs", self.grace_period_secs, 3_600);
-        c.at_most("server.graceful_shutdown_timeout_secs", self.graceful_shutdown_timeout_secs, 3_600);
+        c.at_most(
+            "server.graceful_shutdown_timeout_secs",
+            self.graceful_shutdown_timeout_secs,
+            3_600,
+        );
         ServerConfig {
             threads: self.threads,
             grace_period_secs: self.grace_period_secs,
@@ -549,7 +606,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn errors(text: &str, e: &[(&str, &str)]) -> Vec<String> {
@@ -561,7 +621,10 @@ mod tests {
         let errs = errors("listen = \"nope\"\n", &[]);
         assert!(errs.iter().any(|e| e.starts_with("listen:")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("dev_mode:")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("upstream.ca")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("upstream.ca")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.starts_with("tls.cert")), "{errs:?}");
     }
 
@@ -577,12 +640,18 @@ mod tests {
         assert!(errors("bogus = 1\n", &[])[0].contains("bogus"));
         let errs = errors("", &[(ENV_DEV_MODE, "yes"), (ENV_TLS_DISABLE_VERIFY, "1")]);
         assert!(errs.iter().any(|e| e.contains(ENV_DEV_MODE)), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains(ENV_TLS_DISABLE_VERIFY)), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains(ENV_TLS_DISABLE_VERIFY)),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn disabling_tls_needs_dev_mode() {
         let errs = errors("[tls]\ndisable = true\n", &[]);
-        assert!(errs.iter().any(|e| e.starts_with("tls.disable")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("tls.disable")),
+            "{errs:?}"
+        );
     }
 }

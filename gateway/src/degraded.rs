@@ -72,7 +72,11 @@ impl Degraded {
             return Err(Shed::All);
         }
         let shed_write = !is_read && (now >= self.shed_writes_at || self.operator_read_only());
-        if shed_write { Err(Shed::Writes) } else { Ok(guard) }
+        if shed_write {
+            Err(Shed::Writes)
+        } else {
+            Ok(guard)
+        }
     }
 }
 

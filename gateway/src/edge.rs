@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
+};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
@@ -29,7 +31,9 @@ pub struct Edge {
 impl Edge {
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
         let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = Some(std::time::Duration::from_secs(pipeline.limits.idle_timeout_secs));
+        options.h2_idle_timeout = Some(std::time::Duration::from_secs(
+            pipeline.limits.idle_timeout_secs,
+        ));
         options.keepalive_request_limit = Some(10_000);
         Self { pipeline, options }
     }
@@ -37,19 +41,32 @@ impl Edge {
     async fn read_header(&self, s: &mut ServerSession) -> bool {
         // A deadline on the whole header (slowloris); pingora alone bounds each read.
         let deadline = self.pipeline.limits.header_timeout;
-        matches!(tokio::time::timeout(deadline, s.read_request()).await, Ok(Ok(true)))
+        matches!(
+            tokio::time::timeout(deadline, s.read_request()).await,
+            Ok(Ok(true))
+        )
     }
 }
 
 /// The client's `x-request-id` if it is a UUID, else a new one.
 fn request_id(s: &ServerSession) -> String {
-    let given = s.get_header(REQUEST_ID).and_then(|v| v.to_str().ok()).and_then(|v| uuid::Uuid::parse_str(v).ok());
-    given.unwrap_or_else(uuid::Uuid::new_v4).hyphenated().to_string()
+    let given = s
+        .get_header(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok());
+    given
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
 }
 
 #[async_trait]
 impl HttpServerApp for Edge {
-    async fn process_new_http(self: &Arc<Self>, mut s: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut s: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         s.set_keepalive(Some(self.pipeline.limits.idle_timeout_secs));
         if !self.read_header(&mut s).await {
             return None;
@@ -61,7 +78,9 @@ impl HttpServerApp for Edge {
             s.set_keepalive(None);
         }
         let status = outcome.answer.status.as_u16();
-        self.pipeline.metrics.request(outcome.label, status, started.elapsed().as_secs_f64());
+        self.pipeline
+            .metrics
+            .request(outcome.label, status, started.elapsed().as_secs_f64());
         write_answer(&mut s, outcome.answer, &rid).await.ok()?;
         let settings = HttpPersistentSettings::for_session(&s);
         let stream = s.finish().await.ok()??;
@@ -115,13 +134,21 @@ pub struct ConnectionLimit<A> {
 
 impl<A> ConnectionLimit<A> {
     pub fn new(inner: A, max: usize, on_refuse: Box<dyn Fn() + Send + Sync>) -> Self {
-        Self { inner: Arc::new(inner), permits: Arc::new(Semaphore::new(max)), on_refuse }
+        Self {
+            inner: Arc::new(inner),
+            permits: Arc::new(Semaphore::new(max)),
+            on_refuse,
+        }
     }
 }
 
 #[async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             (self.on_refuse)();
             return None;

@@ -22,7 +22,9 @@ pub enum Refusal {
     BadKey,
     BadPrecondition,
     HeadersTooLarge,
-    IpRateLimited { retry_after_secs: u64 },
+    IpRateLimited {
+        retry_after_secs: u64,
+    },
     PayloadTooLarge,
     ContentEncoding,
     BodyTimeout,
@@ -37,8 +39,13 @@ pub enum Refusal {
     /// Authentication failed; the `code` says which check (DESIGN §3).
     Unauthenticated(&'static str),
     Replayed,
-    RateLimited { retry_after_secs: u64 },
-    Forbidden { action: Action, resource: Resource },
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    Forbidden {
+        action: Action,
+        resource: Resource,
+    },
     ReadOnly,
     Overloaded,
     BreakerOpen,
@@ -62,7 +69,12 @@ pub struct Described {
 }
 
 const fn d(status: StatusCode, code: &'static str, title: &'static str, grpc: Code) -> Described {
-    Described { status, code, title, grpc }
+    Described {
+        status,
+        code,
+        title,
+        grpc,
+    }
 }
 
 impl Refusal {
@@ -70,44 +82,229 @@ impl Refusal {
     pub fn describe(&self) -> Described {
         use StatusCode as S;
         match self {
-            Self::NotFound => d(S::NOT_FOUND, "route_not_found", "No such route", Code::Unimplemented),
-            Self::MethodNotAllowed(_) => d(S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", Code::Unimplemented),
-            Self::PathNotNormal => d(S::BAD_REQUEST, "path_not_normal", "Path is not in normal form", Code::InvalidArgument),
-            Self::BadQuery => d(S::BAD_REQUEST, "bad_query", "Query string is invalid", Code::InvalidArgument),
-            Self::BadName => d(S::BAD_REQUEST, "bad_name", "Names are [a-z0-9_-]{1,64}", Code::InvalidArgument),
-            Self::BadKey => d(S::BAD_REQUEST, "bad_key", "Keys are 1-512 bytes of UTF-8", Code::InvalidArgument),
-            Self::BadPrecondition => d(S::BAD_REQUEST, "bad_precondition", "If-Match / If-None-Match is invalid", Code::InvalidArgument),
-            Self::HeadersTooLarge => d(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "Request headers too large", Code::ResourceExhausted),
-            Self::IpRateLimited { .. } => d(S::TOO_MANY_REQUESTS, "ip_rate_limited", "Too many requests from this address", Code::ResourceExhausted),
-            Self::PayloadTooLarge => d(S::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large", Code::ResourceExhausted),
-            Self::ContentEncoding => d(S::UNSUPPORTED_MEDIA_TYPE, "content_encoding_refused", "Content-Encoding is not accepted", Code::Unimplemented),
-            Self::BodyTimeout => d(S::REQUEST_TIMEOUT, "body_timeout", "Request body was not received in time", Code::DeadlineExceeded),
-            Self::BadBody => d(S::BAD_REQUEST, "bad_body", "Request body could not be read", Code::InvalidArgument),
-            Self::UnexpectedBody => d(S::BAD_REQUEST, "unexpected_body", "This route takes no request body", Code::InvalidArgument),
-            Self::BadJson(JsonError::NotUtf8) => d(S::BAD_REQUEST, "json_not_utf8", "Body is not UTF-8", Code::InvalidArgument),
-            Self::BadJson(JsonError::TooDeep) => d(S::BAD_REQUEST, "json_too_deep", "JSON nesting too deep", Code::InvalidArgument),
-            Self::BadJson(JsonError::Malformed) => d(S::BAD_REQUEST, "json_malformed", "Body is not well-formed JSON", Code::InvalidArgument),
-            Self::BadJson(JsonError::NotAnObject) => d(S::BAD_REQUEST, "document_not_object", "Documents must be JSON objects", Code::InvalidArgument),
-            Self::BadBatch => d(S::BAD_REQUEST, "bad_batch", "Batch body is invalid", Code::InvalidArgument),
-            Self::TooManyOperations => d(S::BAD_REQUEST, "batch_too_large", "Too many operations in one batch", Code::InvalidArgument),
-            Self::GrpcUnknownMethod => d(S::NOT_FOUND, "grpc_unknown_method", "No such gRPC method", Code::Unimplemented),
-            Self::GrpcCompressed => d(S::UNSUPPORTED_MEDIA_TYPE, "grpc_compression_refused", "Compressed gRPC messages are not accepted", Code::Unimplemented),
-            Self::GrpcBadMessage => d(S::BAD_REQUEST, "grpc_bad_message", "gRPC message could not be decoded", Code::InvalidArgument),
-            Self::Unauthenticated(code) => d(S::UNAUTHORIZED, *code, "Authentication failed", Code::Unauthenticated),
-            Self::Replayed => d(S::UNAUTHORIZED, "replayed_request", "Request id was already used", Code::Unauthenticated),
-            Self::RateLimited { .. } => d(S::TOO_MANY_REQUESTS, "rate_limited", "Rate limit exceeded", Code::ResourceExhausted),
-            Self::Forbidden { .. } => d(S::FORBIDDEN, "forbidden", "Not allowed", Code::PermissionDenied),
-            Self::ReadOnly => d(S::SERVICE_UNAVAILABLE, "read_only", "The service is read-only for now", Code::Unavailable),
-            Self::Overloaded => d(S::SERVICE_UNAVAILABLE, "overloaded", "The service is overloaded", Code::Unavailable),
-            Self::BreakerOpen => d(S::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable", Code::Unavailable),
+            Self::NotFound => d(
+                S::NOT_FOUND,
+                "route_not_found",
+                "No such route",
+                Code::Unimplemented,
+            ),
+            Self::MethodNotAllowed(_) => d(
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                Code::Unimplemented,
+            ),
+            Self::PathNotNormal => d(
+                S::BAD_REQUEST,
+                "path_not_normal",
+                "Path is not in normal form",
+                Code::InvalidArgument,
+            ),
+            Self::BadQuery => d(
+                S::BAD_REQUEST,
+                "bad_query",
+                "Query string is invalid",
+                Code::InvalidArgument,
+            ),
+            Self::BadName => d(
+                S::BAD_REQUEST,
+                "bad_name",
+                "Names are [a-z0-9_-]{1,64}",
+                Code::InvalidArgument,
+            ),
+            Self::BadKey => d(
+                S::BAD_REQUEST,
+                "bad_key",
+                "Keys are 1-512 bytes of UTF-8",
+                Code::InvalidArgument,
+            ),
+            Self::BadPrecondition => d(
+                S::BAD_REQUEST,
+                "bad_precondition",
+                "If-Match / If-None-Match is invalid",
+                Code::InvalidArgument,
+            ),
+            Self::HeadersTooLarge => d(
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "Request headers too large",
+                Code::ResourceExhausted,
+            ),
+            Self::IpRateLimited { .. } => d(
+                S::TOO_MANY_REQUESTS,
+                "ip_rate_limited",
+                "Too many requests from this address",
+                Code::ResourceExhausted,
+            ),
+            Self::PayloadTooLarge => d(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Request body too large",
+                Code::ResourceExhausted,
+            ),
+            Self::ContentEncoding => d(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "content_encoding_refused",
+                "Content-Encoding is not accepted",
+                Code::Unimplemented,
+            ),
+            Self::BodyTimeout => d(
+                S::REQUEST_TIMEOUT,
+                "body_timeout",
+                "Request body was not received in time",
+                Code::DeadlineExceeded,
+            ),
+            Self::BadBody => d(
+                S::BAD_REQUEST,
+                "bad_body",
+                "Request body could not be read",
+                Code::InvalidArgument,
+            ),
+            Self::UnexpectedBody => d(
+                S::BAD_REQUEST,
+                "unexpected_body",
+                "This route takes no request body",
+                Code::InvalidArgument,
+            ),
+            Self::BadJson(JsonError::NotUtf8) => d(
+                S::BAD_REQUEST,
+                "json_not_utf8",
+                "Body is not UTF-8",
+                Code::InvalidArgument,
+            ),
+            Self::BadJson(JsonError::TooDeep) => d(
+                S::BAD_REQUEST,
+                "json_too_deep",
+                "JSON nesting too deep",
+                Code::InvalidArgument,
+            ),
+            Self::BadJson(JsonError::Malformed) => d(
+                S::BAD_REQUEST,
+                "json_malformed",
+                "Body is not well-formed JSON",
+                Code::InvalidArgument,
+            ),
+            Self::BadJson(JsonError::NotAnObject) => d(
+                S::BAD_REQUEST,
+                "document_not_object",
+                "Documents must be JSON objects",
+                Code::InvalidArgument,
+            ),
+            Self::BadBatch => d(
+                S::BAD_REQUEST,
+                "bad_batch",
+                "Batch body is invalid",
+                Code::InvalidArgument,
+            ),
+            Self::TooManyOperations => d(
+                S::BAD_REQUEST,
+                "batch_too_large",
+                "Too many operations in one batch",
+                Code::InvalidArgument,
+            ),
+            Self::GrpcUnknownMethod => d(
+                S::NOT_FOUND,
+                "grpc_unknown_method",
+                "No such gRPC method",
+                Code::Unimplemented,
+            ),
+            Self::GrpcCompressed => d(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "grpc_compression_refused",
+                "Compressed gRPC messages are not accepted",
+                Code::Unimplemented,
+            ),
+            Self::GrpcBadMessage => d(
+                S::BAD_REQUEST,
+                "grpc_bad_message",
+                "gRPC message could not be decoded",
+                Code::InvalidArgument,
+            ),
+            Self::Unauthenticated(code) => d(
+                S::UNAUTHORIZED,
+                code,
+                "Authentication failed",
+                Code::Unauthenticated,
+            ),
+            Self::Replayed => d(
+                S::UNAUTHORIZED,
+                "replayed_request",
+                "Request id was already used",
+                Code::Unauthenticated,
+            ),
+            Self::RateLimited { .. } => d(
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Rate limit exceeded",
+                Code::ResourceExhausted,
+            ),
+            Self::Forbidden { .. } => d(
+                S::FORBIDDEN,
+                "forbidden",
+                "Not allowed",
+                Code::PermissionDenied,
+            ),
+            Self::ReadOnly => d(
+                S::SERVICE_UNAVAILABLE,
+                "read_only",
+                "The service is read-only for now",
+                Code::Unavailable,
+            ),
+            Self::Overloaded => d(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "The service is overloaded",
+                Code::Unavailable,
+            ),
+            Self::BreakerOpen => d(
+                S::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Storage is unavailable",
+                Code::Unavailable,
+            ),
             Self::DocumentNotFound => d(S::NOT_FOUND, "not_found", "Not found", Code::NotFound),
-            Self::Conflict => d(S::CONFLICT, "already_exists", "Already exists", Code::AlreadyExists),
-            Self::VersionMismatch => d(S::PRECONDITION_FAILED, "version_mismatch", "Version precondition failed", Code::FailedPrecondition),
-            Self::UpstreamInvalidArgument => d(S::BAD_REQUEST, "invalid_argument", "Invalid request", Code::InvalidArgument),
-            Self::DataLoss => d(S::INTERNAL_SERVER_ERROR, "data_loss", "Stored data failed an integrity check", Code::DataLoss),
-            Self::UpstreamUnavailable => d(S::SERVICE_UNAVAILABLE, "storage_unavailable", "Storage is unavailable", Code::Unavailable),
-            Self::UpstreamTimeout => d(S::GATEWAY_TIMEOUT, "storage_timeout", "Storage did not answer in time", Code::DeadlineExceeded),
-            Self::Internal => d(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", Code::Internal),
+            Self::Conflict => d(
+                S::CONFLICT,
+                "already_exists",
+                "Already exists",
+                Code::AlreadyExists,
+            ),
+            Self::VersionMismatch => d(
+                S::PRECONDITION_FAILED,
+                "version_mismatch",
+                "Version precondition failed",
+                Code::FailedPrecondition,
+            ),
+            Self::UpstreamInvalidArgument => d(
+                S::BAD_REQUEST,
+                "invalid_argument",
+                "Invalid request",
+                Code::InvalidArgument,
+            ),
+            Self::DataLoss => d(
+                S::INTERNAL_SERVER_ERROR,
+                "data_loss",
+                "Stored data failed an integrity check",
+                Code::DataLoss,
+            ),
+            Self::UpstreamUnavailable => d(
+                S::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "Storage is unavailable",
+                Code::Unavailable,
+            ),
+            Self::UpstreamTimeout => d(
+                S::GATEWAY_TIMEOUT,
+                "storage_timeout",
+                "Storage did not answer in time",
+                Code::DeadlineExceeded,
+            ),
+            Self::Internal => d(
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                Code::Internal,
+            ),
         }
     }
 
@@ -115,7 +312,9 @@ impl Refusal {
     pub fn detail(&self) -> Option<String> {
         match self {
             Self::MethodNotAllowed(allow) => Some(format!("allowed: {allow}")),
-            Self::Forbidden { action, resource } => Some(format!("{} on {resource} is not allowed", action.as_str())),
+            Self::Forbidden { action, resource } => {
+                Some(format!("{} on {resource} is not allowed", action.as_str()))
+            }
             _ => None,
         }
     }
@@ -127,7 +326,9 @@ impl Refusal {
             Self::IpRateLimited { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
                 vec![("retry-after", retry_after_secs.to_string())]
             }
-            Self::ReadOnly | Self::Overloaded | Self::BreakerOpen => vec![("retry-after", "1".to_string())],
+            Self::ReadOnly | Self::Overloaded | Self::BreakerOpen => {
+                vec![("retry-after", "1".to_string())]
+            }
             _ => Vec::new(),
         }
     }
@@ -148,7 +349,10 @@ impl Refusal {
 
     /// Whether the refusal is storaged misbehaving (counted by the circuit breaker).
     pub fn is_upstream_failure(&self) -> bool {
-        matches!(self, Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::Internal)
+        matches!(
+            self,
+            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::Internal
+        )
     }
 }
 

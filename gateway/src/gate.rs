@@ -33,7 +33,10 @@ impl Gate {
             Shed::All => Refusal::Overloaded,
         })?;
         let allowed = self.breaker.allow().map_err(|_| Refusal::BreakerOpen)?;
-        Ok(Admission { allowed, _inflight: inflight })
+        Ok(Admission {
+            allowed,
+            _inflight: inflight,
+        })
     }
 
     /// Reports how the admitted call went.
@@ -50,7 +53,13 @@ impl Gate {
             (BreakerState::HalfOpen, _) | (_, true) => "degraded",
             _ => "ok",
         };
-        let reason = read_only.then(|| if self.degraded.operator_read_only() { "operator" } else { "overload" });
+        let reason = read_only.then(|| {
+            if self.degraded.operator_read_only() {
+                "operator"
+            } else {
+                "overload"
+            }
+        });
         let mut v = json!({
             "status": status,
             "read_only": read_only,

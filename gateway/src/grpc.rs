@@ -80,12 +80,23 @@ impl GrpcMethod {
     pub fn decode(self, body: &[u8]) -> Result<Draft, GrpcError> {
         let msg = unframe(body)?;
         match self {
-            Self::ListDatabases => decode_as::<pb::ListDatabasesRequest>(msg).map(|_| Draft::Ready(Operation::ListDatabases)),
-            Self::CreateDatabase => Ok(Draft::Ready(Operation::CreateDatabase(Name::parse(&decode_as::<pb::CreateDatabaseRequest>(msg)?.db)?))),
-            Self::DropDatabase => Ok(Draft::Ready(Operation::DropDatabase(Name::parse(&decode_as::<pb::DropDatabaseRequest>(msg)?.db)?))),
-            Self::ListTables => Ok(Draft::Ready(Operation::ListTables(Name::parse(&decode_as::<pb::ListTablesRequest>(msg)?.db)?))),
-            Self::CreateTable => Ok(Draft::Ready(Operation::CreateTable(table(decode_as::<pb::CreateTableRequest>(msg)?.table)?))),
-            Self::DropTable => Ok(Draft::Ready(Operation::DropTable(table(decode_as::<pb::DropTableRequest>(msg)?.table)?))),
+            Self::ListDatabases => decode_as::<pb::ListDatabasesRequest>(msg)
+                .map(|_| Draft::Ready(Operation::ListDatabases)),
+            Self::CreateDatabase => Ok(Draft::Ready(Operation::CreateDatabase(Name::parse(
+                &decode_as::<pb::CreateDatabaseRequest>(msg)?.db,
+            )?))),
+            Self::DropDatabase => Ok(Draft::Ready(Operation::DropDatabase(Name::parse(
+                &decode_as::<pb::DropDatabaseRequest>(msg)?.db,
+            )?))),
+            Self::ListTables => Ok(Draft::Ready(Operation::ListTables(Name::parse(
+                &decode_as::<pb::ListTablesRequest>(msg)?.db,
+            )?))),
+            Self::CreateTable => Ok(Draft::Ready(Operation::CreateTable(table(
+                decode_as::<pb::CreateTableRequest>(msg)?.table,
+            )?))),
+            Self::DropTable => Ok(Draft::Ready(Operation::DropTable(table(
+                decode_as::<pb::DropTableRequest>(msg)?.table,
+            )?))),
             Self::Get => get(decode_as(msg)?),
             Self::Put => put(decode_as(msg)?),
             Self::Delete => delete(decode_as(msg)?),
@@ -105,7 +116,10 @@ fn table(t: Option<pb::TableRef>) -> Result<TableRef, GrpcError> {
 }
 
 fn get(m: pb::GetRequest) -> Result<Draft, GrpcError> {
-    Ok(Draft::Ready(Operation::Get { table: table(m.table)?, key: Key::parse(&m.key)? }))
+    Ok(Draft::Ready(Operation::Get {
+        table: table(m.table)?,
+        key: Key::parse(&m.key)?,
+    }))
 }
 
 fn put(m: pb::PutRequest) -> Result<Draft, GrpcError> {
@@ -119,7 +133,11 @@ fn put(m: pb::PutRequest) -> Result<Draft, GrpcError> {
 
 fn delete(m: pb::DeleteRequest) -> Result<Draft, GrpcError> {
     let (table, key) = (table(m.table)?, Key::parse(&m.key)?);
-    Ok(Draft::Ready(Operation::Delete { table, key, precondition: from_pb_precondition(m.precondition) }))
+    Ok(Draft::Ready(Operation::Delete {
+        table,
+        key,
+        precondition: from_pb_precondition(m.precondition),
+    }))
 }
 
 fn scan(m: pb::ScanRequest) -> Result<Draft, GrpcError> {
@@ -128,11 +146,19 @@ fn scan(m: pb::ScanRequest) -> Result<Draft, GrpcError> {
         return Err(GrpcError::Name(NameError::BadKey));
     }
     let table = table(m.table)?;
-    Ok(Draft::Ready(Operation::Scan { table, prefix: m.prefix, after: m.start_after, limit: m.limit }))
+    Ok(Draft::Ready(Operation::Scan {
+        table,
+        prefix: m.prefix,
+        after: m.start_after,
+        limit: m.limit,
+    }))
 }
 
 fn batch(m: pb::BatchRequest) -> Result<Draft, GrpcError> {
-    Ok(Draft::GrpcBatch { table: table(m.table)?, ops: m.operations })
+    Ok(Draft::GrpcBatch {
+        table: table(m.table)?,
+        ops: m.operations,
+    })
 }
 
 /// The single message of a unary request: flag 0 (uncompressed), a big-endian length, and
@@ -188,7 +214,10 @@ mod tests {
     #[test]
     fn decodes_a_put() {
         let req = pb::PutRequest {
-            table: Some(pb::TableRef { db: "d".into(), table: "t".into() }),
+            table: Some(pb::TableRef {
+                db: "d".into(),
+                table: "t".into(),
+            }),
             key: "k".into(),
             value: b"{}".to_vec(),
             precondition: None,
@@ -201,12 +230,24 @@ mod tests {
     fn refuses_bad_frames_and_names() {
         let req = pb::CreateDatabaseRequest { db: "Bad!".into() };
         let body = framed(&req);
-        assert_eq!(GrpcMethod::CreateDatabase.decode(&body).unwrap_err(), GrpcError::Name(NameError::BadName));
-        assert_eq!(GrpcMethod::CreateDatabase.decode(&body[..3]).unwrap_err(), GrpcError::BadFrame);
+        assert_eq!(
+            GrpcMethod::CreateDatabase.decode(&body).unwrap_err(),
+            GrpcError::Name(NameError::BadName)
+        );
+        assert_eq!(
+            GrpcMethod::CreateDatabase.decode(&body[..3]).unwrap_err(),
+            GrpcError::BadFrame
+        );
         let mut compressed = body.clone();
         compressed[0] = 1;
-        assert_eq!(GrpcMethod::CreateDatabase.decode(&compressed).unwrap_err(), GrpcError::Compressed);
+        assert_eq!(
+            GrpcMethod::CreateDatabase.decode(&compressed).unwrap_err(),
+            GrpcError::Compressed
+        );
         let segs = vec![SERVICE.to_string(), "Nope".to_string()];
-        assert_eq!(GrpcMethod::from_segments(&segs), Err(GrpcError::UnknownMethod));
+        assert_eq!(
+            GrpcMethod::from_segments(&segs),
+            Err(GrpcError::UnknownMethod)
+        );
     }
 }

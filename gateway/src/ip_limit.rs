@@ -49,7 +49,10 @@ pub struct IpLimiter {
 
 impl std::fmt::Debug for IpLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IpLimiter").field("rate", &self.rate).field("burst", &self.burst).finish()
+        f.debug_struct("IpLimiter")
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .finish()
     }
 }
 
@@ -58,7 +61,12 @@ const PRUNE_AT: usize = 100_000;
 
 impl IpLimiter {
     pub fn new(rate_per_sec: u32, burst: u32, clock: Arc<dyn Clock>) -> Self {
-        Self { rate: rate_per_sec.into(), burst: burst.into(), clock, buckets: Mutex::default() }
+        Self {
+            rate: rate_per_sec.into(),
+            burst: burst.into(),
+            clock,
+            buckets: Mutex::default(),
+        }
     }
 
     /// Takes one token for `ip`.
@@ -68,7 +76,10 @@ impl IpLimiter {
         if buckets.len() >= PRUNE_AT {
             self.prune(&mut buckets, now);
         }
-        let b = buckets.entry(ip.into()).or_insert(Bucket { tokens: self.burst, at: now });
+        let b = buckets.entry(ip.into()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
         b.tokens = self.refill(b, now);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -76,7 +87,9 @@ impl IpLimiter {
             return Ok(());
         }
         let wait = ((1.0 - b.tokens) / self.rate).ceil().max(1.0);
-        Err(Limited { retry_after_secs: wait as u64 })
+        Err(Limited {
+            retry_after_secs: wait as u64,
+        })
     }
 
     fn refill(&self, b: &Bucket, now: Instant) -> f64 {
@@ -103,7 +116,12 @@ mod tests {
         let b: IpAddr = "2001:db8::2".parse().unwrap();
         assert!(l.admit(a).is_ok());
         assert!(l.admit(b).is_ok());
-        assert_eq!(l.admit(a), Err(Limited { retry_after_secs: 1 }));
+        assert_eq!(
+            l.admit(a),
+            Err(Limited {
+                retry_after_secs: 1
+            })
+        );
         assert!(l.admit("10.0.0.1".parse().unwrap()).is_ok());
         clock.advance(Duration::from_secs(1));
         assert!(l.admit(b).is_ok());

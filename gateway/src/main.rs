@@ -41,7 +41,12 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(std::env::var("PHOTONDB_LOGGING").unwrap_or_else(|_| "info".into())))
+        .or_else(|_| {
+            EnvFilter::try_new(std::env::var("PHOTONDB_LOGGING").unwrap_or_else(|_| "info".into()))
+        })
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

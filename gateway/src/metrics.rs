@@ -2,7 +2,9 @@
 //! listener: requests by route and status, latencies, upstream latency, breaker state,
 //! read-only state, refusals by reason.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use crate::breaker::BreakerState;
 
@@ -29,8 +31,11 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("static metric definition")
+    let buckets = vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("static metric definition")
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -41,11 +46,30 @@ impl Metrics {
     pub fn new() -> Self {
         let m = Self {
             registry: Registry::new(),
-            requests: counter("photondb_gateway_requests_total", "Requests by route and HTTP status", &["route", "status"]),
-            latency: histogram("photondb_gateway_request_seconds", "Request latency by route", &["route"]),
-            upstream_latency: histogram("photondb_gateway_upstream_seconds", "storaged call latency by operation", &["op"]),
-            refusals: counter("photondb_gateway_refusals_total", "Refused requests by reason code", &["reason"]),
-            breaker_state: gauge("photondb_gateway_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open"),
+            requests: counter(
+                "photondb_gateway_requests_total",
+                "Requests by route and HTTP status",
+                &["route", "status"],
+            ),
+            latency: histogram(
+                "photondb_gateway_request_seconds",
+                "Request latency by route",
+                &["route"],
+            ),
+            upstream_latency: histogram(
+                "photondb_gateway_upstream_seconds",
+                "storaged call latency by operation",
+                &["op"],
+            ),
+            refusals: counter(
+                "photondb_gateway_refusals_total",
+                "Refused requests by reason code",
+                &["reason"],
+            ),
+            breaker_state: gauge(
+                "photondb_gateway_breaker_state",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open",
+            ),
             read_only: gauge("photondb_gateway_read_only", "1 while writes are refused"),
         };
         m.register_all();
@@ -68,12 +92,16 @@ impl Metrics {
     }
 
     pub fn request(&self, route: &str, status: u16, seconds: f64) {
-        self.requests.with_label_values(&[route, &status.to_string()]).inc();
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
     }
 
     pub fn upstream(&self, op: &str, seconds: f64) {
-        self.upstream_latency.with_label_values(&[op]).observe(seconds);
+        self.upstream_latency
+            .with_label_values(&[op])
+            .observe(seconds);
     }
 
     pub fn refusal(&self, code: &str) {
@@ -108,7 +136,10 @@ mod tests {
         m.request("get", 200, 0.01);
         m.refusal("payload_too_large");
         let text = m.render();
-        assert!(text.contains("photondb_gateway_requests_total{route=\"get\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("photondb_gateway_requests_total{route=\"get\",status=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("reason=\"payload_too_large\""), "{text}");
     }
 }

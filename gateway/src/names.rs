@@ -17,7 +17,8 @@ pub struct Name(String);
 impl Name {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+            && s.bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
         ok.then(|| Self(s.to_owned())).ok_or(NameError::BadName)
     }
 
@@ -58,7 +59,10 @@ pub struct TableRef {
 
 impl TableRef {
     pub fn parse(db: &str, table: &str) -> Result<Self, NameError> {
-        Ok(Self { db: Name::parse(db)?, table: Name::parse(table)? })
+        Ok(Self {
+            db: Name::parse(db)?,
+            table: Name::parse(table)?,
+        })
     }
 }
 

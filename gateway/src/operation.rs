@@ -25,19 +25,46 @@ pub enum Operation {
     ListTables(Name),
     CreateTable(TableRef),
     DropTable(TableRef),
-    Get { table: TableRef, key: Key },
-    Put { table: TableRef, key: Key, value: Document, precondition: Option<Precondition> },
-    Delete { table: TableRef, key: Key, precondition: Option<Precondition> },
-    Scan { table: TableRef, prefix: String, after: String, limit: u32 },
-    Batch { table: TableRef, ops: Vec<BatchOp> },
+    Get {
+        table: TableRef,
+        key: Key,
+    },
+    Put {
+        table: TableRef,
+        key: Key,
+        value: Document,
+        precondition: Option<Precondition>,
+    },
+    Delete {
+        table: TableRef,
+        key: Key,
+        precondition: Option<Precondition>,
+    },
+    Scan {
+        table: TableRef,
+        prefix: String,
+        after: String,
+        limit: u32,
+    },
+    Batch {
+        table: TableRef,
+        ops: Vec<BatchOp>,
+    },
     Verify,
 }
 
 /// One operation of an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOp {
-    Put { key: Key, value: Document, precondition: Option<Precondition> },
-    Delete { key: Key, precondition: Option<Precondition> },
+    Put {
+        key: Key,
+        value: Document,
+        precondition: Option<Precondition>,
+    },
+    Delete {
+        key: Key,
+        precondition: Option<Precondition>,
+    },
 }
 
 impl Operation {
@@ -45,7 +72,11 @@ impl Operation {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Self::ListDatabases | Self::ListTables(_) | Self::Get { .. } | Self::Scan { .. } | Self::Verify
+            Self::ListDatabases
+                | Self::ListTables(_)
+                | Self::Get { .. }
+                | Self::Scan { .. }
+                | Self::Verify
         )
     }
 
@@ -142,15 +173,24 @@ pub struct Target {
 
 impl Target {
     pub fn all(action: Action) -> Self {
-        Self { action, resource: Resource::All }
+        Self {
+            action,
+            resource: Resource::All,
+        }
     }
 
     fn db(action: Action, db: &Name) -> Self {
-        Self { action, resource: Resource::Db(db.clone()) }
+        Self {
+            action,
+            resource: Resource::Db(db.clone()),
+        }
     }
 
     fn table(action: Action, t: &TableRef) -> Self {
-        Self { action, resource: Resource::Table(t.clone()) }
+        Self {
+            action,
+            resource: Resource::Table(t.clone()),
+        }
     }
 }
 
@@ -159,9 +199,20 @@ impl Target {
 #[derive(Debug, Clone)]
 pub enum Draft {
     Ready(Operation),
-    Put { table: TableRef, key: Key, precondition: Option<Precondition>, value: Bytes },
-    RestBatch { table: TableRef, body: Bytes },
-    GrpcBatch { table: TableRef, ops: Vec<pb::BatchOperation> },
+    Put {
+        table: TableRef,
+        key: Key,
+        precondition: Option<Precondition>,
+        value: Bytes,
+    },
+    RestBatch {
+        table: TableRef,
+        body: Bytes,
+    },
+    GrpcBatch {
+        table: TableRef,
+        ops: Vec<pb::BatchOperation>,
+    },
 }
 
 /// Why a payload was refused at step 10.
@@ -200,9 +251,9 @@ impl Draft {
     pub fn target(&self) -> Target {
         match self {
             Self::Ready(op) => op.target(),
-            Self::Put { table, .. } | Self::RestBatch { table, .. } | Self::GrpcBatch { table, .. } => {
-                Target::table(Action::TableWrite, table)
-            }
+            Self::Put { table, .. }
+            | Self::RestBatch { table, .. }
+            | Self::GrpcBatch { table, .. } => Target::table(Action::TableWrite, table),
         }
     }
 
@@ -215,9 +266,19 @@ impl Draft {
     pub fn check(self, limits: &PayloadLimits) -> Result<Operation, PayloadError> {
         match self {
             Self::Ready(op) => Ok(cap_scan(op, limits.max_scan_limit)),
-            Self::Put { table, key, precondition, value } => {
+            Self::Put {
+                table,
+                key,
+                precondition,
+                value,
+            } => {
                 let value = json::document(value, limits.max_json_depth)?;
-                Ok(Operation::Put { table, key, value, precondition })
+                Ok(Operation::Put {
+                    table,
+                    key,
+                    value,
+                    precondition,
+                })
             }
             Self::RestBatch { table, body } => rest_batch(table, &body, limits),
             Self::GrpcBatch { table, ops } => grpc_batch(table, ops, limits),
@@ -227,9 +288,19 @@ impl Draft {
 
 fn cap_scan(op: Operation, max: u32) -> Operation {
     match op {
-        Operation::Scan { table, prefix, after, limit } => {
+        Operation::Scan {
+            table,
+            prefix,
+            after,
+            limit,
+        } => {
             let limit = if limit == 0 { max } else { limit.min(max) };
-            Operation::Scan { table, prefix, after, limit }
+            Operation::Scan {
+                table,
+                prefix,
+                after,
+                limit,
+            }
         }
         other => other,
     }
@@ -251,11 +322,19 @@ struct RawBatchOp {
     if_absent: Option<bool>,
 }
 
-fn rest_batch(table: TableRef, body: &[u8], limits: &PayloadLimits) -> Result<Operation, PayloadError> {
+fn rest_batch(
+    table: TableRef,
+    body: &[u8],
+    limits: &PayloadLimits,
+) -> Result<Operation, PayloadError> {
     let value = json::parse(body, limits.max_json_depth + 2)?;
     let raw: RawBatch = serde_json::from_value(value).map_err(|_| PayloadError::BadBatch)?;
     check_batch_len(raw.operations.len(), limits)?;
-    let ops = raw.operations.iter().map(|op| rest_batch_op(op, limits)).collect::<Result<_, _>>()?;
+    let ops = raw
+        .operations
+        .iter()
+        .map(|op| rest_batch_op(op, limits))
+        .collect::<Result<_, _>>()?;
     Ok(Operation::Batch { table, ops })
 }
 
@@ -270,7 +349,11 @@ fn rest_batch_op(raw: &RawBatchOp, limits: &PayloadLimits) -> Result<BatchOp, Pa
     match (raw.op.as_str(), &raw.value) {
         ("put", Some(v)) => {
             let value = checked_value(v, limits)?;
-            Ok(BatchOp::Put { key, value, precondition })
+            Ok(BatchOp::Put {
+                key,
+                value,
+                precondition,
+            })
         }
         ("delete", None) => Ok(BatchOp::Delete { key, precondition }),
         _ => Err(PayloadError::BadBatch),
@@ -291,9 +374,16 @@ fn check_batch_len(n: usize, limits: &PayloadLimits) -> Result<(), PayloadError>
     }
 }
 
-fn grpc_batch(table: TableRef, ops: Vec<pb::BatchOperation>, limits: &PayloadLimits) -> Result<Operation, PayloadError> {
+fn grpc_batch(
+    table: TableRef,
+    ops: Vec<pb::BatchOperation>,
+    limits: &PayloadLimits,
+) -> Result<Operation, PayloadError> {
     check_batch_len(ops.len(), limits)?;
-    let ops = ops.into_iter().map(|op| grpc_batch_op(op, limits)).collect::<Result<_, _>>()?;
+    let ops = ops
+        .into_iter()
+        .map(|op| grpc_batch_op(op, limits))
+        .collect::<Result<_, _>>()?;
     Ok(Operation::Batch { table, ops })
 }
 
@@ -305,7 +395,10 @@ fn grpc_batch_op(op: pb::BatchOperation, limits: &PayloadLimits) -> Result<Batch
             value: json::document(Bytes::from(p.value), limits.max_json_depth)?,
             precondition: from_pb_precondition(p.precondition),
         }),
-        Op::Delete(d) => Ok(BatchOp::Delete { key: Key::parse(&d.key)?, precondition: from_pb_precondition(d.precondition) }),
+        Op::Delete(d) => Ok(BatchOp::Delete {
+            key: Key::parse(&d.key)?,
+            precondition: from_pb_precondition(d.precondition),
+        }),
     }
 }
 
@@ -323,22 +416,49 @@ pub fn from_pb_precondition(p: Option<pb::Precondition>) -> Option<Precondition>
 mod tests {
     use super::*;
 
-    const LIMITS: PayloadLimits = PayloadLimits { max_json_depth: 8, max_batch_operations: 2, max_scan_limit: 100 };
+    const LIMITS: PayloadLimits = PayloadLimits {
+        max_json_depth: 8,
+        max_batch_operations: 2,
+        max_scan_limit: 100,
+    };
 
     fn batch(body: &str) -> Result<Operation, PayloadError> {
         let table = TableRef::parse("d", "t").unwrap();
-        Draft::RestBatch { table, body: Bytes::copy_from_slice(body.as_bytes()) }.check(&LIMITS)
+        Draft::RestBatch {
+            table,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+        }
+        .check(&LIMITS)
     }
 
     #[test]
     fn batch_bodies() {
-        let ok = batch(r#"{"operations":[{"op":"put","key":"a","value":{"x":1},"if_version":3},{"op":"delete","key":"b"}]}"#);
-        let Ok(Operation::Batch { ops, .. }) = ok else { panic!("{ok:?}") };
-        assert!(matches!(&ops[0], BatchOp::Put { precondition: Some(Precondition::IfVersion(3)), .. }));
+        let ok = batch(
+            r#"{"operations":[{"op":"put","key":"a","value":{"x":1},"if_version":3},{"op":"delete","key":"b"}]}"#,
+        );
+        let Ok(Operation::Batch { ops, .. }) = ok else {
+            panic!("{ok:?}")
+        };
+        assert!(matches!(
+            &ops[0],
+            BatchOp::Put {
+                precondition: Some(Precondition::IfVersion(3)),
+                ..
+            }
+        ));
         assert_eq!(batch(r#"{"operations":[]}"#), Err(PayloadError::BadBatch));
-        assert_eq!(batch(r#"{"operations":[{"op":"put","key":"a","value":[1]}]}"#), Err(PayloadError::Json(JsonError::NotAnObject)));
-        assert_eq!(batch(r#"{"operations":[{"op":"delete","key":""}]}"#), Err(PayloadError::Name(NameError::BadKey)));
-        assert_eq!(batch(r#"{"operations":[{"op":"zap","key":"a"}]}"#), Err(PayloadError::BadBatch));
+        assert_eq!(
+            batch(r#"{"operations":[{"op":"put","key":"a","value":[1]}]}"#),
+            Err(PayloadError::Json(JsonError::NotAnObject))
+        );
+        assert_eq!(
+            batch(r#"{"operations":[{"op":"delete","key":""}]}"#),
+            Err(PayloadError::Name(NameError::BadKey))
+        );
+        assert_eq!(
+            batch(r#"{"operations":[{"op":"zap","key":"a"}]}"#),
+            Err(PayloadError::BadBatch)
+        );
         let three = r#"{"operations":[{"op":"delete","key":"a"},{"op":"delete","key":"b"},{"op":"delete","key":"c"}]}"#;
         assert_eq!(batch(three), Err(PayloadError::TooManyOperations));
     }
@@ -346,8 +466,15 @@ mod tests {
     #[test]
     fn scan_limit_is_capped() {
         let table = TableRef::parse("d", "t").unwrap();
-        let scan = Operation::Scan { table, prefix: String::new(), after: String::new(), limit: 0 };
-        let Ok(Operation::Scan { limit, .. }) = Draft::Ready(scan).check(&LIMITS) else { panic!() };
+        let scan = Operation::Scan {
+            table,
+            prefix: String::new(),
+            after: String::new(),
+            limit: 0,
+        };
+        let Ok(Operation::Scan { limit, .. }) = Draft::Ready(scan).check(&LIMITS) else {
+            panic!()
+        };
         assert_eq!(limit, 100);
     }
 }

@@ -27,17 +27,34 @@ pub struct ScanQuery {
 pub enum Route {
     PublicHealth,
     V1Health,
-    PublicGetDoc { table: TableRef, key: Key },
+    PublicGetDoc {
+        table: TableRef,
+        key: Key,
+    },
     ListDbs,
     CreateDb(Name),
     DropDb(Name),
     ListTables(Name),
     CreateTable(TableRef),
     DropTable(TableRef),
-    GetDoc { table: TableRef, key: Key },
-    PutDoc { table: TableRef, key: Key, precondition: Option<Precondition> },
-    DeleteDoc { table: TableRef, key: Key, precondition: Option<Precondition> },
-    Scan { table: TableRef, query: ScanQuery },
+    GetDoc {
+        table: TableRef,
+        key: Key,
+    },
+    PutDoc {
+        table: TableRef,
+        key: Key,
+        precondition: Option<Precondition>,
+    },
+    DeleteDoc {
+        table: TableRef,
+        key: Key,
+        precondition: Option<Precondition>,
+    },
+    Scan {
+        table: TableRef,
+        query: ScanQuery,
+    },
     Batch(TableRef),
     Verify,
 }
@@ -132,7 +149,9 @@ impl Shape {
 
     fn check_method(self, method: &Method) -> Result<(), RouteError> {
         let allowed = self.allow().split(", ").any(|m| m == method.as_str());
-        allowed.then_some(()).ok_or(RouteError::MethodNotAllowed(self.allow()))
+        allowed
+            .then_some(())
+            .ok_or(RouteError::MethodNotAllowed(self.allow()))
     }
 }
 
@@ -143,13 +162,19 @@ fn build(shape: Shape, segs: &[&str], input: &RouteInput<'_>) -> Result<Route, R
         Shape::Health => Route::V1Health,
         Shape::Verify => Route::Verify,
         Shape::Dbs => Route::ListDbs,
-        Shape::PublicDoc => Route::PublicGetDoc { table: TableRef::parse(segs[3], segs[5])?, key: Key::parse(segs[7])? },
+        Shape::PublicDoc => Route::PublicGetDoc {
+            table: TableRef::parse(segs[3], segs[5])?,
+            key: Key::parse(segs[7])?,
+        },
         Shape::Db if m == Method::PUT => Route::CreateDb(Name::parse(segs[2])?),
         Shape::Db => Route::DropDb(Name::parse(segs[2])?),
         Shape::Tables => Route::ListTables(Name::parse(segs[2])?),
         Shape::Table if m == Method::PUT => Route::CreateTable(TableRef::parse(segs[2], segs[4])?),
         Shape::Table => Route::DropTable(TableRef::parse(segs[2], segs[4])?),
-        Shape::Docs => Route::Scan { table: TableRef::parse(segs[2], segs[4])?, query: scan_query(input.query)? },
+        Shape::Docs => Route::Scan {
+            table: TableRef::parse(segs[2], segs[4])?,
+            query: scan_query(input.query)?,
+        },
         Shape::Batch => Route::Batch(TableRef::parse(segs[2], segs[4])?),
         Shape::Doc => doc_route(segs, input)?,
     })
@@ -162,8 +187,16 @@ fn doc_route(segs: &[&str], input: &RouteInput<'_>) -> Result<Route, RouteError>
     Ok(match *input.method {
         Method::GET if precondition.is_none() => Route::GetDoc { table, key },
         Method::GET => return Err(RouteError::BadPrecondition),
-        Method::PUT => Route::PutDoc { table, key, precondition },
-        _ => Route::DeleteDoc { table, key, precondition },
+        Method::PUT => Route::PutDoc {
+            table,
+            key,
+            precondition,
+        },
+        _ => Route::DeleteDoc {
+            table,
+            key,
+            precondition,
+        },
     })
 }
 
@@ -186,11 +219,18 @@ fn scan_query(raw: Option<&str>) -> Result<ScanQuery, RouteError> {
         }
     }
     let too_long = q.prefix.len() > Key::MAX_BYTES || q.after.len() > Key::MAX_BYTES;
-    if too_long { Err(RouteError::BadQuery) } else { Ok(q) }
+    if too_long {
+        Err(RouteError::BadQuery)
+    } else {
+        Ok(q)
+    }
 }
 
 /// `If-Match: "7"` (or `7`) → version 7; `If-None-Match: *` → must not exist. Both: 400.
-pub fn precondition(if_match: Option<&str>, if_none_match: Option<&str>) -> Result<Option<Precondition>, RouteError> {
+pub fn precondition(
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<Option<Precondition>, RouteError> {
     match (if_match, if_none_match) {
         (None, None) => Ok(None),
         (Some(v), None) => parse_version(v).map(|v| Some(Precondition::IfVersion(v))),
@@ -201,7 +241,10 @@ pub fn precondition(if_match: Option<&str>, if_none_match: Option<&str>) -> Resu
 
 fn parse_version(v: &str) -> Result<u64, RouteError> {
     let v = v.trim();
-    let digits = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(v);
+    let digits = v
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(v);
     let ok = !digits.is_empty() && digits.len() <= 20 && digits.bytes().all(|b| b.is_ascii_digit());
     let parsed = ok.then(|| digits.parse::<u64>().ok()).flatten();
     parsed.ok_or(RouteError::BadPrecondition)
@@ -212,7 +255,13 @@ mod tests {
     use super::*;
 
     fn r(method: Method, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
-        route(&RouteInput { method: &method, path, query, if_match: None, if_none_match: None })
+        route(&RouteInput {
+            method: &method,
+            path,
+            query,
+            if_match: None,
+            if_none_match: None,
+        })
     }
 
     fn table() -> TableRef {
@@ -221,36 +270,105 @@ mod tests {
 
     #[test]
     fn routes_every_documented_path() {
-        assert_eq!(r(Method::GET, "/public/health", None), Ok(Route::PublicHealth));
+        assert_eq!(
+            r(Method::GET, "/public/health", None),
+            Ok(Route::PublicHealth)
+        );
         assert_eq!(r(Method::GET, "/v1/dbs", None), Ok(Route::ListDbs));
-        assert_eq!(r(Method::PUT, "/v1/dbs/db1", None), Ok(Route::CreateDb(Name::parse("db1").unwrap())));
-        assert_eq!(r(Method::DELETE, "/v1/dbs/db1/tables/t1", None), Ok(Route::DropTable(table())));
-        assert_eq!(r(Method::POST, "/v1/dbs/db1/tables/t1/batch", None), Ok(Route::Batch(table())));
-        assert_eq!(r(Method::GET, "/v1/storage/verify", None), Ok(Route::Verify));
+        assert_eq!(
+            r(Method::PUT, "/v1/dbs/db1", None),
+            Ok(Route::CreateDb(Name::parse("db1").unwrap()))
+        );
+        assert_eq!(
+            r(Method::DELETE, "/v1/dbs/db1/tables/t1", None),
+            Ok(Route::DropTable(table()))
+        );
+        assert_eq!(
+            r(Method::POST, "/v1/dbs/db1/tables/t1/batch", None),
+            Ok(Route::Batch(table()))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/storage/verify", None),
+            Ok(Route::Verify)
+        );
         let key = Key::parse("a b").unwrap();
-        assert_eq!(r(Method::GET, "/v1/dbs/db1/tables/t1/docs/a%20b", None), Ok(Route::GetDoc { table: table(), key }));
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs/a%20b", None),
+            Ok(Route::GetDoc {
+                table: table(),
+                key
+            })
+        );
     }
 
     #[test]
     fn refusals() {
         assert_eq!(r(Method::GET, "/v2/x", None), Err(RouteError::NotFound));
-        assert_eq!(r(Method::POST, "/v1/dbs", None), Err(RouteError::MethodNotAllowed("GET")));
-        assert_eq!(r(Method::GET, "/v1/dbs/../dbs", None), Err(RouteError::PathNotNormal));
-        assert_eq!(r(Method::GET, "/v1//dbs", None), Err(RouteError::PathNotNormal));
-        assert_eq!(r(Method::GET, "/v1/dbs/a%2fb/tables", None), Err(RouteError::PathNotNormal));
-        assert_eq!(r(Method::GET, "/v1/dbs/Bad/tables", None), Err(RouteError::Name(NameError::BadName)));
-        assert_eq!(r(Method::GET, "/v1/dbs", Some("x=1")), Err(RouteError::BadQuery));
+        assert_eq!(
+            r(Method::POST, "/v1/dbs", None),
+            Err(RouteError::MethodNotAllowed("GET"))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/../dbs", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1//dbs", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/a%2fb/tables", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/Bad/tables", None),
+            Err(RouteError::Name(NameError::BadName))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs", Some("x=1")),
+            Err(RouteError::BadQuery)
+        );
     }
 
     #[test]
     fn scan_query_and_preconditions() {
-        let got = r(Method::GET, "/v1/dbs/db1/tables/t1/docs", Some("limit=10&prefix=a%20")).unwrap();
-        let query = ScanQuery { prefix: "a ".into(), after: String::new(), limit: 10 };
-        assert_eq!(got, Route::Scan { table: table(), query });
-        assert_eq!(r(Method::GET, "/v1/dbs/db1/tables/t1/docs", Some("limit=x")), Err(RouteError::BadQuery));
-        assert_eq!(r(Method::GET, "/v1/dbs/db1/tables/t1/docs", Some("zzz=1")), Err(RouteError::BadQuery));
-        assert_eq!(precondition(Some("\"42\""), None), Ok(Some(Precondition::IfVersion(42))));
-        assert_eq!(precondition(None, Some("*")), Ok(Some(Precondition::IfAbsent)));
-        assert_eq!(precondition(Some("W/\"1\""), None), Err(RouteError::BadPrecondition));
+        let got = r(
+            Method::GET,
+            "/v1/dbs/db1/tables/t1/docs",
+            Some("limit=10&prefix=a%20"),
+        )
+        .unwrap();
+        let query = ScanQuery {
+            prefix: "a ".into(),
+            after: String::new(),
+            limit: 10,
+        };
+        assert_eq!(
+            got,
+            Route::Scan {
+                table: table(),
+                query
+            }
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs", Some("limit=x")),
+            Err(RouteError::BadQuery)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs", Some("zzz=1")),
+            Err(RouteError::BadQuery)
+        );
+        assert_eq!(
+            precondition(Some("\"42\""), None),
+            Ok(Some(Precondition::IfVersion(42)))
+        );
+        assert_eq!(
+            precondition(None, Some("*")),
+            Ok(Some(Precondition::IfAbsent))
+        );
+        assert_eq!(
+            precondition(Some("W/\"1\""), None),
+            Err(RouteError::BadPrecondition)
+        );
     }
 }

@@ -38,7 +38,9 @@ impl Gateway {
     /// Loads certificates and keys and builds the pipeline; errors are config errors.
     pub fn build(cfg: GatewayConfig) -> Result<Self, Vec<String>> {
         let resolver = match &cfg.tls {
-            Some(files) => Some(Arc::new(CertResolver::new(files.clone()).map_err(|e| vec![e])?)),
+            Some(files) => Some(Arc::new(
+                CertResolver::new(files.clone()).map_err(|e| vec![e])?,
+            )),
             None => None,
         };
         let upstream = Upstream::new(&cfg.upstream).map_err(|e| vec![e])?;
@@ -47,16 +49,26 @@ impl Gateway {
         let pipeline = Pipeline {
             slots: Slots::dev(cfg.dev),
             limits: l.clone(),
-            ip: l.ip_rate.map(|(rate, burst)| IpLimiter::new(rate, burst, clock.clone())),
+            ip: l
+                .ip_rate
+                .map(|(rate, burst)| IpLimiter::new(rate, burst, clock.clone())),
             gate: Gate {
                 breaker: Breaker::new(cfg.breaker, clock),
-                degraded: Degraded::new(cfg.read_only_flag.clone(), l.shed_writes_at, l.max_inflight),
+                degraded: Degraded::new(
+                    cfg.read_only_flag.clone(),
+                    l.shed_writes_at,
+                    l.max_inflight,
+                ),
             },
             upstream,
             metrics: Metrics::new(),
             dev_mode: true,
         };
-        Ok(Self { cfg, pipeline: Arc::new(pipeline), resolver })
+        Ok(Self {
+            cfg,
+            pipeline: Arc::new(pipeline),
+            resolver,
+        })
     }
 
     /// Binds the listeners and serves until a signal (SIGTERM: graceful, SIGINT: fast).
@@ -67,11 +79,18 @@ impl Gateway {
         server.bootstrap();
         server.add_service(self.edge_service());
         if let Some(addr) = self.cfg.metrics_listen {
-            let mut metrics = Service::new("photondb-gateway metrics".into(), MetricsApp(self.pipeline.clone()));
+            let mut metrics = Service::new(
+                "photondb-gateway metrics".into(),
+                MetricsApp(self.pipeline.clone()),
+            );
             metrics.add_tcp(&addr.to_string());
             server.add_service(metrics);
         }
-        let reload = Reloader { pipeline: self.pipeline.clone(), resolver: self.resolver.clone(), every: self.cfg.tls_reload_interval };
+        let reload = Reloader {
+            pipeline: self.pipeline.clone(),
+            resolver: self.resolver.clone(),
+            every: self.cfg.tls_reload_interval,
+        };
         server.add_service(background_service("photondb-gateway reload", reload));
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
         server.run_forever()
@@ -83,8 +102,14 @@ impl Gateway {
             threads: s.threads,
             grace_period_seconds: Some(s.grace_period_secs),
             graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_secs),
-            pid_file: std::env::temp_dir().join("photondb-gateway.pid").display().to_string(),
-            upgrade_sock: std::env::temp_dir().join("photondb-gateway-upgrade.sock").display().to_string(),
+            pid_file: std::env::temp_dir()
+                .join("photondb-gateway.pid")
+                .display()
+                .to_string(),
+            upgrade_sock: std::env::temp_dir()
+                .join("photondb-gateway-upgrade.sock")
+                .display()
+                .to_string(),
             ..ServerConf::default()
         }
     }
@@ -92,11 +117,17 @@ impl Gateway {
     fn edge_service(&self) -> Service<ConnectionLimit<Edge>> {
         let metrics = self.pipeline.metrics.clone();
         let on_refuse = Box::new(move || metrics.refusal("max_connections"));
-        let app = ConnectionLimit::new(Edge::new(self.pipeline.clone()), self.cfg.limits.max_connections, on_refuse);
+        let app = ConnectionLimit::new(
+            Edge::new(self.pipeline.clone()),
+            self.cfg.limits.max_connections,
+            on_refuse,
+        );
         let mut service = Service::new("photondb-gateway edge".into(), app);
         let addr = self.cfg.listen.to_string();
         match &self.resolver {
-            Some(resolver) => service.add_tls_with_settings(&addr, None, tls_settings(resolver.clone())),
+            Some(resolver) => {
+                service.add_tls_with_settings(&addr, None, tls_settings(resolver.clone()))
+            }
             None => service.add_tcp(&addr),
         }
         service
@@ -147,8 +178,15 @@ struct MetricsApp(Arc<Pipeline>);
 
 #[async_trait]
 impl HttpServerApp for MetricsApp {
-    async fn process_new_http(self: &Arc<Self>, mut s: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
-        if !matches!(tokio::time::timeout(Duration::from_secs(10), s.read_request()).await, Ok(Ok(true))) {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut s: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(10), s.read_request()).await,
+            Ok(Ok(true))
+        ) {
             return None;
         }
         let (status, body) = match s.req_header().uri.path() {
@@ -159,7 +197,8 @@ impl HttpServerApp for MetricsApp {
             _ => (404, String::new()),
         };
         let mut h = ResponseHeader::build(status, Some(2)).ok()?;
-        h.insert_header("content-type", "text/plain; version=0.0.4").ok()?;
+        h.insert_header("content-type", "text/plain; version=0.0.4")
+            .ok()?;
         h.set_content_length(body.len()).ok()?;
         s.set_keepalive(None);
         s.write_response_header(Box::new(h)).await.ok()?;

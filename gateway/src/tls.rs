@@ -31,15 +31,21 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The private key in a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|_| format!("{}: no PEM private key found", path.display()))
+    PrivateKeyDer::from_pem_slice(&read(path)?)
+        .map_err(|_| format!("{}: no PEM private key found", path.display()))
 }
 
 /// The certificate chain and its key, checked to match.
 pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
-    CertifiedKey::from_der(certs, key, &ring::default_provider())
-        .map_err(|_| format!("{} and {} do not form a usable certificate and key", files.cert.display(), files.key.display()))
+    CertifiedKey::from_der(certs, key, &ring::default_provider()).map_err(|_| {
+        format!(
+            "{} and {} do not form a usable certificate and key",
+            files.cert.display(),
+            files.key.display()
+        )
+    })
 }
 
 /// Serves the current certificate; [`CertResolver::reload`] swaps it.
@@ -53,7 +59,10 @@ impl CertResolver {
     pub fn new(files: TlsFiles) -> Result<Self, String> {
         let key = load_certified_key(&files)?;
         let stamp = stamp(&files);
-        Ok(Self { files, current: RwLock::new((stamp, Arc::new(key))) })
+        Ok(Self {
+            files,
+            current: RwLock::new((stamp, Arc::new(key))),
+        })
     }
 
     /// Loads the files again if they changed; a bad pair is logged and the old one kept.
@@ -81,12 +90,20 @@ impl CertResolver {
 fn stamp(files: &TlsFiles) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(std::fs::read(&files.cert).unwrap_or_default());
-    h.update(zeroize::Zeroizing::new(std::fs::read(&files.key).unwrap_or_default()));
+    h.update(zeroize::Zeroizing::new(
+        std::fs::read(&files.key).unwrap_or_default(),
+    ));
     h.finalize().to_vec()
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).1.clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .clone(),
+        )
     }
 }

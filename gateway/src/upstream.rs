@@ -48,17 +48,24 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("uri", self.endpoint.uri()).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("uri", self.endpoint.uri())
+            .finish_non_exhaustive()
     }
 }
 
 impl Upstream {
     /// Builds the endpoint (reads the CA and client identity); connects on first use.
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), e.kind()));
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), e.kind()))
+        };
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(&cfg.ca)?))
-            .identity(Identity::from_pem(read(&cfg.client_cert)?, read(&cfg.client_key)?))
+            .identity(Identity::from_pem(
+                read(&cfg.client_cert)?,
+                read(&cfg.client_key)?,
+            ))
             .domain_name(cfg.server_name.clone());
         let endpoint = Endpoint::from_shared(format!("https://{}", cfg.address))
             .and_then(|e| e.tls_config(tls))
@@ -67,17 +74,28 @@ impl Upstream {
             .timeout(cfg.timeout)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        Ok(Self { endpoint, channel: OnceLock::new(), timeout: cfg.timeout, read_retries: cfg.read_retries })
+        Ok(Self {
+            endpoint,
+            channel: OnceLock::new(),
+            timeout: cfg.timeout,
+            read_retries: cfg.read_retries,
+        })
     }
 
     /// The channel, created inside the serving runtime on first use (PINGORA.md).
     fn channel(&self) -> Channel {
-        self.channel.get_or_init(|| self.endpoint.connect_lazy()).clone()
+        self.channel
+            .get_or_init(|| self.endpoint.connect_lazy())
+            .clone()
     }
 
     /// Forwards a cleared operation; reads are retried on `UNAVAILABLE`.
     pub async fn call(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Status> {
-        let attempts = if op.is_read() { 1 + self.read_retries } else { 1 };
+        let attempts = if op.is_read() {
+            1 + self.read_retries
+        } else {
+            1
+        };
         let mut attempt = 1;
         loop {
             match self.call_once(op, cleared).await {
@@ -115,17 +133,61 @@ impl Upstream {
     async fn dispatch(&self, op: &Operation, cl: &Cleared) -> Result<Reply, Status> {
         let mut s = StorageClient::new(self.channel());
         Ok(match op {
-            Operation::ListDatabases => Reply::ListDatabases(s.list_databases(self.request(pb::ListDatabasesRequest {}, cl)).await?.into_inner()),
-            Operation::CreateDatabase(db) => Reply::CreateDatabase(s.create_database(self.request(pb::CreateDatabaseRequest { db: db.to_string() }, cl)).await?.into_inner()),
-            Operation::DropDatabase(db) => Reply::DropDatabase(s.drop_database(self.request(pb::DropDatabaseRequest { db: db.to_string() }, cl)).await?.into_inner()),
-            Operation::ListTables(db) => Reply::ListTables(s.list_tables(self.request(pb::ListTablesRequest { db: db.to_string() }, cl)).await?.into_inner()),
-            Operation::CreateTable(t) => Reply::CreateTable(s.create_table(self.request(pb::CreateTableRequest { table: Some(pb_table(t)) }, cl)).await?.into_inner()),
-            Operation::DropTable(t) => Reply::DropTable(s.drop_table(self.request(pb::DropTableRequest { table: Some(pb_table(t)) }, cl)).await?.into_inner()),
+            Operation::ListDatabases => Reply::ListDatabases(
+                s.list_databases(self.request(pb::ListDatabasesRequest {}, cl))
+                    .await?
+                    .into_inner(),
+            ),
+            Operation::CreateDatabase(db) => Reply::CreateDatabase(
+                s.create_database(
+                    self.request(pb::CreateDatabaseRequest { db: db.to_string() }, cl),
+                )
+                .await?
+                .into_inner(),
+            ),
+            Operation::DropDatabase(db) => Reply::DropDatabase(
+                s.drop_database(self.request(pb::DropDatabaseRequest { db: db.to_string() }, cl))
+                    .await?
+                    .into_inner(),
+            ),
+            Operation::ListTables(db) => Reply::ListTables(
+                s.list_tables(self.request(pb::ListTablesRequest { db: db.to_string() }, cl))
+                    .await?
+                    .into_inner(),
+            ),
+            Operation::CreateTable(t) => Reply::CreateTable(
+                s.create_table(self.request(
+                    pb::CreateTableRequest {
+                        table: Some(pb_table(t)),
+                    },
+                    cl,
+                ))
+                .await?
+                .into_inner(),
+            ),
+            Operation::DropTable(t) => Reply::DropTable(
+                s.drop_table(self.request(
+                    pb::DropTableRequest {
+                        table: Some(pb_table(t)),
+                    },
+                    cl,
+                ))
+                .await?
+                .into_inner(),
+            ),
             Operation::Get { table, key } => {
-                let msg = pb::GetRequest { table: Some(pb_table(table)), key: key.as_str().into() };
+                let msg = pb::GetRequest {
+                    table: Some(pb_table(table)),
+                    key: key.as_str().into(),
+                };
                 Reply::Get(s.get(self.request(msg, cl)).await?.into_inner())
             }
-            Operation::Put { table, key, value, precondition } => {
+            Operation::Put {
+                table,
+                key,
+                value,
+                precondition,
+            } => {
                 let msg = pb::PutRequest {
                     table: Some(pb_table(table)),
                     key: key.as_str().into(),
@@ -134,28 +196,57 @@ impl Upstream {
                 };
                 Reply::Put(s.put(self.request(msg, cl)).await?.into_inner())
             }
-            Operation::Delete { table, key, precondition } => {
-                let msg = pb::DeleteRequest { table: Some(pb_table(table)), key: key.as_str().into(), precondition: pb_precondition(*precondition) };
+            Operation::Delete {
+                table,
+                key,
+                precondition,
+            } => {
+                let msg = pb::DeleteRequest {
+                    table: Some(pb_table(table)),
+                    key: key.as_str().into(),
+                    precondition: pb_precondition(*precondition),
+                };
                 Reply::Delete(s.delete(self.request(msg, cl)).await?.into_inner())
             }
-            Operation::Scan { table, prefix, after, limit } => {
-                let msg = pb::ScanRequest { table: Some(pb_table(table)), prefix: prefix.clone(), start_after: after.clone(), limit: *limit };
+            Operation::Scan {
+                table,
+                prefix,
+                after,
+                limit,
+            } => {
+                let msg = pb::ScanRequest {
+                    table: Some(pb_table(table)),
+                    prefix: prefix.clone(),
+                    start_after: after.clone(),
+                    limit: *limit,
+                };
                 Reply::Scan(s.scan(self.request(msg, cl)).await?.into_inner())
             }
             Operation::Batch { table, ops } => {
-                let msg = pb::BatchRequest { table: Some(pb_table(table)), operations: ops.iter().map(pb_batch_op).collect() };
+                let msg = pb::BatchRequest {
+                    table: Some(pb_table(table)),
+                    operations: ops.iter().map(pb_batch_op).collect(),
+                };
                 Reply::Batch(s.batch(self.request(msg, cl)).await?.into_inner())
             }
             Operation::Verify => {
                 let mut admin = AdminClient::new(self.channel());
-                Reply::Verify(admin.verify(self.request(pb::VerifyRequest {}, cl)).await?.into_inner())
+                Reply::Verify(
+                    admin
+                        .verify(self.request(pb::VerifyRequest {}, cl))
+                        .await?
+                        .into_inner(),
+                )
             }
         })
     }
 }
 
 fn pb_table(t: &TableRef) -> pb::TableRef {
-    pb::TableRef { db: t.db.to_string(), table: t.table.to_string() }
+    pb::TableRef {
+        db: t.db.to_string(),
+        table: t.table.to_string(),
+    }
 }
 
 fn pb_precondition(p: Option<Precondition>) -> Option<pb::Precondition> {
@@ -164,20 +255,27 @@ fn pb_precondition(p: Option<Precondition>) -> Option<pb::Precondition> {
         Precondition::IfVersion(v) => Condition::IfVersion(v),
         Precondition::IfAbsent => Condition::IfAbsent(true),
     };
-    Some(pb::Precondition { condition: Some(condition) })
+    Some(pb::Precondition {
+        condition: Some(condition),
+    })
 }
 
 fn pb_batch_op(op: &BatchOp) -> pb::BatchOperation {
     use pb::batch_operation::Op;
     let op = match op {
-        BatchOp::Put { key, value, precondition } => Op::Put(pb::BatchPut {
+        BatchOp::Put {
+            key,
+            value,
+            precondition,
+        } => Op::Put(pb::BatchPut {
             key: key.as_str().into(),
             value: value.bytes().to_vec(),
             precondition: pb_precondition(*precondition),
         }),
-        BatchOp::Delete { key, precondition } => {
-            Op::Delete(pb::BatchDelete { key: key.as_str().into(), precondition: pb_precondition(*precondition) })
-        }
+        BatchOp::Delete { key, precondition } => Op::Delete(pb::BatchDelete {
+            key: key.as_str().into(),
+            precondition: pb_precondition(*precondition),
+        }),
     };
     pb::BatchOperation { op: Some(op) }
 }

@@ -16,7 +16,8 @@ fn refuses_without_dev_mode() {
 #[test]
 fn refuses_a_non_loopback_listener_in_dev_mode() {
     let certs = certs();
-    let text = config_text(&certs, 1, 2, 3, "").replace("listen = \"127.0.0.1:1\"", "listen = \"0.0.0.0:1\"");
+    let text = config_text(&certs, 1, 2, 3, "")
+        .replace("listen = \"127.0.0.1:1\"", "listen = \"0.0.0.0:1\"");
     let (status, stderr) = run_to_exit(&text, true);
     assert_eq!(status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("non-loopback"), "{stderr}");
@@ -25,7 +26,10 @@ fn refuses_a_non_loopback_listener_in_dev_mode() {
 #[test]
 fn lists_every_config_error() {
     let certs = certs();
-    let text = config_text(&certs, 1, 2, 3, "").replace(&certs.path("ca.pem").display().to_string(), "/nonexistent/ca.pem");
+    let text = config_text(&certs, 1, 2, 3, "").replace(
+        &certs.path("ca.pem").display().to_string(),
+        "/nonexistent/ca.pem",
+    );
     let text = text.replace("max_body_bytes = 1024", "max_body_bytes = 0");
     let (status, stderr) = run_to_exit(&text, true);
     assert_eq!(status.code(), Some(64), "{stderr}");

@@ -29,12 +29,16 @@ async fn tls13_with_alpn_h2() {
 async fn tls12_offers_only_aead_suites() {
     let gw = start("");
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::pem::PemObject::from_pem_slice(gw.certs.ca_pem.as_bytes()).unwrap()).unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    roots
+        .add(rustls::pki_types::pem::PemObject::from_pem_slice(gw.certs.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -42,7 +46,10 @@ async fn tls12_offers_only_aead_suites() {
         .unwrap();
     let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap();
     let name = format!("{:?}", suite.suite());
-    assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
+    assert!(
+        name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+        "{name}"
+    );
 }
 
 fn served_cert(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
@@ -63,11 +70,17 @@ async fn certificate_reloads_without_restart() {
     loop {
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        if let Ok(tls) = support::connector(&fresh, &[b"h2"]).connect(name, tcp).await {
+        if let Ok(tls) = support::connector(&fresh, &[b"h2"])
+            .connect(name, tcp)
+            .await
+        {
             assert_ne!(served_cert(&tls), before);
             break;
         }
-        assert!(Instant::now() < deadline, "the new certificate was never served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -75,7 +88,10 @@ async fn certificate_reloads_without_restart() {
 /// One unary gRPC call over HTTP/2; returns (grpc-status, grpc-message).
 async fn grpc_call(gw: &Gateway, method: &str, msg: &impl Message) -> (String, String) {
     let tls = connect(gw, &[b"h2"]).await;
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let mut body = vec![0u8];
     body.extend_from_slice(&(msg.encoded_len() as u32).to_be_bytes());
@@ -87,8 +103,20 @@ async fn grpc_call(gw: &Gateway, method: &str, msg: &impl Message) -> (String, S
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let trailers = resp.into_body().collect().await.unwrap().trailers().cloned().unwrap_or_default();
-    let get = |k: &str| trailers.get(k).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let trailers = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .trailers()
+        .cloned()
+        .unwrap_or_default();
+    let get = |k: &str| {
+        trailers
+            .get(k)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
     (get("grpc-status"), get("grpc-message"))
 }
 
@@ -96,12 +124,32 @@ async fn grpc_call(gw: &Gateway, method: &str, msg: &impl Message) -> (String, S
 async fn native_grpc_goes_through_the_pipeline() {
     use photondb_proto::v1 as pb;
     let gw = start("");
-    let table = Some(pb::TableRef { db: "db".into(), table: "t".into() });
-    let get = pb::GetRequest { table: table.clone(), key: "k".into() };
-    assert_eq!(grpc_call(&gw, "Get", &get).await, ("14".into(), "storage_unavailable".into()));
+    let table = Some(pb::TableRef {
+        db: "db".into(),
+        table: "t".into(),
+    });
+    let get = pb::GetRequest {
+        table: table.clone(),
+        key: "k".into(),
+    };
+    assert_eq!(
+        grpc_call(&gw, "Get", &get).await,
+        ("14".into(), "storage_unavailable".into())
+    );
     let bad = pb::CreateDatabaseRequest { db: "No!".into() };
-    assert_eq!(grpc_call(&gw, "CreateDatabase", &bad).await, ("3".into(), "bad_name".into()));
-    let put = pb::PutRequest { table, key: "k".into(), value: b"[1]".to_vec(), precondition: None };
-    assert_eq!(grpc_call(&gw, "Put", &put).await, ("3".into(), "document_not_object".into()));
+    assert_eq!(
+        grpc_call(&gw, "CreateDatabase", &bad).await,
+        ("3".into(), "bad_name".into())
+    );
+    let put = pb::PutRequest {
+        table,
+        key: "k".into(),
+        value: b"[1]".to_vec(),
+        precondition: None,
+    };
+    assert_eq!(
+        grpc_call(&gw, "Put", &put).await,
+        ("3".into(), "document_not_object".into())
+    );
     assert_eq!(grpc_call(&gw, "Nope", &get).await.0, "12");
 }

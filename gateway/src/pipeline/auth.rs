@@ -46,7 +46,10 @@ impl Authenticated {
 
     /// The principal of unauthenticated `/public/*` reads.
     pub(crate) fn anonymous() -> Self {
-        Self { principal: Principal("anonymous".into()), proof: Proof::Anonymous }
+        Self {
+            principal: Principal("anonymous".into()),
+            proof: Proof::Anonymous,
+        }
     }
 }
 
@@ -87,6 +90,9 @@ impl DevAuthenticator {
 
 impl Authenticator for DevAuthenticator {
     fn authenticate(&self, _req: &AuthRequest<'_>) -> Result<Authenticated, AuthFailure> {
-        Ok(Authenticated { principal: Principal(DEV_PRINCIPAL.into()), proof: Proof::Dev })
+        Ok(Authenticated {
+            principal: Principal(DEV_PRINCIPAL.into()),
+            proof: Proof::Dev,
+        })
     }
 }

@@ -92,7 +92,13 @@ struct Head {
 impl Head {
     fn of(req: &pingora::http::RequestHeader) -> Self {
         let host = req.uri.authority().map(|a| a.as_str().to_owned());
-        let host = host.or_else(|| req.headers.get(http::header::HOST)?.to_str().ok().map(str::to_owned));
+        let host = host.or_else(|| {
+            req.headers
+                .get(http::header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        });
         Self {
             method: req.method.clone(),
             path: req.uri.path().to_owned(),
@@ -139,15 +145,29 @@ impl Pipeline {
         let result = self.run(s, &head, request_id, &mut label).await;
         let close = result.is_err();
         let answer = result.unwrap_or_else(|r| self.refuse(&r, &head, request_id));
-        Outcome { answer, label, close }
+        Outcome {
+            answer,
+            label,
+            close,
+        }
     }
 
     fn refuse(&self, r: &Refusal, head: &Head, request_id: &str) -> Answer {
         self.metrics.refusal(r.describe().code);
-        if head.is_grpc() { Answer::grpc_refusal(r) } else { Answer::problem(r, request_id) }
+        if head.is_grpc() {
+            Answer::grpc_refusal(r)
+        } else {
+            Answer::problem(r, request_id)
+        }
     }
 
-    async fn run(&self, s: &mut ServerSession, head: &Head, rid: &str, label: &mut &'static str) -> Result<Answer, Refusal> {
+    async fn run(
+        &self,
+        s: &mut ServerSession,
+        head: &Head,
+        rid: &str,
+        label: &mut &'static str,
+    ) -> Result<Answer, Refusal> {
         self.check_headers(s.req_header())?; // 2
         self.admit_ip(s.client_addr())?; // 3
         let routed = route_request(head)?; // 4
@@ -160,7 +180,9 @@ impl Pipeline {
         let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
         let draft = draft(routed, body.bytes.clone())?;
         let cleared = self.clear(head, &body, public, draft.as_ref(), rid)?; // 6-9
-        let Some(draft) = draft else { return Ok(self.health()) };
+        let Some(draft) = draft else {
+            return Ok(self.health());
+        };
         let op = draft.check(&self.payload_limits())?; // 10
         let reply = self.forward(&op, &cleared).await?; // 11-12
         respond(reply, head.is_grpc()) // 13
@@ -168,30 +190,71 @@ impl Pipeline {
 
     /// Step 2 (the part pingora does not bound tightly enough): header count and size.
     fn check_headers(&self, req: &pingora::http::RequestHeader) -> Result<(), Refusal> {
-        let size: usize = req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let size: usize = req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum();
         let size = size + req.uri.to_string().len();
-        let too_big = req.headers.len() > self.limits.max_headers || size > self.limits.max_header_bytes;
-        if too_big { Err(Refusal::HeadersTooLarge) } else { Ok(()) }
+        let too_big =
+            req.headers.len() > self.limits.max_headers || size > self.limits.max_header_bytes;
+        if too_big {
+            Err(Refusal::HeadersTooLarge)
+        } else {
+            Ok(())
+        }
     }
 
     /// Step 3.
-    fn admit_ip(&self, addr: Option<&pingora::protocols::l4::socket::SocketAddr>) -> Result<(), Refusal> {
-        let (Some(limiter), Some(ip)) = (&self.ip, addr.and_then(|a| a.as_inet()).map(|a| a.ip())) else {
+    fn admit_ip(
+        &self,
+        addr: Option<&pingora::protocols::l4::socket::SocketAddr>,
+    ) -> Result<(), Refusal> {
+        let (Some(limiter), Some(ip)) = (&self.ip, addr.and_then(|a| a.as_inet()).map(|a| a.ip()))
+        else {
             return Ok(());
         };
-        limiter.admit(ip).map_err(|l| Refusal::IpRateLimited { retry_after_secs: l.retry_after_secs })
+        limiter.admit(ip).map_err(|l| Refusal::IpRateLimited {
+            retry_after_secs: l.retry_after_secs,
+        })
     }
 
     /// Steps 6–9, in order.
-    fn clear(&self, head: &Head, body: &Body, public: bool, draft: Option<&Draft>, rid: &str) -> Result<Cleared, Refusal> {
-        let auth = if public { Authenticated::anonymous() } else { self.authenticate(head, body)? };
-        let fresh = self.slots.replay.check(&auth).map_err(|_| Refusal::Replayed)?;
+    fn clear(
+        &self,
+        head: &Head,
+        body: &Body,
+        public: bool,
+        draft: Option<&Draft>,
+        rid: &str,
+    ) -> Result<Cleared, Refusal> {
+        let auth = if public {
+            Authenticated::anonymous()
+        } else {
+            self.authenticate(head, body)?
+        };
+        let fresh = self
+            .slots
+            .replay
+            .check(&auth)
+            .map_err(|_| Refusal::Replayed)?;
         let within = self.slots.limiter.admit(auth.principal());
-        let within = within.map_err(|l| Refusal::RateLimited { retry_after_secs: l.retry_after_secs })?;
+        let within = within.map_err(|l| Refusal::RateLimited {
+            retry_after_secs: l.retry_after_secs,
+        })?;
         let target = draft.map_or(Target::all(Action::HealthRead), Draft::target);
         let permit = self.slots.policy.authorize(auth.principal(), &target);
-        let permit = permit.map_err(|Denied(t)| Refusal::Forbidden { action: t.action, resource: t.resource })?;
-        Ok(Cleared { request_id: rid.to_owned(), auth, _fresh: fresh, _within: within, _permit: permit })
+        let permit = permit.map_err(|Denied(t)| Refusal::Forbidden {
+            action: t.action,
+            resource: t.resource,
+        })?;
+        Ok(Cleared {
+            request_id: rid.to_owned(),
+            auth,
+            _fresh: fresh,
+            _within: within,
+            _permit: permit,
+        })
     }
 
     fn authenticate(&self, head: &Head, body: &Body) -> Result<Authenticated, Refusal> {
@@ -203,7 +266,10 @@ impl Pipeline {
             headers: &head.headers,
             body_digest: &body.digest,
         };
-        self.slots.auth.authenticate(&req).map_err(|f| Refusal::Unauthenticated(f.code))
+        self.slots
+            .auth
+            .authenticate(&req)
+            .map_err(|f| Refusal::Unauthenticated(f.code))
     }
 
     fn payload_limits(&self) -> PayloadLimits {
@@ -219,18 +285,23 @@ impl Pipeline {
         let admission = self.gate.admit(op.is_read())?;
         let started = Instant::now();
         let result = self.upstream.call(op, cleared).await;
-        self.metrics.upstream(op.name(), started.elapsed().as_secs_f64());
+        self.metrics
+            .upstream(op.name(), started.elapsed().as_secs_f64());
         let result = result.map_err(|status| {
             tracing::warn!(request_id = cleared.request_id(), code = ?status.code(), op = op.name(), "storaged refused");
             Refusal::from_upstream(status.code())
         });
-        self.gate.record(admission, result.as_ref().is_err_and(Refusal::is_upstream_failure));
+        self.gate.record(
+            admission,
+            result.as_ref().is_err_and(Refusal::is_upstream_failure),
+        );
         result
     }
 
     /// The health document, also refreshing the state gauges.
     pub fn health(&self) -> Answer {
-        self.metrics.set_state(self.gate.breaker.state(), self.gate.degraded.read_only());
+        self.metrics
+            .set_state(self.gate.breaker.state(), self.gate.degraded.read_only());
         Answer::json(StatusCode::OK, &self.gate.health(self.dev_mode))
     }
 }
@@ -264,7 +335,11 @@ fn draft(routed: Routed, body: Bytes) -> Result<Option<Draft>, Refusal> {
 
 /// Step 13: storaged's reply in the client's protocol.
 fn respond(reply: Reply, grpc: bool) -> Result<Answer, Refusal> {
-    if grpc { Ok(Answer::grpc_ok(grpc::encode_reply(&reply))) } else { rest::answer(reply) }
+    if grpc {
+        Ok(Answer::grpc_ok(grpc::encode_reply(&reply)))
+    } else {
+        rest::answer(reply)
+    }
 }
 
 fn label_of(routed: &Routed) -> &'static str {

@@ -38,6 +38,8 @@ impl DevAllowAll {
 
 impl Policy for DevAllowAll {
     fn authorize(&self, _principal: &Principal, target: &Target) -> Result<Permit, Denied> {
-        Ok(Permit { target: target.clone() })
+        Ok(Permit {
+            target: target.clone(),
+        })
     }
 }

@@ -29,6 +29,10 @@ impl DevReplayGuard {
 
 impl ReplayGuard for DevReplayGuard {
     fn check(&self, auth: &Authenticated) -> Result<Fresh, Replayed> {
-        if auth.is_signed() { Err(Replayed) } else { Ok(Fresh(())) }
+        if auth.is_signed() {
+            Err(Replayed)
+        } else {
+            Ok(Fresh(()))
+        }
     }
 }

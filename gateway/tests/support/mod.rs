@@ -39,19 +39,37 @@ pub fn certs() -> Certs {
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf = |sans: Vec<String>, cert: &str, key: &str| {
         let k = KeyPair::generate().unwrap();
-        let c = CertificateParams::new(sans).unwrap().signed_by(&k, &ca).unwrap();
+        let c = CertificateParams::new(sans)
+            .unwrap()
+            .signed_by(&k, &ca)
+            .unwrap();
         write(dir.path(), cert, &c.pem());
         write(dir.path(), key, &k.serialize_pem());
     };
-    leaf(vec!["localhost".into(), "127.0.0.1".into()], "gateway.pem", "gateway-key.pem");
-    leaf(vec!["gateway.photondb.local".into()], "gateway-client.pem", "gateway-client-key.pem");
+    leaf(
+        vec!["localhost".into(), "127.0.0.1".into()],
+        "gateway.pem",
+        "gateway-key.pem",
+    );
+    leaf(
+        vec!["gateway.photondb.local".into()],
+        "gateway-client.pem",
+        "gateway-client-key.pem",
+    );
     write(dir.path(), "ca.pem", &ca.pem());
-    Certs { ca_pem: ca.pem(), dir }
+    Certs {
+        ca_pem: ca.pem(),
+        dir,
+    }
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running gateway, killed on drop.
@@ -118,7 +136,10 @@ graceful_shutdown_timeout_secs = 1
 
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_photondb-gateway"));
-    cmd.env_remove("PHOTONDB_DEV_MODE").env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env_remove("PHOTONDB_DEV_MODE")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd
 }
 
@@ -126,13 +147,19 @@ pub fn binary() -> Command {
 pub fn run_to_exit(config: &str, dev_mode: bool) -> (ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
-    std::fs::File::create(&path).unwrap().write_all(config.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
     let mut cmd = binary();
     if dev_mode {
         cmd.env("PHOTONDB_DEV_MODE", "1");
     }
     let out = cmd.arg("--config").arg(&path).output().unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Starts a dev-mode gateway whose storaged is down (nothing listens upstream).
@@ -144,10 +171,20 @@ pub fn start(extra: &str) -> Gateway {
         let (listen, metrics, upstream) = (free_port(), free_port(), free_port());
         let path = certs.path("gateway.toml");
         std::fs::write(&path, config_text(&certs, listen, metrics, upstream, extra)).unwrap();
-        let child = binary().env("PHOTONDB_DEV_MODE", "1").arg("--config").arg(&path).spawn().unwrap();
+        let child = binary()
+            .env("PHOTONDB_DEV_MODE", "1")
+            .arg("--config")
+            .arg(&path)
+            .spawn()
+            .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
-        let mut gw = Gateway { child, addr, metrics, certs };
+        let mut gw = Gateway {
+            child,
+            addr,
+            metrics,
+            certs,
+        };
         if wait_ready(&mut gw) {
             return gw;
         }
@@ -161,7 +198,9 @@ fn wait_ready(gw: &mut Gateway) -> bool {
         if gw.child.try_wait().unwrap().is_some() {
             return false;
         }
-        let up = [gw.addr, gw.metrics].iter().all(|a| TcpStream::connect_timeout(a, Duration::from_millis(100)).is_ok());
+        let up = [gw.addr, gw.metrics]
+            .iter()
+            .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(100)).is_ok());
         if up {
             return true;
         }
@@ -212,7 +251,10 @@ impl Response {
 
     pub fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.head.lines().find(|l| l.to_ascii_lowercase().starts_with(&prefix)).map(|l| l[prefix.len()..].trim().to_string())
+        self.head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
     }
 }
 
@@ -226,15 +268,31 @@ pub async fn send_raw(gw: &Gateway, raw: &[u8]) -> Response {
 }
 
 fn parse(buf: &[u8]) -> Response {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    Response { status, head, body: buf[split + 4..].to_vec() }
+    Response {
+        status,
+        head,
+        body: buf[split + 4..].to_vec(),
+    }
 }
 
 /// A request with optional extra header lines and body.
-pub async fn request(gw: &Gateway, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Response {
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+pub async fn request(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Response {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for h in headers {
         raw.push_str(h);
         raw.push_str("\r\n");
