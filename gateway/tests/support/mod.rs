@@ -56,6 +56,11 @@ pub fn certs() -> Certs {
         "gateway-client.pem",
         "gateway-client-key.pem",
     );
+    leaf(
+        vec!["storaged.photondb.local".into()],
+        "storaged.pem",
+        "storaged-key.pem",
+    );
     write(dir.path(), "ca.pem", &ca.pem());
     Certs {
         ca_pem: ca.pem(),
@@ -77,7 +82,7 @@ pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
-    pub certs: Certs,
+    pub certs: Arc<Certs>,
 }
 
 impl Drop for Gateway {
@@ -166,9 +171,14 @@ pub fn run_to_exit(config: &str, dev_mode: bool) -> (ExitStatus, String) {
 /// pingora takes an address string and cannot report a bound port, so a free port is
 /// picked first and the start retried if another process took it meanwhile.
 pub fn start(extra: &str) -> Gateway {
+    start_with(Arc::new(certs()), free_port(), extra)
+}
+
+/// Starts a dev-mode gateway with these certificates whose storaged is at `upstream`.
+pub fn start_with(certs: Arc<Certs>, upstream: u16, extra: &str) -> Gateway {
     for _ in 0..5 {
-        let certs = certs();
-        let (listen, metrics, upstream) = (free_port(), free_port(), free_port());
+        let certs = certs.clone();
+        let (listen, metrics) = (free_port(), free_port());
         let path = certs.path("gateway.toml");
         std::fs::write(&path, config_text(&certs, listen, metrics, upstream, extra)).unwrap();
         let child = binary()
@@ -302,3 +312,5 @@ pub async fn request(
     bytes.extend_from_slice(body);
     send_raw(gw, &bytes).await
 }
+
+pub mod storaged;
