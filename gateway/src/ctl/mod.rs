@@ -1,0 +1,60 @@
+//! photonctl: operator and partner tooling. Each subcommand is one file; this one holds the
+//! command line and dispatch.
+
+mod certs;
+mod keygen;
+mod request;
+mod sign;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// PhotonDB's command-line tool: keys, request signing, certificates.
+#[derive(Debug, Parser)]
+#[command(name = "photonctl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an Ed25519 key pair for signing requests.
+    ///
+    /// Writes the private key as PKCS#8 PEM (mode 0600; an existing file is never
+    /// overwritten) and prints the public key (standard base64) on stdout, for the partner's
+    /// entry in the gateway's policy directory.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the signature headers for a request (DESIGN §3.2), without sending it.
+    Sign(sign::SignArgs),
+    /// Sign a request, send it, and print the status and the response body.
+    ///
+    /// Exits 0 for a 2xx response, 1 for any other status, 2 if no response was received.
+    Request(request::RequestArgs),
+    /// Certificates for the internal CA, storaged and the gateway.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+}
+
+/// Runs one parsed command line; errors are printed here and turned into an exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let outcome = match cli.command {
+        Command::Keygen { out } => keygen::run(&out),
+        Command::Sign(args) => sign::run(&args),
+        Command::Request(args) => request::run(&args),
+        Command::Certs(cmd) => certs::run(&cmd),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("photonctl: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
