@@ -6,6 +6,7 @@
 use crate::engine::error::StorageError;
 use crate::engine::page::{BODY_LEN, Cell, Interior, Leaf, Node};
 use crate::engine::txn::{PageSource, Txn};
+use std::sync::Arc;
 
 /// Deeper than any real tree of 8 KiB pages; a longer path means a cycle.
 const MAX_DEPTH: usize = 32;
@@ -24,7 +25,7 @@ fn too_deep(page_no: u64) -> Result<(), StorageError> {
 pub(crate) fn get(src: &mut impl PageSource, key: &[u8]) -> Result<Option<Cell>, StorageError> {
     let mut page_no = src.meta()?.root;
     for _ in 0..MAX_DEPTH {
-        match src.node(page_no)? {
+        match &*src.node(page_no)? {
             Node::Interior(n) => page_no = n.children[n.child_index(key)],
             Node::Leaf(leaf) => return Ok(leaf.search(key).ok().map(|i| leaf.cells[i].clone())),
             _ => return Err(not_a_tree_page(page_no)),
@@ -75,7 +76,7 @@ fn walk(
     if depth > MAX_DEPTH {
         too_deep(page_no)?;
     }
-    match src.node(page_no)? {
+    match &*src.node(page_no)? {
         Node::Leaf(leaf) => Ok(collect(leaf, range, out)),
         Node::Interior(n) => {
             for &child in &n.children[n.child_index(range.from)..] {
@@ -89,16 +90,13 @@ fn walk(
     }
 }
 
-fn collect(leaf: Leaf, range: &Range<'_>, out: &mut Vec<Cell>) -> bool {
-    for cell in leaf
-        .cells
-        .into_iter()
-        .filter(|c| range.admits_start(&c.key))
-    {
+fn collect(leaf: &Leaf, range: &Range<'_>, out: &mut Vec<Cell>) -> bool {
+    let start = leaf.cells.partition_point(|c| !range.admits_start(&c.key));
+    for cell in &leaf.cells[start..] {
         if !cell.key.starts_with(range.prefix) {
             return true;
         }
-        out.push(cell);
+        out.push(cell.clone());
         if out.len() >= range.limit {
             return true;
         }
@@ -133,7 +131,7 @@ fn insert_at(
     if depth > MAX_DEPTH {
         too_deep(page_no)?;
     }
-    match txn.node(page_no)? {
+    match Arc::unwrap_or_clone(txn.node(page_no)?) {
         Node::Leaf(mut leaf) => {
             let old = match leaf.search(&cell.key) {
                 Ok(i) => Some(std::mem::replace(&mut leaf.cells[i], cell)),
@@ -213,7 +211,7 @@ pub(crate) fn remove(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Cell>, Stor
 /// A root with a single child and no keys is replaced by that child.
 fn collapse_root(txn: &mut Txn<'_>) -> Result<(), StorageError> {
     let root = txn.meta.root;
-    if let Node::Interior(n) = txn.node(root)? {
+    if let Node::Interior(n) = &*txn.node(root)? {
         if n.children.len() == 1 {
             txn.meta.root = n.children[0];
             txn.free(root);
@@ -232,7 +230,7 @@ fn remove_at(
     if depth > MAX_DEPTH {
         too_deep(page_no)?;
     }
-    match txn.node(page_no)? {
+    match Arc::unwrap_or_clone(txn.node(page_no)?) {
         Node::Leaf(mut leaf) => {
             let Ok(i) = leaf.search(key) else {
                 return Ok((None, false));

@@ -6,12 +6,19 @@
 
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoFile, read_exact_at};
-use crate::engine::page::{PAGE_SIZE, seal, unseal};
+use crate::engine::page::{Node, PAGE_SIZE, seal, unseal};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(crate) type Image = Arc<Vec<u8>>;
+
+/// A page a transaction changed: its new image and decoded form.
+pub(crate) struct Changed {
+    pub(crate) page_no: u64,
+    pub(crate) image: Image,
+    pub(crate) node: Arc<Node>,
+}
 
 /// How many resident pages an eviction looks at before picking the least recently used.
 const EVICTION_SAMPLE: usize = 8;
@@ -41,6 +48,8 @@ struct Pool {
 
 struct Frame {
     image: Image,
+    /// The decoded image, kept so reads do not decode (and allocate) on every access.
+    node: Option<Arc<Node>>,
     lsn: u64,
     dirty: bool,
     last_use: u64,
@@ -49,12 +58,6 @@ struct Frame {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A page as stored: its image and LSN.
-pub(crate) struct Cached {
-    pub(crate) image: Image,
-    pub(crate) lsn: u64,
 }
 
 impl PageStore {
@@ -68,25 +71,45 @@ impl PageStore {
         }
     }
 
-    /// The page, from memory or from disk (checksum checked).
-    pub(crate) fn get(&self, page_no: u64) -> Result<Cached, StorageError> {
+    /// The decoded page, from memory or from disk (checksum and structure checked).
+    pub(crate) fn node(&self, page_no: u64) -> Result<(Arc<Node>, u64), StorageError> {
         let mut pool = lock(&self.pool);
         pool.tick += 1;
         let tick = pool.tick;
         if let Some(frame) = pool.frames.get_mut(&page_no) {
             frame.last_use = tick;
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Cached {
-                image: frame.image.clone(),
-                lsn: frame.lsn,
-            });
+            if let Some(node) = &frame.node {
+                return Ok((node.clone(), frame.lsn));
+            }
+            let (image, lsn) = (frame.image.clone(), frame.lsn);
+            drop(pool);
+            let node = Arc::new(Node::decode(&image, page_no)?);
+            self.remember(page_no, &image, &node);
+            return Ok((node, lsn));
         }
+        drop(pool);
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let (image, lsn) = self.read_from_disk(page_no)?;
-        let image = Arc::new(image);
-        self.make_room(&mut pool);
-        pool.insert(page_no, image.clone(), lsn, false);
-        Ok(Cached { image, lsn })
+        let node = Arc::new(Node::decode(&image, page_no)?);
+        let mut pool = lock(&self.pool);
+        if !pool.frames.contains_key(&page_no) {
+            self.make_room(&mut pool);
+            pool.insert(page_no, Arc::new(image), Some(node.clone()), lsn, false);
+        }
+        Ok((node, lsn))
+    }
+
+    /// Keeps a decoded node with its image, unless the page changed meanwhile.
+    fn remember(&self, page_no: u64, image: &Image, node: &Arc<Node>) {
+        let mut pool = lock(&self.pool);
+        if let Some(frame) = pool
+            .frames
+            .get_mut(&page_no)
+            .filter(|f| Arc::ptr_eq(&f.image, image))
+        {
+            frame.node = Some(node.clone());
+        }
     }
 
     /// Reads and checks a page from the data file, bypassing the pool.
@@ -116,11 +139,11 @@ impl PageStore {
             .map(|f| (f.image.clone(), f.dirty))
     }
 
-    /// Installs committed images (already logged at `lsn`) as dirty pages.
-    pub(crate) fn install(&self, pages: Vec<(u64, Image)>, lsn: u64) {
+    /// Installs committed pages (already logged at `lsn`) as dirty.
+    pub(crate) fn install(&self, pages: Vec<Changed>, lsn: u64) {
         let mut pool = lock(&self.pool);
-        for (page_no, image) in pages {
-            pool.insert(page_no, image, lsn, true);
+        for page in pages {
+            pool.insert(page.page_no, page.image, Some(page.node), lsn, true);
         }
     }
 
@@ -179,7 +202,14 @@ pub(crate) fn read_page(file: &dyn IoFile, page_no: u64) -> Result<(Vec<u8>, u64
 }
 
 impl Pool {
-    fn insert(&mut self, page_no: u64, image: Image, lsn: u64, dirty: bool) {
+    fn insert(
+        &mut self,
+        page_no: u64,
+        image: Image,
+        node: Option<Arc<Node>>,
+        lsn: u64,
+        dirty: bool,
+    ) {
         self.tick += 1;
         let last_use = self.tick;
         if let Some(frame) = self.frames.get_mut(&page_no) {
@@ -187,6 +217,7 @@ impl Pool {
             self.dirty -= usize::from(!dirty && frame.dirty);
             *frame = Frame {
                 image,
+                node,
                 lsn,
                 dirty,
                 last_use,
@@ -201,6 +232,7 @@ impl Pool {
             page_no,
             Frame {
                 image,
+                node,
                 lsn,
                 dirty,
                 last_use,

@@ -75,9 +75,8 @@ impl Engine {
     }
 
     fn current_meta(&self) -> Result<Meta, Error> {
-        let cached = self.store.get(META_PAGE)?;
-        match Node::decode(&cached.image, META_PAGE)? {
-            Node::Meta(meta) => Ok(meta),
+        match &*self.store.node(META_PAGE)?.0 {
+            Node::Meta(meta) => Ok(meta.clone()),
             _ => Err(crate::engine::error::StorageError::corrupted(
                 Some(0),
                 "page 0 is not the meta page",

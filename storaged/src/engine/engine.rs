@@ -1,6 +1,6 @@
 //! The engine handle: its parts, and the two ways in (read and write) every operation uses.
 
-use crate::engine::buffer::PageStore;
+use crate::engine::buffer::{Changed, PageStore};
 use crate::engine::control::ControlState;
 use crate::engine::error::{Error, StorageError};
 use crate::engine::io::{IoFile, LatchedIo};
@@ -112,25 +112,25 @@ impl Engine {
     }
 
     /// Drops pages the transaction rewrote without changing (the meta page, usually).
-    fn changed(&self, pages: Vec<(u64, Arc<Vec<u8>>)>) -> Vec<(u64, Arc<Vec<u8>>)> {
-        let same =
-            |p: u64, image: &Arc<Vec<u8>>| self.store.peek(p).is_some_and(|(cur, _)| cur == *image);
-        pages
-            .into_iter()
-            .filter(|(p, image)| !same(*p, image))
-            .collect()
+    fn changed(&self, pages: Vec<Changed>) -> Vec<Changed> {
+        let same = |c: &Changed| {
+            self.store
+                .peek(c.page_no)
+                .is_some_and(|(current, _)| current == c.image)
+        };
+        pages.into_iter().filter(|c| !same(c)).collect()
     }
 
     /// Full images for pages clean since the last checkpoint (so redo can repair a torn write
     /// of them), diffs against the last logged image for the rest.
-    fn payload(&self, summary: &str, pages: &[(u64, Arc<Vec<u8>>)]) -> Payload {
-        let change = |page_no: u64, image: &Arc<Vec<u8>>| match self.store.diff_base(page_no) {
-            Some(base) => Change::Diff(diff(&base, image)),
-            None => Change::Image(image.to_vec()),
+    fn payload(&self, summary: &str, pages: &[Changed]) -> Payload {
+        let change = |c: &Changed| match self.store.diff_base(c.page_no) {
+            Some(base) => Change::Diff(diff(&base, &c.image)),
+            None => Change::Image(c.image.to_vec()),
         };
-        let pages = pages.iter().map(|(p, image)| PageChange {
-            page_no: *p,
-            change: change(*p, image),
+        let pages = pages.iter().map(|c| PageChange {
+            page_no: c.page_no,
+            change: change(c),
         });
         Payload {
             summary: summary.to_string(),

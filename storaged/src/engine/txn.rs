@@ -1,7 +1,7 @@
 //! Views of the pages: a read view for readers, and a write transaction that keeps its changes
 //! private until commit (so a failed batch changes nothing).
 
-use crate::engine::buffer::{Image, PageStore};
+use crate::engine::buffer::{Changed, PageStore};
 use crate::engine::error::StorageError;
 use crate::engine::page::{Free, Meta, Node};
 use std::collections::BTreeMap;
@@ -9,20 +9,16 @@ use std::sync::Arc;
 
 pub(crate) const META_PAGE: u64 = 0;
 
-/// Something the tree can read decoded pages from.
+/// Something the tree can read decoded pages from. Nodes are shared; a writer clones the ones
+/// it changes (`Arc::unwrap_or_clone`).
 pub(crate) trait PageSource {
-    fn node(&mut self, page_no: u64) -> Result<Node, StorageError>;
+    fn node(&mut self, page_no: u64) -> Result<Arc<Node>, StorageError>;
     fn meta(&mut self) -> Result<Meta, StorageError>;
 }
 
-fn load(store: &PageStore, page_no: u64) -> Result<(Node, u64), StorageError> {
-    let cached = store.get(page_no)?;
-    Ok((Node::decode(&cached.image, page_no)?, cached.lsn))
-}
-
-fn as_meta(node: Node) -> Result<Meta, StorageError> {
+fn as_meta(node: &Node) -> Result<Meta, StorageError> {
     match node {
-        Node::Meta(meta) => Ok(meta),
+        Node::Meta(meta) => Ok(meta.clone()),
         _ => Err(StorageError::corrupted(
             Some(META_PAGE),
             "page 0 is not the meta page",
@@ -44,22 +40,22 @@ impl<'a> ReadView<'a> {
 }
 
 impl PageSource for ReadView<'_> {
-    fn node(&mut self, page_no: u64) -> Result<Node, StorageError> {
-        let (node, lsn) = load(self.store, page_no)?;
+    fn node(&mut self, page_no: u64) -> Result<Arc<Node>, StorageError> {
+        let (node, lsn) = self.store.node(page_no)?;
         self.max_lsn = self.max_lsn.max(lsn);
         Ok(node)
     }
 
     fn meta(&mut self) -> Result<Meta, StorageError> {
         let node = self.node(META_PAGE)?;
-        as_meta(node)
+        as_meta(&node)
     }
 }
 
 /// A write transaction: changed pages live in `overlay` until commit.
 pub(crate) struct Txn<'a> {
     store: &'a PageStore,
-    overlay: BTreeMap<u64, Node>,
+    overlay: BTreeMap<u64, Arc<Node>>,
     pub(crate) meta: Meta,
     /// The LSN this transaction's record will have: the version of everything it writes.
     pub(crate) lsn: u64,
@@ -67,7 +63,7 @@ pub(crate) struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     pub(crate) fn begin(store: &'a PageStore, lsn: u64) -> Result<Self, StorageError> {
-        let meta = as_meta(load(store, META_PAGE)?.0)?;
+        let meta = as_meta(&store.node(META_PAGE)?.0)?;
         Ok(Txn {
             store,
             overlay: BTreeMap::new(),
@@ -77,7 +73,7 @@ impl<'a> Txn<'a> {
     }
 
     pub(crate) fn put(&mut self, page_no: u64, node: Node) {
-        self.overlay.insert(page_no, node);
+        self.overlay.insert(page_no, Arc::new(node));
     }
 
     /// A page for new contents: the head of the free list, or a new page at the end.
@@ -87,7 +83,7 @@ impl<'a> Txn<'a> {
             return Ok(self.meta.page_count - 1);
         }
         let page_no = self.meta.free_head;
-        match self.node(page_no)? {
+        match &*self.node(page_no)? {
             Node::Free(free) => self.meta.free_head = free.next,
             _ => {
                 return Err(StorageError::corrupted(
@@ -109,22 +105,27 @@ impl<'a> Txn<'a> {
         self.meta.free_head = page_no;
     }
 
-    /// The images of every page this transaction changed, meta page included.
-    pub(crate) fn finish(mut self) -> Vec<(u64, Image)> {
-        self.overlay
-            .insert(META_PAGE, Node::Meta(self.meta.clone()));
-        self.overlay
-            .iter()
-            .map(|(&p, node)| (p, Arc::new(node.encode())))
-            .collect()
+    /// Every page this transaction wrote (meta page included), encoded.
+    pub(crate) fn finish(mut self) -> Vec<Changed> {
+        let meta = Arc::new(Node::Meta(self.meta.clone()));
+        self.overlay.insert(META_PAGE, meta);
+        let encode = |(page_no, node): (u64, Arc<Node>)| {
+            let image = Arc::new(node.encode());
+            Changed {
+                page_no,
+                image,
+                node,
+            }
+        };
+        self.overlay.into_iter().map(encode).collect()
     }
 }
 
 impl PageSource for Txn<'_> {
-    fn node(&mut self, page_no: u64) -> Result<Node, StorageError> {
+    fn node(&mut self, page_no: u64) -> Result<Arc<Node>, StorageError> {
         match self.overlay.get(&page_no) {
             Some(node) => Ok(node.clone()),
-            None => Ok(load(self.store, page_no)?.0),
+            None => Ok(self.store.node(page_no)?.0),
         }
     }
 

@@ -41,7 +41,8 @@ pub(crate) fn chain_pages(
     let mut page_no = head;
     let mut total = 0;
     for i in 0..pages {
-        let Node::Overflow(o) = src.node(page_no)? else {
+        let node = src.node(page_no)?;
+        let Node::Overflow(o) = &*node else {
             return Err(StorageError::corrupted(
                 Some(page_no),
                 "expected an overflow page",
@@ -55,7 +56,7 @@ pub(crate) fn chain_pages(
             ));
         }
         total += o.data.len();
-        visit(page_no, &o);
+        visit(page_no, o);
         page_no = o.next;
     }
     if total != len as usize {

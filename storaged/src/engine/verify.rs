@@ -14,6 +14,7 @@ use crate::engine::types::EngineOptions;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPage {
@@ -110,20 +111,17 @@ impl<'a> Verifier<'a> {
         self.mark_bad(page, reason);
     }
 
-    fn node(&mut self, page: u64) -> Option<Node> {
-        let decoded = self
-            .store
-            .get(page)
-            .and_then(|c| Node::decode(&c.image, page));
+    fn node(&mut self, page: u64) -> Option<Arc<Node>> {
+        let decoded = self.store.node(page).map(|(node, _)| node);
         decoded.map_err(|e| self.fail(page, e)).ok()
     }
 
     fn meta(&mut self) -> Option<Meta> {
-        match self.node(META_PAGE)? {
+        match &*self.node(META_PAGE)? {
             Node::Meta(meta) => {
                 self.report.page_count = meta.page_count;
                 self.claims = vec![None; meta.page_count as usize];
-                Some(meta)
+                Some(meta.clone())
             }
             _ => {
                 self.mark_bad(META_PAGE, "page 0 is not the meta page");
@@ -175,7 +173,7 @@ impl<'a> Verifier<'a> {
             return;
         }
         self.report.tree_pages += 1;
-        match self.node(page) {
+        match self.node(page).as_deref() {
             Some(Node::Leaf(leaf)) => {
                 let keys: Vec<&[u8]> = leaf.cells.iter().map(|c| c.key.as_slice()).collect();
                 self.check_keys(page, &keys, lo, hi);
@@ -219,7 +217,7 @@ impl<'a> Verifier<'a> {
                 return;
             }
             self.report.overflow_pages += 1;
-            match self.node(page) {
+            match self.node(page).as_deref() {
                 Some(Node::Overflow(o)) => {
                     total += o.data.len();
                     page = o.next;
@@ -244,7 +242,7 @@ impl<'a> Verifier<'a> {
                 return;
             }
             self.report.free_pages += 1;
-            match self.node(page) {
+            match self.node(page).as_deref() {
                 Some(Node::Free(f)) => page = f.next,
                 Some(_) => return self.mark_bad(page, "free list points at a used page"),
                 None => return,
