@@ -23,7 +23,12 @@ fn bench_dir() -> tempfile::TempDir {
 /// fdatasyncs per second of a 4 KiB write appended to a zero-filled file.
 fn raw_fsync_rate(dir: &Path) -> f64 {
     let path = dir.join("raw");
-    let file = OpenOptions::new().create(true).read(true).write(true).open(&path).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let zeros = vec![0u8; 1 << 20];
     for i in 0..64 {
         file.write_all_at(&zeros, i << 20).unwrap();
@@ -64,7 +69,14 @@ fn commit_rate(dir: PathBuf, writers: usize) -> (f64, f64) {
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    e.put("bench", "t", &format!("w{w}-{i}"), &[1u8; 100], Condition::Any).unwrap();
+                    e.put(
+                        "bench",
+                        "t",
+                        &format!("w{w}-{i}"),
+                        &[1u8; 100],
+                        Condition::Any,
+                    )
+                    .unwrap();
                     commits.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }
@@ -76,7 +88,8 @@ fn commit_rate(dir: PathBuf, writers: usize) -> (f64, f64) {
     handles.into_iter().for_each(|h| h.join().unwrap());
     let secs = started.elapsed().as_secs_f64();
     let after = e.stats();
-    let per_sync = (after.commits - before.commits) as f64 / (after.fsyncs - before.fsyncs).max(1) as f64;
+    let per_sync =
+        (after.commits - before.commits) as f64 / (after.fsyncs - before.fsyncs).max(1) as f64;
     (commits.load(Ordering::Relaxed) as f64 / secs, per_sync)
 }
 
@@ -119,7 +132,11 @@ fn get_latencies(e: &Engine, n: u64, samples: usize) -> (Duration, Duration) {
 fn scan_rate(e: &Engine) -> f64 {
     let started = Instant::now();
     let mut rows = 0usize;
-    let mut scan = Scan { prefix: "key-".into(), start_after: None, limit: 1000 };
+    let mut scan = Scan {
+        prefix: "key-".into(),
+        start_after: None,
+        limit: 1000,
+    };
     loop {
         let page = e.scan("bench", "t", &scan).unwrap();
         rows += page.docs.len();
@@ -132,14 +149,20 @@ fn scan_rate(e: &Engine) -> f64 {
 }
 
 fn replay_rate(dir: &Path) -> (f64, u64) {
-    let opts = EngineOptions { checkpoint_wal_bytes: 1 << 40, ..EngineOptions::default() };
+    let opts = EngineOptions {
+        checkpoint_wal_bytes: 1 << 40,
+        ..EngineOptions::default()
+    };
     let e = setup(dir, opts.clone());
     load(&e, 100_000);
     drop(e);
     let started = Instant::now();
     let (_, report) = Engine::open(dir, opts).unwrap();
     let secs = started.elapsed().as_secs_f64();
-    (report.bytes_replayed as f64 / secs / 1e6, report.bytes_replayed)
+    (
+        report.bytes_replayed as f64 / secs / 1e6,
+        report.bytes_replayed,
+    )
 }
 
 fn main() {
@@ -167,9 +190,15 @@ fn main() {
     let _ = get_latencies(&e, n, 50_000);
     let (p50, p99) = get_latencies(&e, n, 200_000);
     println!("point get from the buffer pool: p50 {p50:?}, p99 {p99:?}");
-    println!("scan: {:.0} rows/s (200-byte values, pages of 1000)", scan_rate(&e));
+    println!(
+        "scan: {:.0} rows/s (200-byte values, pages of 1000)",
+        scan_rate(&e)
+    );
     drop(e);
-    let small_pool = EngineOptions { buffer_pool_bytes: 1 << 20, ..EngineOptions::default() };
+    let small_pool = EngineOptions {
+        buffer_pool_bytes: 1 << 20,
+        ..EngineOptions::default()
+    };
     let e = open(&dir, small_pool);
     let (p50, p99) = get_latencies(&e, n, 50_000);
     let s = e.stats();
@@ -179,5 +208,8 @@ fn main() {
     );
     drop(e);
     let (mbps, bytes) = replay_rate(&root.path().join("replay"));
-    println!("recovery replay: {mbps:.1} MB/s ({:.1} MB of WAL)", bytes as f64 / 1e6);
+    println!(
+        "recovery replay: {mbps:.1} MB/s ({:.1} MB of WAL)",
+        bytes as f64 / 1e6
+    );
 }

@@ -293,3 +293,27 @@ fn the_engine_can_be_shared_across_threads() {
     fn shared<T: Send + Sync>() {}
     shared::<Engine>();
 }
+
+#[test]
+fn an_idle_engine_checkpoints_by_time_with_the_background_thread() {
+    let fs = SimFs::new();
+    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+    let opts = EngineOptions {
+        checkpoint_interval: std::time::Duration::from_millis(40),
+        ..opts()
+    };
+    let e = Arc::new(Engine::open_with(io, Path::new("/db"), opts).unwrap().0);
+    e.create_database("d").unwrap();
+    let before = e.stats().checkpoints;
+    let handle = Engine::spawn_checkpointer(&e);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while e.stats().checkpoints == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(e);
+    handle.join().unwrap();
+}

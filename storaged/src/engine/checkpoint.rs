@@ -17,8 +17,9 @@ use crate::engine::page::{Meta, Node};
 use crate::engine::txn::META_PAGE;
 use crate::engine::types::CheckpointStats;
 use crate::engine::wal::files::retire_below;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -27,6 +28,24 @@ fn unix_ms() -> u64 {
 }
 
 impl Engine {
+    /// Starts a thread that checks the checkpoint triggers (notably `checkpoint_interval`) even
+    /// when no commit arrives to check them. It holds only a weak reference and stops once the
+    /// engine is dropped or has latched after an I/O error.
+    pub fn spawn_checkpointer(engine: &Arc<Engine>) -> std::thread::JoinHandle<()> {
+        let weak = Arc::downgrade(engine);
+        let tick = (engine.opts.checkpoint_interval / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) if !engine.io.is_latched() => engine.maybe_checkpoint(),
+                    _ => return,
+                }
+            }
+        })
+    }
+
     /// Runs a checkpoint now.
     pub fn checkpoint(&self) -> Result<CheckpointStats, Error> {
         self.check_open()?;

@@ -140,7 +140,7 @@ impl Engine {
 
     /// Checkpoints when the WAL, the dirty pages or the clock say so. A failure here latches
     /// the engine but does not undo the commit that triggered it, which is already durable.
-    fn maybe_checkpoint(&self) {
+    pub(crate) fn maybe_checkpoint(&self) {
         let redo = lock(&self.control).redo_lsn;
         let wal_due = self.wal.tail().saturating_sub(redo) >= self.opts.checkpoint_wal_bytes;
         let time_due = lock(&self.last_checkpoint).elapsed() >= self.opts.checkpoint_interval;
