@@ -1,6 +1,7 @@
 //! Gateway configuration: TOML with serde defaults, environment overrides (DESIGN §7),
 //! `validate()` reporting every bad field at once, then the domain type [`GatewayConfig`].
 //!
+//! Tests and tools can build a [`RawConfig`] in code and write it with `toml::to_string`.
 //! Start the binary with `photondb-gateway --config FILE`; see `gateway/README.md` for an
 //! example file. Until authentication lands (its own issue) the gateway only starts in dev
 //! mode on a loopback address: [`DevMode`] is the proof of that, built only here.
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables read as overrides (DESIGN §7).
 pub const ENV_DEV_MODE: &str = "PHOTONDB_DEV_MODE";
@@ -41,7 +42,7 @@ impl std::error::Error for ConfigErrors {}
 pub struct DevMode(());
 
 /// The file as written: every field has a default, nothing is trusted yet.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
     pub dev_mode: bool,
@@ -56,7 +57,7 @@ pub struct RawConfig {
     pub server: RawServer,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawTls {
     pub disable: bool,
@@ -65,7 +66,7 @@ pub struct RawTls {
     pub reload_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawUpstream {
     pub address: String,
@@ -78,7 +79,7 @@ pub struct RawUpstream {
     pub read_retries: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawLimits {
     pub max_body_bytes: usize,
@@ -100,7 +101,7 @@ pub struct RawLimits {
     pub ip_burst: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawBreaker {
     pub failure_threshold: u32,
@@ -108,13 +109,13 @@ pub struct RawBreaker {
     pub half_open_probes: u32,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawServer {
     pub threads: usize,
@@ -644,6 +645,18 @@ mod tests {
             errs.iter().any(|e| e.contains(ENV_TLS_DISABLE_VERIFY)),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn raw_config_round_trips_through_toml() {
+        let raw = RawConfig {
+            dev_mode: true,
+            ..RawConfig::default()
+        };
+        let text = toml::to_string(&raw).unwrap();
+        let back: RawConfig = toml::from_str(&text).unwrap();
+        assert!(back.dev_mode);
+        assert_eq!(back.limits.max_body_bytes, 1 << 20);
     }
 
     #[test]

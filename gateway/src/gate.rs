@@ -7,11 +7,31 @@ use crate::breaker::{Allowed, Breaker, BreakerState};
 use crate::degraded::{Degraded, InFlight, Shed};
 use crate::errors::Refusal;
 
-/// Proof that step 11 admitted a call; hand it back to [`Gate::record`].
+/// Proof that step 11 admitted a call. Report the outcome with [`Admission::finish`]; one
+/// dropped unfinished (the client went away mid-call) counts as a failure, so a half-open
+/// probe is never lost.
 #[derive(Debug)]
 pub struct Admission<'a> {
-    allowed: Allowed,
+    breaker: &'a Breaker,
+    allowed: Option<Allowed>,
     _inflight: InFlight<'a>,
+}
+
+impl Admission<'_> {
+    /// Reports how the admitted call went.
+    pub fn finish(mut self, upstream_failed: bool) {
+        if let Some(allowed) = self.allowed.take() {
+            self.breaker.record(allowed, upstream_failed);
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(allowed) = self.allowed.take() {
+            self.breaker.record(allowed, true);
+        }
+    }
 }
 
 /// The health gate.
@@ -34,14 +54,10 @@ impl Gate {
         })?;
         let allowed = self.breaker.allow().map_err(|_| Refusal::BreakerOpen)?;
         Ok(Admission {
-            allowed,
+            breaker: &self.breaker,
+            allowed: Some(allowed),
             _inflight: inflight,
         })
-    }
-
-    /// Reports how the admitted call went.
-    pub fn record(&self, admission: Admission<'_>, upstream_failed: bool) {
-        self.breaker.record(admission.allowed, upstream_failed);
     }
 
     /// The health document.

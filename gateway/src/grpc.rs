@@ -51,6 +51,23 @@ impl From<NameError> for GrpcError {
 }
 
 impl GrpcMethod {
+    /// A stable label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ListDatabases => "grpc_list_databases",
+            Self::CreateDatabase => "grpc_create_database",
+            Self::DropDatabase => "grpc_drop_database",
+            Self::ListTables => "grpc_list_tables",
+            Self::CreateTable => "grpc_create_table",
+            Self::DropTable => "grpc_drop_table",
+            Self::Get => "grpc_get",
+            Self::Put => "grpc_put",
+            Self::Delete => "grpc_delete",
+            Self::Scan => "grpc_scan",
+            Self::Batch => "grpc_batch",
+        }
+    }
+
     /// The method named by decoded path segments `[SERVICE, method]`.
     pub fn from_segments(segs: &[String]) -> Result<Self, GrpcError> {
         match segs {

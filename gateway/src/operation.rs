@@ -98,7 +98,8 @@ impl Operation {
         }
     }
 
-    fn target(&self) -> Target {
+    /// The action and resource policy decides on.
+    pub fn target(&self) -> Target {
         use Action::*;
         match self {
             Self::ListDatabases => Target::all(DbList),

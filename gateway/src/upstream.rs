@@ -12,6 +12,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use crate::config::UpstreamConfig;
+use crate::gate::Admission;
 use crate::names::TableRef;
 use crate::operation::{BatchOp, Operation};
 use crate::pipeline::Cleared;
@@ -90,7 +91,13 @@ impl Upstream {
     }
 
     /// Forwards a cleared operation; reads are retried on `UNAVAILABLE`.
-    pub async fn call(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Status> {
+    /// Needs the proofs of steps 6–9 ([`Cleared`]) and of step 11 ([`Admission`]).
+    pub async fn call(
+        &self,
+        op: &Operation,
+        cleared: &Cleared,
+        _admitted: &Admission<'_>,
+    ) -> Result<Reply, Status> {
         let attempts = if op.is_read() {
             1 + self.read_retries
         } else {

@@ -260,3 +260,49 @@ async fn slowloris_connection_is_closed() {
     );
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_headers_are_431() {
+    let gw = start("");
+    let many: Vec<String> = (0..80).map(|i| format!("X-H{i}: v")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let r = request(&gw, "GET", "/public/health", &many, b"").await;
+    assert_eq!((r.status, r.code().as_str()), (431, "headers_too_large"));
+    let big = format!("X-Big: {}", "a".repeat(20_000));
+    let r = request(&gw, "GET", "/public/health", &[&big], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (431, "headers_too_large"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_ip_rate_limit_is_429() {
+    let gw = support::start_with_limits("ip_rate_per_sec = 1\nip_burst = 2\n");
+    let codes: Vec<u16> = futures_statuses(&gw, 4).await;
+    assert_eq!(&codes[..2], &[200, 200]);
+    let r = request(&gw, "GET", "/public/health", &[], b"").await;
+    assert_eq!((r.status, r.code().as_str()), (429, "ip_rate_limited"));
+    assert!(r.header("retry-after").is_some());
+}
+
+async fn futures_statuses(gw: &Gateway, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(request(gw, "GET", "/public/health", &[], b"").await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_are_closed() {
+    let gw = support::start_with_limits("max_connections = 2\n");
+    let _a = support::connect(&gw, &[b"http/1.1"]).await;
+    let _b = support::connect(&gw, &[b"http/1.1"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = support::connect(&gw, &[b"http/1.1"]).await;
+    let _ = c
+        .write_all(b"GET /public/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    drop((_a, _b));
+}

@@ -59,7 +59,7 @@ pub struct Cleared {
     auth: Authenticated,
     _fresh: Fresh,
     _within: WithinLimit,
-    _permit: Permit,
+    permit: Permit,
 }
 
 impl Cleared {
@@ -87,10 +87,11 @@ struct Head {
     query: Option<String>,
     host: String,
     headers: HeaderMap,
+    http2: bool,
 }
 
 impl Head {
-    fn of(req: &pingora::http::RequestHeader) -> Self {
+    fn of(req: &pingora::http::RequestHeader, http2: bool) -> Self {
         let host = req.uri.authority().map(|a| a.as_str().to_owned());
         let host = host.or_else(|| {
             req.headers
@@ -105,6 +106,7 @@ impl Head {
             query: req.uri.query().map(str::to_owned),
             host: host.unwrap_or_default(),
             headers: req.headers.clone(),
+            http2,
         }
     }
 
@@ -112,8 +114,9 @@ impl Head {
         self.headers.get(name)?.to_str().ok()
     }
 
+    /// gRPC needs HTTP/2 (trailers); over HTTP/1 such a request is routed as REST (404).
     fn is_grpc(&self) -> bool {
-        grpc::is_grpc(self.header(http::header::CONTENT_TYPE))
+        self.http2 && grpc::is_grpc(self.header(http::header::CONTENT_TYPE))
     }
 }
 
@@ -140,7 +143,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Runs the pipeline for one request whose header has been read.
     pub async fn serve(&self, s: &mut ServerSession, request_id: &str) -> Outcome {
-        let head = Head::of(s.req_header());
+        let head = Head::of(s.req_header(), s.is_http2());
         let mut label = "unrouted";
         let result = self.run(s, &head, request_id, &mut label).await;
         let close = result.is_err();
@@ -253,7 +256,7 @@ impl Pipeline {
             auth,
             _fresh: fresh,
             _within: within,
-            _permit: permit,
+            permit,
         })
     }
 
@@ -282,19 +285,23 @@ impl Pipeline {
 
     /// Steps 11 and 12: the health gate, then the typed call.
     async fn forward(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Refusal> {
+        if cleared.permit.target() != &op.target() {
+            tracing::error!(
+                request_id = cleared.request_id(),
+                "permit does not cover the operation"
+            );
+            return Err(Refusal::Internal);
+        }
         let admission = self.gate.admit(op.is_read())?;
         let started = Instant::now();
-        let result = self.upstream.call(op, cleared).await;
+        let result = self.upstream.call(op, cleared, &admission).await;
         self.metrics
             .upstream(op.name(), started.elapsed().as_secs_f64());
         let result = result.map_err(|status| {
             tracing::warn!(request_id = cleared.request_id(), code = ?status.code(), op = op.name(), "storaged refused");
             Refusal::from_upstream(status.code())
         });
-        self.gate.record(
-            admission,
-            result.as_ref().is_err_and(Refusal::is_upstream_failure),
-        );
+        admission.finish(result.as_ref().is_err_and(Refusal::is_upstream_failure));
         result
     }
 
@@ -344,7 +351,7 @@ fn respond(reply: Reply, grpc: bool) -> Result<Answer, Refusal> {
 
 fn label_of(routed: &Routed) -> &'static str {
     match routed {
-        Routed::Grpc(_) => "grpc",
+        Routed::Grpc(m) => m.label(),
         Routed::Rest(r) => match r {
             Route::PublicHealth => "public_health",
             Route::V1Health => "health",

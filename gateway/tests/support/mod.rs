@@ -94,6 +94,18 @@ impl Drop for Gateway {
 
 /// The config file used by the tests; `extra` is appended to the top-level table.
 pub fn config_text(certs: &Certs, listen: u16, metrics: u16, upstream: u16, extra: &str) -> String {
+    config_with_limits(certs, listen, metrics, upstream, extra, "")
+}
+
+/// [`config_text`] with extra lines in the `[limits]` table.
+pub fn config_with_limits(
+    certs: &Certs,
+    listen: u16,
+    metrics: u16,
+    upstream: u16,
+    extra: &str,
+    limits: &str,
+) -> String {
     let p = |n: &str| certs.path(n).display().to_string();
     format!(
         r#"listen = "127.0.0.1:{listen}"
@@ -118,6 +130,7 @@ read_retries = 0
 header_timeout_ms = 1000
 body_timeout_ms = 2000
 max_body_bytes = 1024
+{limits}
 
 [breaker]
 failure_threshold = 2
@@ -174,13 +187,26 @@ pub fn start(extra: &str) -> Gateway {
     start_with(Arc::new(certs()), free_port(), extra)
 }
 
+/// Starts a gateway (storaged down) with extra lines in its `[limits]` table.
+pub fn start_with_limits(limits: &str) -> Gateway {
+    start_full(Arc::new(certs()), free_port(), "", limits)
+}
+
 /// Starts a dev-mode gateway with these certificates whose storaged is at `upstream`.
 pub fn start_with(certs: Arc<Certs>, upstream: u16, extra: &str) -> Gateway {
+    start_full(certs, upstream, extra, "")
+}
+
+fn start_full(certs: Arc<Certs>, upstream: u16, extra: &str, limits: &str) -> Gateway {
     for _ in 0..5 {
         let certs = certs.clone();
         let (listen, metrics) = (free_port(), free_port());
         let path = certs.path("gateway.toml");
-        std::fs::write(&path, config_text(&certs, listen, metrics, upstream, extra)).unwrap();
+        std::fs::write(
+            &path,
+            config_with_limits(&certs, listen, metrics, upstream, extra, limits),
+        )
+        .unwrap();
         let child = binary()
             .env("PHOTONDB_DEV_MODE", "1")
             .arg("--config")

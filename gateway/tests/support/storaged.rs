@@ -9,10 +9,11 @@ use std::time::Duration;
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_server::{Admin, AdminServer};
 use photondb_proto::v1::storage_server::{Storage, StorageServer};
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
-use super::{Certs, free_port};
+use super::Certs;
 
 type Key = (String, String, String);
 
@@ -65,21 +66,15 @@ pub async fn start(certs: &Certs, fake: Fake) -> u16 {
             read("storaged-key.pem"),
         ))
         .client_ca_root(Certificate::from_pem(read("ca.pem")));
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = incoming.local_addr().unwrap().port();
     let router = Server::builder()
         .tls_config(tls)
         .unwrap()
         .add_service(StorageServer::new(fake.clone()))
         .add_service(AdminServer::new(fake));
-    tokio::spawn(router.serve(addr));
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return port;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("fake storaged did not start");
+    tokio::spawn(router.serve_with_incoming(incoming));
+    port
 }
 
 fn table_key(t: &Option<pb::TableRef>) -> (String, String) {
