@@ -25,6 +25,7 @@ fn raw_fsync_rate(dir: &Path) -> f64 {
     let path = dir.join("raw");
     let file = OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)
