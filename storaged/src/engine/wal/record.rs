@@ -1,14 +1,19 @@
 //! WAL records: a fixed header, then the payload, padded to 8 bytes.
 //!
 //! ```text
-//! 0        4             8          16             24     25      32
-//! +--------+-------------+----------+--------------+------+-------+---------+-----+
-//! | crc32c | payload_len | lsn      | prev_lsn     | kind | zero  | payload | pad |
-//! +--------+-------------+----------+--------------+------+-------+---------+-----+
-//! crc32c = crc32c(record[4..32] ++ payload);  lsn = this record's own byte position
+//! 0        4             8          16         24               32     33     40
+//! +--------+-------------+----------+----------+----------------+------+------+---------+-----+
+//! | crc32c | payload_len | lsn      | prev_lsn | durable_before | kind | zero | payload | pad |
+//! +--------+-------------+----------+----------+----------------+------+------+---------+-----+
+//! crc32c = crc32c(record[4..40] ++ payload);  lsn = this record's own byte position
 //! ```
 //! Storing the record's own position means a stale record left in a reused segment, or a block
 //! written to the wrong place, fails validation even though its CRC is fine.
+//!
+//! `durable_before`: every log byte before this position was durable before this record was
+//! written. Recovery uses it to tell a torn write (the damaged record and this one were in the
+//! same unsynced write, whose sectors the disk may persist in any order) from corruption (the
+//! damaged record was already durable when this one was written).
 
 use crate::engine::bytes::{get_u32, get_u64, put_u32, put_u64};
 
@@ -16,7 +21,8 @@ const CRC_AT: usize = 0;
 const LEN_AT: usize = CRC_AT + 4;
 const LSN_AT: usize = LEN_AT + 4;
 const PREV_AT: usize = LSN_AT + 8;
-const KIND_AT: usize = PREV_AT + 8;
+const DURABLE_AT: usize = PREV_AT + 8;
+const KIND_AT: usize = DURABLE_AT + 8;
 const ZERO_AT: usize = KIND_AT + 1;
 pub(crate) const RECORD_HEADER_LEN: usize = ZERO_AT + 7;
 
@@ -30,6 +36,7 @@ pub(crate) struct RecordHeader {
     pub(crate) payload_len: u32,
     pub(crate) lsn: u64,
     pub(crate) prev_lsn: u64,
+    pub(crate) durable_before: u64,
     pub(crate) kind: u8,
 }
 
@@ -48,12 +55,14 @@ fn crc(record: &[u8], payload_len: usize) -> u32 {
     crc32c::crc32c(&record[LEN_AT..RECORD_HEADER_LEN + payload_len])
 }
 
-pub(crate) fn encode(lsn: u64, prev_lsn: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
+/// The record for `payload`; `header.payload_len` is taken from the payload.
+pub(crate) fn encode(header: &RecordHeader, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; record_len(payload.len()) as usize];
     put_u32(&mut out, LEN_AT, payload.len() as u32);
-    put_u64(&mut out, LSN_AT, lsn);
-    put_u64(&mut out, PREV_AT, prev_lsn);
-    out[KIND_AT] = kind;
+    put_u64(&mut out, LSN_AT, header.lsn);
+    put_u64(&mut out, PREV_AT, header.prev_lsn);
+    put_u64(&mut out, DURABLE_AT, header.durable_before);
+    out[KIND_AT] = header.kind;
     out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload.len()].copy_from_slice(payload);
     let crc = crc(&out, payload.len());
     put_u32(&mut out, CRC_AT, crc);
@@ -82,6 +91,7 @@ pub(crate) fn decode(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u
         payload_len: get_u32(buf, LEN_AT),
         lsn: get_u64(buf, LSN_AT),
         prev_lsn: get_u64(buf, PREV_AT),
+        durable_before: get_u64(buf, DURABLE_AT),
         kind: buf[KIND_AT],
     };
     check(buf, &header, expected_lsn)?;
@@ -115,9 +125,19 @@ fn check(buf: &[u8], h: &RecordHeader, expected_lsn: u64) -> Result<(), Invalid>
 mod tests {
     use super::*;
 
+    fn header(lsn: u64, prev_lsn: u64) -> RecordHeader {
+        RecordHeader {
+            payload_len: 0,
+            lsn,
+            prev_lsn,
+            durable_before: lsn,
+            kind: KIND_COMMIT,
+        }
+    }
+
     #[test]
     fn a_record_round_trips() {
-        let rec = encode(4096, 2048, KIND_COMMIT, b"hello");
+        let rec = encode(&header(4096, 2048), b"hello");
         let (h, payload) = decode(&rec, 4096).unwrap();
         assert_eq!((h.lsn, h.prev_lsn, payload), (4096, 2048, &b"hello"[..]));
         assert_eq!(rec.len() as u64, h.total_len());
@@ -125,7 +145,7 @@ mod tests {
 
     #[test]
     fn every_single_bit_flip_in_a_record_is_detected() {
-        let rec = encode(4096, 2048, KIND_COMMIT, b"some payload bytes!");
+        let rec = encode(&header(4096, 2048), b"some payload bytes!");
         for bit in 0..rec.len() * 8 {
             let mut bad = rec.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -138,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_record_at_the_wrong_position_is_rejected() {
-        let rec = encode(4096, 2048, KIND_COMMIT, b"x");
+        let rec = encode(&header(4096, 2048), b"x");
         assert!(matches!(decode(&rec, 8192), Err(Invalid::Damaged(_))));
     }
 
@@ -153,7 +173,7 @@ mod tests {
                 change: Change::Image(vec![1; 300]),
             }],
         };
-        let valid = encode(4096, 128, KIND_COMMIT, &payload.encode());
+        let valid = encode(&header(4096, 128), &payload.encode());
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for _ in 0..5000 {
             let mut bytes = valid.clone();

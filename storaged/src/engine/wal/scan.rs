@@ -2,9 +2,12 @@
 //!
 //! The first position that does not hold a valid record is classified:
 //! - only zeros up to the end of the segment: a clean end (of this segment, or of the log);
-//! - inside a sealed segment (one with a successor), or followed by any valid record later in
-//!   the active segment: corruption, since a crash cannot produce either;
-//! - otherwise, in the active segment: a torn tail, the unacknowledged remains of a crash.
+//! - inside a sealed segment (one with a successor), or followed later in the active segment by
+//!   a valid record written after this position was durable (its `durable_before` is past it):
+//!   corruption, since a crash cannot produce either;
+//! - otherwise, in the active segment: a torn tail, the unacknowledged remains of a crash. Valid
+//!   records may follow it if they were in the same unsynced write: a disk may persist that
+//!   write's sectors in any order.
 
 use crate::engine::control::ControlState;
 use crate::engine::error::StorageError;
@@ -247,10 +250,12 @@ impl Scanner<'_> {
                 at,
                 reason: format!("{reason}, inside a sealed segment"),
             },
-            Some(end) => match later_valid_record(start, data, offset) {
+            Some(end) => match later_proof_of_durability(start, data, offset) {
                 Some(q) => EndKind::Corrupt {
                     at,
-                    reason: format!("{reason}, followed by a valid record at {q:#x}"),
+                    reason: format!(
+                        "{reason}; the valid record at {q:#x} was written after this position was durable"
+                    ),
                 },
                 None => EndKind::TornTail {
                     at,
@@ -262,14 +267,101 @@ impl Scanner<'_> {
     }
 }
 
-/// The first position after `offset` holding a record that is valid on its own.
-fn later_valid_record(start: u64, data: &[u8], offset: usize) -> Option<u64> {
+/// The first later record, valid on its own, that says everything up to and including
+/// `offset` was durable before it was written.
+fn later_proof_of_durability(start: u64, data: &[u8], offset: usize) -> Option<u64> {
+    let at = start + offset as u64;
     let mut q = offset + record::ALIGN as usize;
     while q + RECORD_HEADER_LEN <= data.len() {
-        if record::decode(&data[q..], start + q as u64).is_ok() {
-            return Some(start + q as u64);
+        let lsn = start + q as u64;
+        if record::decode(&data[q..], lsn).is_ok_and(|(h, _)| h.durable_before > at) {
+            return Some(lsn);
         }
         q += record::ALIGN as usize;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::io::SimFs;
+    use crate::engine::wal::record::{KIND_COMMIT, RecordHeader, encode};
+
+    const SIZE: u64 = 64 << 10;
+    const DIR: &str = "/wal";
+
+    fn control() -> ControlState {
+        ControlState {
+            sequence: 1,
+            instance_id: [1; 16],
+            segment_size: SIZE,
+            redo_lsn: SEGMENT_HEADER_LEN as u64,
+            last_lsn: 0,
+            page_count: 2,
+            checkpoint_unix_ms: 0,
+        }
+    }
+
+    /// Three records; the third says everything before `third_durable_before(lsns)` was durable
+    /// when it was written. Then a byte of the second record's payload is damaged.
+    fn log_with_damaged_second(third_durable_before: impl Fn(&[u64]) -> u64) -> (SimFs, Vec<u64>) {
+        let fs = SimFs::new();
+        let file = fs.open(&Path::new(DIR).join(file_name(0)), true).unwrap();
+        let header = SegmentHeader {
+            segment_size: SIZE,
+            instance_id: [1; 16],
+            start_lsn: 0,
+            prev_start_lsn: NO_PREVIOUS,
+            prev_last_lsn: 0,
+        };
+        file.write_at(0, &header.encode()).unwrap();
+        file.set_len(SIZE).unwrap();
+        let payload = Payload {
+            summary: "x".into(),
+            pages: Vec::new(),
+        }
+        .encode();
+        let mut lsns = vec![SEGMENT_HEADER_LEN as u64];
+        for i in 0..3 {
+            lsns.push(lsns[i] + record::record_len(payload.len()));
+        }
+        for i in 0..3 {
+            let durable_before = if i == 2 {
+                third_durable_before(&lsns)
+            } else {
+                lsns[i]
+            };
+            let prev_lsn = if i == 0 { 0 } else { lsns[i - 1] };
+            let h = RecordHeader {
+                payload_len: 0,
+                lsn: lsns[i],
+                prev_lsn,
+                durable_before,
+                kind: KIND_COMMIT,
+            };
+            file.write_at(lsns[i], &encode(&h, &payload)).unwrap();
+        }
+        file.write_at(lsns[1] + RECORD_HEADER_LEN as u64, &[0xFF])
+            .unwrap();
+        (fs, lsns)
+    }
+
+    fn end_of(fs: &SimFs) -> EndKind {
+        scan(fs, Path::new(DIR), &control(), None, &mut |_, _| Ok(()))
+            .unwrap()
+            .kind
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_one_from_the_same_unsynced_write_is_a_torn_tail() {
+        let (fs, lsns) = log_with_damaged_second(|lsns| lsns[1]);
+        assert!(matches!(end_of(&fs), EndKind::TornTail { at, .. } if at == lsns[1]));
+    }
+
+    #[test]
+    fn a_damaged_record_followed_by_one_written_after_it_was_durable_is_corruption() {
+        let (fs, lsns) = log_with_damaged_second(|lsns| lsns[2]);
+        assert!(matches!(end_of(&fs), EndKind::Corrupt { at, .. } if at == lsns[1]));
+    }
 }

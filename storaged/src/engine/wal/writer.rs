@@ -8,7 +8,7 @@
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoBackend, IoFile};
 use crate::engine::wal::files::create_segment;
-use crate::engine::wal::record::{self, KIND_COMMIT};
+use crate::engine::wal::record::{self, KIND_COMMIT, RecordHeader};
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -128,7 +128,17 @@ impl Wal {
     pub(crate) fn append(&self, payload: &[u8]) -> (u64, u64) {
         let mut state = lock(&self.append);
         let lsn = state.tail;
-        let bytes = record::encode(lsn, state.last_lsn, KIND_COMMIT, payload);
+        // Bytes before the first still-buffered byte were taken by a flush that completes its
+        // fsync before the flush that will write this record starts.
+        let durable_before = state.pending.first().map_or(lsn, |(at, _)| *at);
+        let header = RecordHeader {
+            payload_len: 0,
+            lsn,
+            prev_lsn: state.last_lsn,
+            durable_before,
+            kind: KIND_COMMIT,
+        };
+        let bytes = record::encode(&header, payload);
         let end = lsn + bytes.len() as u64;
         self.stats
             .bytes
