@@ -8,6 +8,7 @@ use std::time::Duration;
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_client::AdminClient;
 use photondb_proto::v1::storage_client::StorageClient;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
@@ -37,6 +38,23 @@ pub enum Reply {
     Scan(pb::ScanResponse),
     Batch(pb::BatchResponse),
     Verify(pb::VerifyResponse),
+}
+
+/// The request id and principal as gRPC metadata. A value that cannot be metadata is an
+/// internal error: nothing is forwarded without the principal.
+struct CallMeta {
+    request_id: MetadataValue<Ascii>,
+    principal: MetadataValue<Ascii>,
+}
+
+impl CallMeta {
+    fn of(cleared: &Cleared) -> Result<Self, Status> {
+        let bad = |_| Status::internal("metadata not encodable");
+        Ok(Self {
+            request_id: cleared.request_id().parse().map_err(bad)?,
+            principal: cleared.principal().as_str().parse().map_err(bad)?,
+        })
+    }
 }
 
 /// The client side of the storaged connection.
@@ -98,6 +116,7 @@ impl Upstream {
         cleared: &Cleared,
         _admitted: &Admission<'_>,
     ) -> Result<Reply, Status> {
+        let meta = CallMeta::of(cleared)?;
         let attempts = if op.is_read() {
             1 + self.read_retries
         } else {
@@ -105,7 +124,7 @@ impl Upstream {
         };
         let mut attempt = 1;
         loop {
-            match self.call_once(op, cleared).await {
+            match self.call_once(op, &meta).await {
                 Err(s) if s.code() == Code::Unavailable && attempt < attempts => {
                     tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                     attempt += 1;
@@ -115,29 +134,23 @@ impl Upstream {
         }
     }
 
-    async fn call_once(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Status> {
-        match tokio::time::timeout(self.timeout, self.dispatch(op, cleared)).await {
+    async fn call_once(&self, op: &Operation, meta: &CallMeta) -> Result<Reply, Status> {
+        match tokio::time::timeout(self.timeout, self.dispatch(op, meta)).await {
             Ok(result) => result,
             Err(_) => Err(Status::deadline_exceeded("upstream deadline")),
         }
     }
 
-    fn request<M>(&self, msg: M, cleared: &Cleared) -> tonic::Request<M> {
+    fn request<M>(&self, msg: M, meta: &CallMeta) -> tonic::Request<M> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
-        let meta = req.metadata_mut();
-        // Both values are gateway-made ASCII (a UUID, a principal name); a value that is
-        // not valid metadata is left out rather than sent mangled.
-        if let Ok(v) = cleared.request_id().parse() {
-            meta.insert(META_REQUEST_ID, v);
-        }
-        if let Ok(v) = cleared.principal().as_str().parse() {
-            meta.insert(META_PRINCIPAL, v);
-        }
+        let m = req.metadata_mut();
+        m.insert(META_REQUEST_ID, meta.request_id.clone());
+        m.insert(META_PRINCIPAL, meta.principal.clone());
         req
     }
 
-    async fn dispatch(&self, op: &Operation, cl: &Cleared) -> Result<Reply, Status> {
+    async fn dispatch(&self, op: &Operation, cl: &CallMeta) -> Result<Reply, Status> {
         let mut s = StorageClient::new(self.channel());
         Ok(match op {
             Operation::ListDatabases => Reply::ListDatabases(

@@ -153,3 +153,38 @@ async fn native_grpc_goes_through_the_pipeline() {
     );
     assert_eq!(grpc_call(&gw, "Nope", &get).await.0, "12");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_settings_carry_the_configured_stream_limit() {
+    let gw = support::start_with_limits("h2_max_concurrent_streams = 7\n");
+    let tls = connect(&gw, &[b"h2"]).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get("https://localhost/public/health")
+        .body(())
+        .unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    assert_eq!(client.current_max_send_streams(), 7);
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut gw = start("");
+    let pid = gw.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
