@@ -188,3 +188,31 @@ fn sigterm_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_rapid_reset_gets_goaway() {
+    // CVE-2023-44487: h2's reset-stream budget (max_pending_accept_reset_streams) answers a
+    // flood of HEADERS + RST_STREAM with GOAWAY ENHANCE_YOUR_CALM.
+    let gw = start("");
+    let tls = connect(&gw, &[b"h2"]).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    for _ in 0..2_000 {
+        let req = http::Request::post("https://localhost/v1/dbs/db/tables/t/batch")
+            .body(())
+            .unwrap();
+        match client.send_request(req, false) {
+            Ok((_, mut stream)) => stream.send_reset(h2::Reason::CANCEL),
+            Err(_) => break,
+        }
+    }
+    // `client` is still held: only the server can end the connection.
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    // The GOAWAY frame itself can be lost when the server closes the socket right after it.
+    match ended {
+        Ok(Ok(Err(e))) if e.is_io() => {}
+        Ok(Ok(Err(e))) => assert_eq!(e.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{e:?}"),
+        other => panic!("connection did not end with an error: {other:?}"),
+    }
+}
