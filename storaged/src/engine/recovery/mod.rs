@@ -98,16 +98,7 @@ pub(crate) fn recover(
     let started = Instant::now();
     let control_file = io.open(&layout::control(dir), false)?;
     let mut control = load_control(&*control_file, mode)?;
-    let until = match mode {
-        RecoveryMode::PointInTime { until_lsn } if until_lsn < control.last_lsn => {
-            return Err(OpenError::InvalidOptions(format!(
-                "point-in-time target {until_lsn:#x} is before the last checkpoint ({:#x})",
-                control.last_lsn
-            )));
-        }
-        RecoveryMode::PointInTime { until_lsn } => Some(until_lsn),
-        _ => None,
-    };
+    let until = point_in_time_target(mode, &control)?;
     let data_file = io.open(&layout::data(dir), false)?;
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
@@ -119,13 +110,7 @@ pub(crate) fn recover(
         Some((kind, at, reason)) => Some(cut_report(io, dir, &end, &control, kind, at, reason)?),
         None => None,
     };
-    let active = io.open(
-        &wal_dir.join(file_name(segment_of(end.resume, control.segment_size))),
-        false,
-    )?;
-    // The records replayed may be only in the OS cache (a process crash); make them durable
-    // before the pages built from them are written.
-    active.sync_data()?;
+    let active = sync_active_segment(io, &wal_dir, &end, control.segment_size)?;
     let pages_restored = replay.write_all()?;
     let redo_lsn = control.redo_lsn;
     if end.records > 0 || cut.is_some() {
@@ -154,6 +139,37 @@ pub(crate) fn recover(
         wal,
         report,
     })
+}
+
+/// The LSN to stop after, for point-in-time recovery; it cannot precede the data file.
+fn point_in_time_target(
+    mode: RecoveryMode,
+    control: &ControlState,
+) -> Result<Option<u64>, OpenError> {
+    match mode {
+        RecoveryMode::PointInTime { until_lsn } if until_lsn < control.last_lsn => {
+            Err(OpenError::InvalidOptions(format!(
+                "point-in-time target {until_lsn:#x} is before the last checkpoint ({:#x})",
+                control.last_lsn
+            )))
+        }
+        RecoveryMode::PointInTime { until_lsn } => Ok(Some(until_lsn)),
+        _ => Ok(None),
+    }
+}
+
+/// Opens the segment the log continues in and syncs it: the records just replayed may be only
+/// in the OS cache (after a process crash), and pages built from them are about to be written.
+fn sync_active_segment(
+    io: &dyn IoBackend,
+    wal_dir: &Path,
+    end: &LogEnd,
+    segment_size: u64,
+) -> Result<Arc<dyn IoFile>, StorageError> {
+    let name = file_name(segment_of(end.resume, segment_size));
+    let active = io.open(&wal_dir.join(name), false)?;
+    active.sync_data()?;
+    Ok(active)
 }
 
 fn cut_report(
