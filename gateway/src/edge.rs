@@ -81,6 +81,7 @@ impl HttpServerApp for Edge {
         self.pipeline
             .metrics
             .request(outcome.label, status, started.elapsed().as_secs_f64());
+        tracing::debug!(request_id = %rid, route = outcome.label, status, "request");
         write_answer(&mut s, outcome.answer, &rid).await.ok()?;
         let settings = HttpPersistentSettings::for_session(&s);
         let stream = s.finish().await.ok()??;

@@ -98,3 +98,25 @@ mod tests {
         assert!(doc(br#"{"a":"\"[[[[[["}"#).is_ok());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes are either a bounded object or a refusal; never a panic.
+        #[test]
+        fn arbitrary_bytes(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(doc) = document(Bytes::from(raw), 8) {
+                prop_assert!(depth(doc.bytes()) <= 8);
+            }
+        }
+
+        #[test]
+        fn nesting_past_the_limit_is_refused(n in 9usize..200) {
+            let raw = format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+            prop_assert_eq!(document(Bytes::from(raw), 8), Err(JsonError::TooDeep));
+        }
+    }
+}

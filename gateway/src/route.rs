@@ -372,3 +372,27 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Routing never panics, and whatever it accepts was already in normal form.
+        #[test]
+        fn arbitrary_paths(path in "/[a-zA-Z0-9%./_~-]{0,40}", q in proptest::option::of("[a-z=&%0-9]{0,20}")) {
+            let input = RouteInput {
+                method: &Method::GET,
+                path: &path,
+                query: q.as_deref(),
+                if_match: None,
+                if_none_match: None,
+            };
+            if route(&input).is_ok() {
+                prop_assert!(!path.contains("//") && !path.contains("/./") && !path.contains("/../"));
+                prop_assert!(!path.ends_with('/'));
+            }
+        }
+    }
+}

@@ -107,3 +107,53 @@ impl ResolvesServerCert for CertResolver {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path, name: &str) -> TlsFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn served(r: &CertResolver) -> Vec<u8> {
+        r.current.read().unwrap().1.cert[0].to_vec()
+    }
+
+    #[test]
+    fn reload_swaps_a_good_pair_and_keeps_the_old_on_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_pair(dir.path(), "one.test");
+        let r = CertResolver::new(files.clone()).unwrap();
+        let first = served(&r);
+        assert!(!r.reload(), "unchanged files are not reloaded");
+        write_pair(dir.path(), "two.test");
+        assert!(r.reload());
+        let second = served(&r);
+        assert_ne!(first, second);
+        std::fs::write(&files.key, "not a key").unwrap();
+        assert!(!r.reload());
+        assert_eq!(served(&r), second);
+    }
+
+    #[test]
+    fn mismatched_cert_and_key_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_pair(dir.path(), "one.test");
+        let other = tempfile::tempdir().unwrap();
+        let stray = write_pair(other.path(), "two.test");
+        std::fs::copy(&stray.key, &files.key).unwrap();
+        assert!(load_certified_key(&files).is_err());
+    }
+}
