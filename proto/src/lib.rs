@@ -1,6 +1,7 @@
 //! photondb-proto: what both sides of the wire share — the protobuf services and the
 //! Ed25519 request-signing scheme (DESIGN §3.2–3.3).
 
+pub mod audit;
 pub mod signing;
 
 /// Generated protobuf and tonic code for `photondb.v1` (committed; see `tests/codegen.rs`).

@@ -1,0 +1,63 @@
+//! storaged's audit log: hash-chained JSON lines (DESIGN §8). Never holds secrets or documents.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use photondb_proto::audit::{GENESIS, chain_line, line_hash};
+use serde_json::{Map, Value};
+
+/// An append-only, hash-chained event log.
+#[derive(Debug)]
+pub struct Audit {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    file: std::fs::File,
+    prev: String,
+}
+
+impl Audit {
+    /// Opens (or creates) the log and continues its chain.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        let prev = existing
+            .lines()
+            .last()
+            .map_or_else(|| GENESIS.to_owned(), line_hash);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            state: Mutex::new(State { file, prev }),
+        })
+    }
+
+    /// Appends one event. Failing to audit is logged, never fatal to the request.
+    pub fn record<const N: usize>(&self, kind: &str, fields: [(&str, Value); N]) {
+        let mut event = Map::new();
+        event.insert(
+            "ts".into(),
+            photondb_proto::signing::Timestamp::now().format().into(),
+        );
+        event.insert("source".into(), "storaged".into());
+        event.insert("kind".into(), kind.into());
+        for (name, value) in fields {
+            event.insert(name.into(), value);
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let (line, hash) = chain_line(event, &state.prev);
+        match writeln!(state.file, "{line}") {
+            Ok(()) => state.prev = hash,
+            Err(err) => tracing::error!(error = %err, "audit log write failed"),
+        }
+    }
+}

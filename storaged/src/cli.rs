@@ -1,0 +1,211 @@
+//! The command line: `serve` runs the daemon; `verify`, `recover` and `inspect` work offline
+//! on a data directory that no daemon is using.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::RawConfig;
+use crate::engine::{self, Engine, EngineOptions, RecoveryMode};
+use crate::server::{self, Stopped};
+
+/// Exit code for configuration errors (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit code when the daemon stopped because the disk failed (EX_SOFTWARE).
+pub const EXIT_STORAGE_FAILURE: u8 = 70;
+
+/// PhotonDB's storage daemon: gRPC over mutual TLS on a checksummed WAL and B+tree.
+#[derive(Debug, Parser)]
+#[command(name = "photondb-storaged", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon. Recovery runs first; on corruption it refuses to start with a report.
+    ///
+    /// Exits 64 listing every configuration error, 70 if the disk failed while serving.
+    Serve {
+        /// The TOML configuration (see deploy/storaged.example.toml).
+        #[arg(long, short, value_name = "FILE", env = "PHOTONDB_STORAGED_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check every page checksum and the tree's invariants. Exit 0: clean; 1: bad pages
+    /// (each is named); 2: the store could not be opened.
+    Verify {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+    /// Run recovery in a chosen mode, then checkpoint. Cut WAL bytes go to DIR/quarantine.
+    Recover {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// For point-in-time: replay records up to and including this LSN.
+        #[arg(long, value_name = "LSN", required_if_eq("mode", "point-in-time"))]
+        until_lsn: Option<u64>,
+    },
+    /// Print control slots, WAL segments and LSNs, page counts by type and free space.
+    Inspect {
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Truncate a proven torn tail; refuse on corruption.
+    TornTail,
+    /// Refuse anything but a clean end of log.
+    Strict,
+    /// Replay up to --until-lsn and quarantine the rest.
+    PointInTime,
+    /// Keep the valid prefix, quarantine the rest, start anyway, report what was lost.
+    Salvage,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Recover {
+            data_dir,
+            mode,
+            until_lsn,
+        } => recover(&data_dir, mode, until_lsn),
+        Command::Inspect { data_dir } => inspect(&data_dir),
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = RawConfig::load(path).and_then(|mut raw| {
+        let env_errors = raw.apply_env(|name| std::env::var(name).ok());
+        match (raw.validate(), env_errors.is_empty()) {
+            (Ok(config), true) => Ok(config),
+            (Ok(_), false) => Err(crate::config::ConfigErrors(env_errors)),
+            (Err(mut e), _) => {
+                e.0.extend(env_errors);
+                Err(e)
+            }
+        }
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("photondb-storaged: invalid configuration:");
+            for line in &errors.0 {
+                eprintln!("  {line}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => return fail(&format!("starting the runtime: {err}")),
+    };
+    runtime.block_on(async {
+        let running = match server::start(config).await {
+            Ok(running) => running,
+            Err(err) => return fail(&format!("{err:#}")),
+        };
+        println!("storaged listening on {}", running.addr);
+        if let Some(m) = running.metrics_addr {
+            println!("metrics on http://{m}/metrics");
+        }
+        let stop = running.stop_handle();
+        tokio::spawn(async move {
+            stop_on_signal().await;
+            stop.notify_one();
+        });
+        exit_for(running.wait().await)
+    })
+}
+
+/// SIGTERM or SIGINT: stop accepting, finish in-flight calls, exit.
+async fn stop_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn exit_for(outcome: anyhow::Result<Stopped>) -> ExitCode {
+    match outcome {
+        Ok(Stopped::Requested) => ExitCode::SUCCESS,
+        Ok(Stopped::StorageFailure) => {
+            eprintln!(
+                "photondb-storaged: stopped after a storage failure; restart to recover from the WAL"
+            );
+            ExitCode::from(EXIT_STORAGE_FAILURE)
+        }
+        Err(err) => fail(&format!("{err:#}")),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("photondb-storaged: {message}");
+    ExitCode::FAILURE
+}
+
+fn verify(dir: &std::path::Path) -> ExitCode {
+    match engine::verify_offline(dir) {
+        Ok(report) => {
+            print!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(err) => {
+            eprintln!("photondb-storaged: cannot verify {}:\n{err}", dir.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCode {
+    let recovery = match mode {
+        Mode::TornTail => RecoveryMode::TornTail,
+        Mode::Strict => RecoveryMode::Strict,
+        Mode::PointInTime => RecoveryMode::PointInTime {
+            until_lsn: until_lsn.unwrap_or(0),
+        },
+        Mode::Salvage => RecoveryMode::Salvage,
+    };
+    let opts = EngineOptions {
+        recovery,
+        ..EngineOptions::default()
+    };
+    match Engine::open(dir, opts) {
+        Ok((engine, report)) => {
+            print!("{report}");
+            match engine.checkpoint() {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(err) => fail(&format!("checkpoint after recovery failed: {err}")),
+            }
+        }
+        Err(err) => {
+            eprintln!("photondb-storaged: recovery refused:\n{err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn inspect(dir: &std::path::Path) -> ExitCode {
+    match engine::inspect(dir) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&format!("cannot inspect {}: {err}", dir.display())),
+    }
+}

@@ -1,0 +1,186 @@
+//! Starting storaged: open the audit log and the engine (running recovery), bind, and serve
+//! gRPC over mTLS with health, reflection, limits and tracing until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use photondb_proto::v1::admin_server::AdminServer;
+use photondb_proto::v1::storage_server::StorageServer;
+use tokio::sync::{Notify, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::service::Handler;
+use crate::tls::Reloading;
+
+/// How a running server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Asked to stop (signal or [`Running::stop`]).
+    Requested,
+    /// The disk failed; restart runs recovery from the WAL.
+    StorageFailure,
+}
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<anyhow::Result<Stopped>>,
+}
+
+impl Running {
+    /// Asks the server to stop; in-flight calls finish first.
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+
+    /// A handle that stops the server when notified (for signal handlers).
+    pub fn stop_handle(&self) -> Arc<Notify> {
+        self.stop.clone()
+    }
+
+    /// Waits until the server has stopped.
+    pub async fn wait(self) -> anyhow::Result<Stopped> {
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Opens everything and starts serving; returns once the listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let audit = Arc::new(
+        Audit::open(&config.audit_log)
+            .with_context(|| format!("opening audit log {}", config.audit_log.display()))?,
+    );
+    let engine = Arc::new(open_engine(&config, &audit).await?);
+    let tls = Arc::new(Reloading::new(config.tls.clone(), audit.clone())?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let metrics_addr = match config.metrics_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding metrics {at}"))?;
+            let bound = l.local_addr()?;
+            tokio::spawn(crate::metrics::serve(l, metrics.clone(), engine.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let limits = config.limits.clone();
+    tokio::spawn(crate::conn::accept_loop(
+        listener,
+        tls.clone(),
+        limits.max_connections,
+        limits.handshake_timeout,
+        audit.clone(),
+        tx,
+    ));
+    tokio::spawn(reload_loop(tls));
+    let stop = Arc::new(Notify::new());
+    let fatal = Arc::new(Notify::new());
+    let handler = Handler::new(
+        engine.clone(),
+        limits.max_concurrent_requests,
+        metrics,
+        audit.clone(),
+        fatal.clone(),
+    );
+    let task = tokio::spawn(serve(
+        config,
+        handler,
+        ReceiverStream::new(rx),
+        stop.clone(),
+        fatal,
+        audit,
+    ));
+    tracing::info!(%addr, "storaged serving gRPC over mutual TLS");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        stop,
+        task,
+    })
+}
+
+async fn open_engine(config: &Config, audit: &Audit) -> anyhow::Result<Engine> {
+    let (dir, opts) = (config.data_dir.clone(), config.engine.clone());
+    let opened = tokio::task::spawn_blocking(move || Engine::open(&dir, opts)).await?;
+    match opened {
+        Ok((engine, report)) => {
+            tracing::info!(report = %report, "recovery finished");
+            audit.record("recovery", [("report", report.to_string().into())]);
+            Ok(engine)
+        }
+        Err(err) => {
+            audit.record("recovery_refused", [("report", err.to_string().into())]);
+            Err(anyhow::anyhow!("{err}")).context("opening the data directory")
+        }
+    }
+}
+
+async fn reload_loop(tls: Arc<Reloading>) {
+    let mut tick = tokio::time::interval(tls.interval());
+    loop {
+        tick.tick().await;
+        tls.reload_if_changed();
+    }
+}
+
+async fn serve(
+    config: Config,
+    handler: Handler,
+    incoming: ReceiverStream<std::io::Result<crate::conn::Conn>>,
+    stop: Arc<Notify>,
+    fatal: Arc<Notify>,
+    audit: Arc<Audit>,
+) -> anyhow::Result<Stopped> {
+    let limits = &config.limits;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<StorageServer<Handler>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(photondb_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection")?;
+    let storage =
+        StorageServer::new(handler.clone()).max_decoding_message_size(limits.max_message_bytes);
+    let admin = AdminServer::new(handler).max_decoding_message_size(limits.max_message_bytes);
+    let outcome = Arc::new(std::sync::Mutex::new(Stopped::Requested));
+    let recorded = outcome.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = stop.notified() => {}
+            () = fatal.notified() => {
+                if let Ok(mut o) = recorded.lock() { *o = Stopped::StorageFailure; }
+            }
+        }
+    };
+    tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(16 * 1024)
+        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(crate::trace::span))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(storage)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("serving gRPC")?;
+    let stopped = outcome
+        .lock()
+        .map(|o| *o)
+        .unwrap_or(Stopped::StorageFailure);
+    audit.record("stopped", [("reason", format!("{stopped:?}").into())]);
+    Ok(stopped)
+}

@@ -1,0 +1,55 @@
+//! The one place engine errors become gRPC statuses. Messages on the wire are fixed phrases or
+//! the engine's validation text written for clients; paths, page numbers and I/O errors only
+//! reach the log, under the request id.
+
+use tonic::{Code, Status};
+
+use crate::context::CallContext;
+use crate::engine::{Error, StorageError};
+
+/// Why a call was refused before reaching the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Overloaded,
+    DeadlineExceeded,
+    MissingTable,
+}
+
+/// Whether an error means the disk can no longer be trusted and the daemon must stop.
+pub fn is_fatal(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Storage(StorageError::Io(_) | StorageError::PreviousIo)
+    )
+}
+
+pub fn from_refusal(refusal: Refusal) -> Status {
+    match refusal {
+        Refusal::Overloaded => Status::resource_exhausted("storaged is overloaded; retry later"),
+        Refusal::DeadlineExceeded => {
+            Status::deadline_exceeded("deadline passed before the work started")
+        }
+        Refusal::MissingTable => Status::invalid_argument("table reference is required"),
+    }
+}
+
+/// Maps an engine error, logging what the client must not see.
+pub fn from_engine(err: &Error, ctx: &CallContext) -> Status {
+    match err {
+        Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+        Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
+        Error::VersionMismatch { .. } => Status::failed_precondition("version mismatch"),
+        Error::InvalidArgument(text) => Status::invalid_argument(text.clone()),
+        Error::Storage(StorageError::Corrupted { page, detail }) => {
+            tracing::error!(request_id = %ctx.request_id, page = ?page, detail = %detail, "corruption detected");
+            Status::new(
+                Code::DataLoss,
+                "data corruption detected; the operator has been alerted",
+            )
+        }
+        Error::Storage(storage) => {
+            tracing::error!(request_id = %ctx.request_id, error = %storage, "storage failure; stopping");
+            Status::unavailable("storage unavailable")
+        }
+    }
+}
