@@ -1,7 +1,7 @@
 //! Documents, tables and databases behave as the API promises, and survive a reopen.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, Scan, SimFs, What,
+    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, MAX_SCAN_BYTES, Scan, SimFs, What,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -316,4 +316,29 @@ fn an_idle_engine_checkpoints_by_time_with_the_background_thread() {
     }
     drop(e);
     handle.join().unwrap();
+}
+
+#[test]
+fn a_scan_page_stops_at_the_byte_budget() {
+    let io: Arc<dyn IoBackend> = Arc::new(SimFs::new());
+    let opts = EngineOptions {
+        wal_segment_size: 4 << 20,
+        ..opts()
+    };
+    let (e, _) = Engine::open_with(io, Path::new("/db"), opts).unwrap();
+    e.create_database("app").unwrap();
+    e.create_table("app", "blobs").unwrap();
+    let value = vec![9u8; 1 << 20];
+    for i in 0..6 {
+        e.put("app", "blobs", &format!("b{i}"), &value, Condition::Any)
+            .unwrap();
+    }
+    let scan = Scan {
+        prefix: String::new(),
+        start_after: None,
+        limit: 100,
+    };
+    let page = e.scan("app", "blobs", &scan).unwrap();
+    assert_eq!(page.docs.len(), MAX_SCAN_BYTES / value.len());
+    assert_eq!(page.next_start_after.as_deref(), Some("b3"));
 }

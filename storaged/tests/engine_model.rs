@@ -7,7 +7,8 @@
 //! `PHOTONDB_MODEL_SEED=<seed>`. `PHOTONDB_LONG_TESTS=1` runs more seeds and steps.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, Scan, SimFs, StorageError, What,
+    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, MAX_SCAN_BYTES, Scan, SimFs,
+    StorageError, What,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -397,8 +398,19 @@ impl Harness {
             .take(limit + 1)
             .map(|(k, (v, ver))| (k.clone(), v.clone(), *ver))
             .collect();
-        let more = want.len() > limit;
+        let available = want.len();
         want.truncate(limit);
+        // The engine ends a page early once its values reach MAX_SCAN_BYTES.
+        let mut bytes = 0;
+        let keep = want
+            .iter()
+            .position(|(_, v, _)| {
+                bytes += v.len();
+                bytes >= MAX_SCAN_BYTES
+            })
+            .map_or(want.len(), |i| i + 1);
+        want.truncate(keep);
+        let more = available > want.len();
         let page = result.unwrap_or_else(|e| panic!("{}: scan failed: {e}", self.ctx()));
         let got: Vec<_> = page
             .docs

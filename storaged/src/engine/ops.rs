@@ -10,7 +10,9 @@ use crate::engine::types::{BatchOp, Condition, Document, Scan, ScanPage};
 use crate::engine::{purge, validate, values};
 
 /// Most documents one scan page returns.
-pub(crate) const MAX_SCAN_LIMIT: usize = 10_000;
+pub const MAX_SCAN_LIMIT: usize = 10_000;
+/// A scan page stops after the document that brings its values to this many bytes.
+pub const MAX_SCAN_BYTES: usize = 4 << 20;
 
 fn check_condition(condition: Condition, actual: Option<u64>) -> Result<(), Error> {
     match condition {
@@ -233,6 +235,8 @@ impl Engine {
     }
 
     /// One page of documents in key order.
+    /// One page of documents in key order: at most `limit` documents, and it ends early once
+    /// their values reach `MAX_SCAN_BYTES` (so one request cannot pull gigabytes).
     pub fn scan(&self, db: &str, table: &str, scan: &Scan) -> Result<ScanPage, Error> {
         validate::db_table(db, table)?;
         check_scan(scan)?;
@@ -251,24 +255,35 @@ impl Engine {
                 prefix: &prefix,
                 limit: limit + 1,
             };
-            let mut cells = btree::scan(v, &range)?;
-            let more = cells.len() > limit;
-            cells.truncate(limit);
-            let docs = cells
-                .into_iter()
-                .map(|c| document(v, c, 4))
-                .collect::<Result<Vec<_>, _>>()?;
-            let next_start_after = if more {
-                docs.last().map(|d| d.key.clone())
-            } else {
-                None
-            };
-            Ok(ScanPage {
-                docs,
-                next_start_after,
-            })
+            let cells = btree::scan(v, &range)?;
+            page_of(v, cells, limit)
         })
     }
+}
+
+/// Loads documents until `limit` or the byte budget; `next_start_after` if any remain.
+fn page_of(v: &mut impl PageSource, cells: Vec<Cell>, limit: usize) -> Result<ScanPage, Error> {
+    let available = cells.len();
+    let mut docs = Vec::new();
+    let mut bytes = 0;
+    for cell in cells.into_iter().take(limit) {
+        let doc = document(v, cell, 4)?;
+        bytes += doc.value.len();
+        docs.push(doc);
+        if bytes >= MAX_SCAN_BYTES {
+            break;
+        }
+    }
+    let more = available > docs.len();
+    let next_start_after = if more {
+        docs.last().map(|d| d.key.clone())
+    } else {
+        None
+    };
+    Ok(ScanPage {
+        docs,
+        next_start_after,
+    })
 }
 
 fn check_scan(scan: &Scan) -> Result<(), Error> {
