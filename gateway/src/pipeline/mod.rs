@@ -72,6 +72,13 @@ impl Cleared {
     }
 }
 
+/// Steps 6–8 passed.
+struct Identified {
+    auth: Authenticated,
+    fresh: Fresh,
+    within: WithinLimit,
+}
+
 /// What step 4 found.
 #[derive(Debug, Clone)]
 enum Routed {
@@ -181,8 +188,10 @@ impl Pipeline {
         body::refuse_content_encoding(&head.headers)?; // 5
         let body = body::read(s, self.limits.max_body_bytes, self.limits.body_timeout).await?;
         let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
-        let draft = draft(routed, body.bytes.clone())?;
-        let cleared = self.clear(head, &body, public, draft.as_ref(), rid)?; // 6-9
+        let who = self.identify(head, &body, public)?; // 6-8
+        // Only now is the body decoded (gRPC) into the typed request policy decides on.
+        let draft = draft(routed, body.bytes)?;
+        let cleared = self.authorize(who, draft.as_ref(), rid)?; // 9
         let Some(draft) = draft else {
             return Ok(self.health());
         };
@@ -222,15 +231,8 @@ impl Pipeline {
         })
     }
 
-    /// Steps 6–9, in order.
-    fn clear(
-        &self,
-        head: &Head,
-        body: &Body,
-        public: bool,
-        draft: Option<&Draft>,
-        rid: &str,
-    ) -> Result<Cleared, Refusal> {
+    /// Steps 6–8, in order.
+    fn identify(&self, head: &Head, body: &Body, public: bool) -> Result<Identified, Refusal> {
         let auth = if public {
             Authenticated::anonymous()
         } else {
@@ -245,6 +247,25 @@ impl Pipeline {
         let within = within.map_err(|l| Refusal::RateLimited {
             retry_after_secs: l.retry_after_secs,
         })?;
+        Ok(Identified {
+            auth,
+            fresh,
+            within,
+        })
+    }
+
+    /// Step 9: policy on the typed request; yields the ticket to storaged.
+    fn authorize(
+        &self,
+        who: Identified,
+        draft: Option<&Draft>,
+        rid: &str,
+    ) -> Result<Cleared, Refusal> {
+        let Identified {
+            auth,
+            fresh,
+            within,
+        } = who;
         let target = draft.map_or(Target::all(Action::HealthRead), Draft::target);
         let permit = self.slots.policy.authorize(auth.principal(), &target);
         let permit = permit.map_err(|Denied(t)| Refusal::Forbidden {
