@@ -1,4 +1,10 @@
-//! photondb-gateway: the public edge and the photonctl tool.
+//! photondb-gateway: the public edge (pingora + rustls) and the `photonctl` operator tool.
+
+/// Certificates for the internal CA, storaged, the gateway's client identity and its public
+/// TLS endpoint (`photonctl certs init`; tests use the same code).
+pub mod certs;
+/// The `photonctl` subcommands (the binary in `src/bin/photonctl.rs` only parses arguments).
+pub mod ctl;
 
 /// Refusal and success answers: problem+json and gRPC status renderings.
 pub mod answer;
