@@ -29,7 +29,8 @@ fn sign_prints_the_signature_the_vectors_predict() {
         .into_iter()
         .filter(|v| v.get("error").is_none())
         .collect();
-    assert!(accepted.len() > 10);
+    let total = accepted.len();
+    let mut compared = 0;
     for v in accepted {
         let name = field(&v, "name");
         let seed: [u8; 32] = STANDARD
