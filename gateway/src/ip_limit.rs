@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 
@@ -13,6 +13,8 @@ use crate::clock::Clock;
 enum ClientKey {
     V4(u32),
     V6Prefix(u64),
+    /// New clients while the table is full share one bucket (memory stays bounded).
+    Overflow,
 }
 
 impl From<IpAddr> for ClientKey {
@@ -44,7 +46,13 @@ pub struct IpLimiter {
     rate: f64,
     burst: f64,
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<ClientKey, Bucket>>,
+    table: Mutex<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    buckets: HashMap<ClientKey, Bucket>,
+    last_prune: Option<Instant>,
 }
 
 impl std::fmt::Debug for IpLimiter {
@@ -56,8 +64,10 @@ impl std::fmt::Debug for IpLimiter {
     }
 }
 
-/// Past this many tracked clients, full buckets are dropped.
+/// Past this many tracked clients, full buckets are dropped (at most once a second).
 const PRUNE_AT: usize = 100_000;
+/// Never more than this many buckets.
+const MAX_CLIENTS: usize = 1_000_000;
 
 impl IpLimiter {
     pub fn new(rate_per_sec: u32, burst: u32, clock: Arc<dyn Clock>) -> Self {
@@ -65,18 +75,17 @@ impl IpLimiter {
             rate: rate_per_sec.into(),
             burst: burst.into(),
             clock,
-            buckets: Mutex::default(),
+            table: Mutex::default(),
         }
     }
 
     /// Takes one token for `ip`.
     pub fn admit(&self, ip: IpAddr) -> Result<(), Limited> {
         let now = self.clock.now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= PRUNE_AT {
-            self.prune(&mut buckets, now);
-        }
-        let b = buckets.entry(ip.into()).or_insert(Bucket {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        self.maybe_prune(&mut table, now);
+        let key = table.key_for(ip.into());
+        let b = table.buckets.entry(key).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -97,8 +106,24 @@ impl IpLimiter {
         (b.tokens + elapsed * self.rate).min(self.burst)
     }
 
-    fn prune(&self, buckets: &mut HashMap<ClientKey, Bucket>, now: Instant) {
-        buckets.retain(|_, b| self.refill(b, now) < self.burst);
+    fn maybe_prune(&self, table: &mut Table, now: Instant) {
+        let recently = table
+            .last_prune
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1));
+        if table.buckets.len() < PRUNE_AT || recently {
+            return;
+        }
+        table.last_prune = Some(now);
+        table
+            .buckets
+            .retain(|_, b| self.refill(b, now) < self.burst);
+    }
+}
+
+impl Table {
+    fn key_for(&self, key: ClientKey) -> ClientKey {
+        let full = self.buckets.len() >= MAX_CLIENTS && !self.buckets.contains_key(&key);
+        if full { ClientKey::Overflow } else { key }
     }
 }
 
@@ -106,7 +131,6 @@ impl IpLimiter {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use std::time::Duration;
 
     #[test]
     fn buckets_refill_and_ipv6_groups_by_64() {

@@ -318,10 +318,7 @@ impl Pipeline {
         let result = self.upstream.call(op, cleared, &admission).await;
         self.metrics
             .upstream(op.name(), started.elapsed().as_secs_f64());
-        let result = result.map_err(|status| {
-            tracing::warn!(request_id = cleared.request_id(), code = ?status.code(), op = op.name(), "storaged refused");
-            Refusal::from_upstream(status.code())
-        });
+        let result = result.map_err(|status| upstream_refusal(&status, op, cleared));
         admission.finish(result.as_ref().is_err_and(Refusal::is_upstream_failure));
         result
     }
@@ -332,6 +329,24 @@ impl Pipeline {
             .set_state(self.gate.breaker.state(), self.gate.degraded.read_only());
         Answer::json(StatusCode::OK, &self.gate.health(self.dev_mode))
     }
+}
+
+/// storaged's status as a refusal; its message is logged at most, never answered.
+fn upstream_refusal(status: &tonic::Status, op: &Operation, cleared: &Cleared) -> Refusal {
+    let refusal = Refusal::from_upstream(status.code());
+    let (rid, code, op) = (cleared.request_id(), status.code(), op.name());
+    if refusal.is_upstream_failure() {
+        tracing::warn!(
+            request_id = rid,
+            ?code,
+            op,
+            message = status.message(),
+            "storaged failed"
+        );
+    } else {
+        tracing::debug!(request_id = rid, ?code, op, "storaged refused");
+    }
+    refusal
 }
 
 /// Step 4: a gRPC method or a REST route; the path must be in normal form either way.
