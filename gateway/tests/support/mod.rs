@@ -4,12 +4,12 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use photondb_gateway::certs::CertsSpec;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -27,43 +27,13 @@ impl Certs {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
-}
-
-/// A CA, the gateway's public certificate, and its client certificate for storaged.
+/// The certificates `photonctl certs init` writes, made by the same code.
 pub fn certs() -> Certs {
     let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |sans: Vec<String>, cert: &str, key: &str| {
-        let k = KeyPair::generate().unwrap();
-        let c = CertificateParams::new(sans)
-            .unwrap()
-            .signed_by(&k, &ca)
-            .unwrap();
-        write(dir.path(), cert, &c.pem());
-        write(dir.path(), key, &k.serialize_pem());
-    };
-    leaf(
-        vec!["localhost".into(), "127.0.0.1".into()],
-        "gateway.pem",
-        "gateway-key.pem",
-    );
-    leaf(
-        vec!["gateway.photondb.local".into()],
-        "gateway-client.pem",
-        "gateway-client-key.pem",
-    );
-    leaf(
-        vec!["storaged.photondb.local".into()],
-        "storaged.pem",
-        "storaged-key.pem",
-    );
-    write(dir.path(), "ca.pem", &ca.pem());
+    let set = photondb_gateway::certs::generate(&CertsSpec::default()).unwrap();
+    set.write_to(dir.path()).unwrap();
     Certs {
-        ca_pem: ca.pem(),
+        ca_pem: set.ca.cert.cert_pem.clone(),
         dir,
     }
 }
