@@ -412,9 +412,15 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
     let stats2 = admin.stats(pb::StatsRequest {}).await?.into_inner();
     assert!(stats2.checkpoints > stats.checkpoints, "{stats2:?}");
 
-    // The request id reached the daemon's log span (the log is on stderr).
+    // A refused call is logged under the gateway's request id (the log is on stderr).
+    let mut req = Request::new(get("app", "users", "nobody"));
+    req.metadata_mut()
+        .insert("x-request-id", "req-ops-0002".parse()?);
+    req.metadata_mut()
+        .insert("x-photondb-principal", "key:test-principal".parse()?);
+    assert_code(c.get(req).await, Code::NotFound);
     let logged = photondb_tests::wait_until(Duration::from_secs(10), || {
-        storaged.stderr().contains("req-ops-0001").then_some(())
+        storaged.stderr().contains("req-ops-0002").then_some(())
     })
     .await;
     assert!(logged.is_some(), "request id not in logs:\n{}", storaged.stderr());
