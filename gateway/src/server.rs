@@ -37,6 +37,7 @@ pub struct Gateway {
 impl Gateway {
     /// Loads certificates and keys and builds the pipeline; errors are config errors.
     pub fn build(cfg: GatewayConfig) -> Result<Self, Vec<String>> {
+        probe_listeners(&cfg)?;
         let resolver = match &cfg.tls {
             Some(files) => Some(Arc::new(
                 CertResolver::new(files.clone()).map_err(|e| vec![e])?,
@@ -131,6 +132,25 @@ impl Gateway {
             None => service.add_tcp(&addr),
         }
         service
+    }
+}
+
+/// pingora binds inside its service threads and only logs a failure there, leaving a process
+/// that serves nothing; so each address is tried first and a taken one is reported like a
+/// config error.
+fn probe_listeners(cfg: &GatewayConfig) -> Result<(), Vec<String>> {
+    let addrs = std::iter::once(("listen", cfg.listen))
+        .chain(cfg.metrics_listen.map(|a| ("metrics.listen", a)));
+    let errors: Vec<String> = addrs
+        .filter_map(|(field, addr)| {
+            let err = std::net::TcpListener::bind(addr).err()?;
+            Some(format!("{field}: cannot listen on {addr}: {}", err.kind()))
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 

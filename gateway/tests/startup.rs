@@ -36,3 +36,14 @@ fn lists_every_config_error() {
     assert!(stderr.contains("upstream.ca"), "{stderr}");
     assert!(stderr.contains("limits.max_body_bytes"), "{stderr}");
 }
+
+#[test]
+fn a_taken_address_stops_the_start() {
+    let certs = certs();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let text = support::config_text(&certs, port, support::free_port(), 3, "");
+    let (status, stderr) = run_to_exit(&text, true);
+    assert_eq!(status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+}
