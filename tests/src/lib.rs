@@ -11,11 +11,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use pb::admin_client::AdminClient;
+use pb::storage_client::StorageClient;
 pub use photondb_gateway::certs;
 use photondb_gateway::certs::{Authority, CertsSpec, LeafSpec, Role, files};
 pub use photondb_proto::v1 as pb;
-use pb::admin_client::AdminClient;
-use pb::storage_client::StorageClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// How long a daemon may take to start or stop before a test fails.

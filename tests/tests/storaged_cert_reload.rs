@@ -60,7 +60,10 @@ async fn new_connections_get_the_reloaded_certificate() -> anyhow::Result<()> {
         .endpoint_for(Some(storaged.gateway_client()), "reloaded.photondb.local")?
         .connect()
         .await;
-    assert!(early.is_err(), "the old certificate does not name reloaded.photondb.local");
+    assert!(
+        early.is_err(),
+        "the old certificate does not name reloaded.photondb.local"
+    );
     // A connection made before the reload keeps working across it.
     let mut before = storaged.client().await?;
     before.list_databases(pb::ListDatabasesRequest {}).await?;

@@ -44,7 +44,10 @@ mode = "salvage"
         "limits.max_concurrent_requests: must be positive",
         "recovery.mode: \"salvage\" is not torn-tail or strict",
     ] {
-        assert!(stderr.contains(needle), "{needle:?} missing from:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{needle:?} missing from:\n{stderr}"
+        );
     }
     assert!(out.stdout.is_empty(), "nothing was bound: {:?}", out.stdout);
     Ok(())

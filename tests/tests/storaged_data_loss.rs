@@ -88,7 +88,13 @@ async fn a_flipped_leaf_page_is_data_loss_and_verify_names_it() -> anyhow::Resul
         "data corruption detected; the operator has been alerted"
     );
     let data_dir = storaged.data_dir().display().to_string();
-    for leak in [data_dir.as_str(), "pages.db", "page", &bad_page.to_string(), "crc"] {
+    for leak in [
+        data_dir.as_str(),
+        "pages.db",
+        "page",
+        &bad_page.to_string(),
+        "crc",
+    ] {
         assert!(!message.contains(leak), "{leak:?} leaked in {message:?}");
     }
     // The next call on the same connection still works, and a key on another leaf is served.
@@ -127,7 +133,10 @@ async fn a_flipped_leaf_page_is_data_loss_and_verify_names_it() -> anyhow::Resul
     let out = run_storaged(&["verify", "--data-dir", dir.to_str().expect("utf-8 path")])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let bad_lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("bad page ")).collect();
+    let bad_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("bad page "))
+        .collect();
     assert_eq!(bad_lines.len(), 1, "{stdout}");
     assert!(
         bad_lines[0].starts_with(&format!("bad page {bad_page}: ")),

@@ -107,7 +107,10 @@ async fn raw_put_with_expired_deadline(storaged: &Storaged, key: &str) -> anyhow
     let mut body = response.into_body();
     while let Some(chunk) = body.data().await {
         let chunk = chunk?;
-        anyhow::ensure!(chunk.is_empty(), "the server answered with a message: {chunk:?}");
+        anyhow::ensure!(
+            chunk.is_empty(),
+            "the server answered with a message: {chunk:?}"
+        );
     }
     let trailers = body.trailers().await?.unwrap_or_default();
     status_of(&trailers).ok_or_else(|| anyhow::anyhow!("no grpc-status in {trailers:?}"))

@@ -109,7 +109,10 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
             (ledger.lock().expect("ledger").acked.len() >= target).then_some(())
         })
         .await;
-        assert!(reached.is_some(), "round {round}: the load made no progress");
+        assert!(
+            reached.is_some(),
+            "round {round}: the load made no progress"
+        );
         storaged.kill9()?;
         for t in tasks {
             tokio::time::timeout(Duration::from_secs(30), t).await??;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use photondb_tests::{Overrides, Storaged, TestCerts, pb, table};
 use pb::precondition::Condition;
+use photondb_tests::{Overrides, Storaged, TestCerts, pb, table};
 use tonic::{Code, Request};
 
 fn if_version(v: u64) -> Option<pb::Precondition> {
@@ -213,7 +213,10 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
         .into_inner()
         .document
         .expect("document");
-    assert_eq!((doc.value.as_slice(), doc.version), (br#"{"n":2}"#.as_slice(), v2));
+    assert_eq!(
+        (doc.value.as_slice(), doc.version),
+        (br#"{"n":2}"#.as_slice(), v2)
+    );
     let vb = c
         .put(put("app", "users", "bob", r#"{"b":1}"#, if_absent()))
         .await?
@@ -399,7 +402,10 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
     // Admin.
     let mut admin = storaged.admin().await?;
     let stats = admin.stats(pb::StatsRequest {}).await?.into_inner();
-    assert!(stats.commits > 0 && stats.durable_lsn >= vbatch, "{stats:?}");
+    assert!(
+        stats.commits > 0 && stats.durable_lsn >= vbatch,
+        "{stats:?}"
+    );
     let cp = admin
         .checkpoint(pb::CheckpointRequest {})
         .await?
@@ -423,7 +429,11 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
         storaged.stderr().contains("req-ops-0002").then_some(())
     })
     .await;
-    assert!(logged.is_some(), "request id not in logs:\n{}", storaged.stderr());
+    assert!(
+        logged.is_some(),
+        "request id not in logs:\n{}",
+        storaged.stderr()
+    );
     Ok(())
 }
 
@@ -432,10 +442,10 @@ async fn health_is_serving_and_reflection_lists_the_services() -> anyhow::Result
     use tokio_stream::StreamExt as _;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let certs = TestCerts::new()?;
     let storaged = Storaged::start(&certs, Overrides::default())?;
@@ -473,8 +483,15 @@ async fn health_is_serving_and_reflection_lists_the_services() -> anyhow::Result
         panic!("unexpected reflection reply: {reply:?}");
     };
     let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for expected in ["photondb.v1.Storage", "photondb.v1.Admin", "grpc.health.v1.Health"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "photondb.v1.Storage",
+        "photondb.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
     Ok(())
 }

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use photondb_tests::{ClientCert, Overrides, Storaged, TestCerts, pb};
 use pb::storage_client::StorageClient;
+use photondb_tests::{ClientCert, Overrides, Storaged, TestCerts, pb};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
@@ -105,7 +105,10 @@ async fn plaintext_http2_is_refused_and_audited() -> anyhow::Result<()> {
     let event = wait_refused(&storaged, "mtls_refused", 1).await;
     assert_eq!(event["source"], "storaged");
     // rustls reads the HTTP/2 preface as a record of an unknown content type.
-    assert_reason(&event, &["corrupt message", "content type", "invalidcontenttype"]);
+    assert_reason(
+        &event,
+        &["corrupt message", "content type", "invalidcontenttype"],
+    );
     correct_client_works(&storaged).await;
     Ok(())
 }
@@ -142,7 +145,10 @@ async fn identity_not_on_the_allowlist_is_refused_and_audited() -> anyhow::Resul
     let certs = TestCerts::new()?;
     let storaged = Storaged::start(&certs, Overrides::default())?;
     let event = refuse_with_cert(&storaged, Some(&certs.unlisted_client()?)).await;
-    assert_reason(&event, &["applicationverificationfailure", "application verification"]);
+    assert_reason(
+        &event,
+        &["applicationverificationfailure", "application verification"],
+    );
     let identity = wait_refused(&storaged, "mtls_identity_refused", 1).await;
     assert_eq!(identity["identities"], "spiffe://photondb.local/intruder");
     Ok(())

@@ -164,7 +164,10 @@ async fn random_bytes_after_the_handshake_close_only_that_connection() -> anyhow
             }
         })
         .await;
-        assert!(closed.is_ok(), "round {round}: garbage connection left open");
+        assert!(
+            closed.is_ok(),
+            "round {round}: garbage connection left open"
+        );
         bystander.progresses(3).await;
     }
     let done = bystander.finish().await?;
@@ -180,20 +183,26 @@ async fn invalid_protobuf_is_refused_per_call() -> anyhow::Result<()> {
     let channel = storaged.channel().await?;
     let mut raw = tonic::client::Grpc::new(channel);
     for garbage in [
-        vec![0xFF; 64],                   // field 31, wire type 7: invalid
-        vec![0x12, 0x80, 0x80, 0x80],     // key field with a truncated length varint
-        vec![0x12, 0x05, b'a', 0xC3],     // length runs past the end
-        vec![0x0A, 0x02, 0x0A, 0x7F],     // table ref with a truncated nested field
+        vec![0xFF; 64],               // field 31, wire type 7: invalid
+        vec![0x12, 0x80, 0x80, 0x80], // key field with a truncated length varint
+        vec![0x12, 0x05, b'a', 0xC3], // length runs past the end
+        vec![0x0A, 0x02, 0x0A, 0x7F], // table ref with a truncated nested field
     ] {
         raw.ready().await?;
         let path = http::uri::PathAndQuery::from_static("/photondb.v1.Storage/Put");
         let status = raw
-            .unary::<Vec<u8>, Vec<u8>, RawCodec>(tonic::Request::new(garbage.clone()), path, RawCodec)
+            .unary::<Vec<u8>, Vec<u8>, RawCodec>(
+                tonic::Request::new(garbage.clone()),
+                path,
+                RawCodec,
+            )
             .await
             .expect_err("invalid protobuf must be refused");
         assert_eq!(status.code(), Code::Internal, "{garbage:?}: {status:?}");
         assert!(
-            status.message().contains("failed to decode Protobuf message"),
+            status
+                .message()
+                .contains("failed to decode Protobuf message"),
             "{status:?}"
         );
         bystander.progresses(3).await;
