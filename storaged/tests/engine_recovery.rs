@@ -219,3 +219,25 @@ fn inspect_describes_the_files_without_changing_them() {
     assert!(report.to_string().contains("clean end"), "{report}");
     assert_eq!(fs.read_file(Path::new(SEGMENT)), before);
 }
+
+#[test]
+fn salvage_starts_even_when_the_active_segment_header_is_bad() {
+    let (fs, _, _) = small_wal(3);
+    let crashed = fs.crash(0);
+    crashed.corrupt(Path::new(SEGMENT), 4, &[0x00; 4]);
+    assert!(matches!(
+        open(&crashed, RecoveryMode::TornTail),
+        Err(OpenError::Refused(_))
+    ));
+    let e = open(&crashed, RecoveryMode::Salvage).unwrap();
+    assert_eq!(
+        present(&e, 0),
+        None,
+        "the records after the checkpoint were in that segment"
+    );
+    e.put("d", "t", "after", b"x", Condition::Any).unwrap();
+    drop(e);
+    let e = open(&crashed, RecoveryMode::Strict).unwrap();
+    assert!(e.get("d", "t", "after").unwrap().is_some());
+    assert!(e.verify().unwrap().is_clean());
+}

@@ -15,9 +15,9 @@ use crate::engine::layout;
 use crate::engine::page::Node;
 use crate::engine::types::RecoveryMode;
 use crate::engine::wal::WalStart;
-use crate::engine::wal::files::{remove_leftovers, retire_below};
+use crate::engine::wal::files::{create_segment, remove_leftovers, retire_below};
 use crate::engine::wal::scan::{EndKind, LogEnd, scan, segment_of};
-use crate::engine::wal::segment::file_name;
+use crate::engine::wal::segment::{NO_PREVIOUS, SegmentHeader, file_name};
 use replay::Replay;
 use std::path::Path;
 use std::sync::Arc;
@@ -110,7 +110,7 @@ pub(crate) fn recover(
         Some((kind, at, reason)) => Some(cut_report(io, dir, &end, &control, kind, at, reason)?),
         None => None,
     };
-    let active = sync_active_segment(io, &wal_dir, &end, control.segment_size)?;
+    let active = sync_active_segment(io, &wal_dir, &end, &control)?;
     let pages_restored = replay.write_all()?;
     let redo_lsn = control.redo_lsn;
     if end.records > 0 || cut.is_some() {
@@ -160,16 +160,33 @@ fn point_in_time_target(
 
 /// Opens the segment the log continues in and syncs it: the records just replayed may be only
 /// in the OS cache (after a process crash), and pages built from them are about to be written.
+/// Salvage may have quarantined that very segment (its header was bad): it starts afresh.
 fn sync_active_segment(
     io: &dyn IoBackend,
     wal_dir: &Path,
     end: &LogEnd,
-    segment_size: u64,
+    control: &ControlState,
 ) -> Result<Arc<dyn IoFile>, StorageError> {
-    let name = file_name(segment_of(end.resume, segment_size));
-    let active = io.open(&wal_dir.join(name), false)?;
+    let start = segment_of(end.resume, control.segment_size);
+    let path = wal_dir.join(file_name(start));
+    if !io.exists(&path)? {
+        return create_segment(io, wal_dir, &fresh_header(start, end, control));
+    }
+    let active = io.open(&path, false)?;
     active.sync_data()?;
     Ok(active)
+}
+
+fn fresh_header(start: u64, end: &LogEnd, control: &ControlState) -> SegmentHeader {
+    SegmentHeader {
+        segment_size: control.segment_size,
+        instance_id: control.instance_id,
+        start_lsn: start,
+        prev_start_lsn: start
+            .checked_sub(control.segment_size)
+            .unwrap_or(NO_PREVIOUS),
+        prev_last_lsn: end.last_lsn,
+    }
 }
 
 fn cut_report(
