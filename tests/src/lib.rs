@@ -183,6 +183,8 @@ pub struct Overrides {
     pub reload_interval_secs: u64,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
+    /// Raw TOML appended after `[limits]`, e.g. `"[checkpoint]\nwal_mib = 1"`.
+    pub extra_toml: String,
 }
 
 impl Default for Overrides {
@@ -191,6 +193,7 @@ impl Default for Overrides {
             limits: Vec::new(),
             reload_interval_secs: 5,
             env: Vec::new(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -225,6 +228,9 @@ impl Storaged {
             config.push_str(line);
             config.push('\n');
         }
+        config.push('\n');
+        config.push_str(&overrides.extra_toml);
+        config.push('\n');
         std::fs::write(work.path().join("storaged.toml"), config)?;
         let mut storaged = Self {
             child: None,
