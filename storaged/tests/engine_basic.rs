@@ -342,3 +342,46 @@ fn a_scan_page_stops_at_the_byte_budget() {
     assert_eq!(page.docs.len(), MAX_SCAN_BYTES / value.len());
     assert_eq!(page.next_start_after.as_deref(), Some("b3"));
 }
+
+/// 512-byte keys and 1000-byte inline values: leaves hold a handful of cells and interior nodes
+/// about fifteen separators, so a few thousand documents split interior nodes at every level.
+#[test]
+fn long_keys_build_a_deep_tree_that_stays_valid() {
+    let (fs, e) = with_table();
+    let key = |i: u64| format!("{:0>512}", (i * 7919) % 10_007);
+    let value = |i: u64| vec![(i % 251) as u8; 1000];
+    for i in 0..1500 {
+        e.put("app", "users", &key(i), &value(i), Condition::Any)
+            .unwrap();
+    }
+    let report = e.verify().unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert!(report.tree_pages > 300, "a deep tree: {report}");
+    for i in (0..1500).step_by(2) {
+        e.delete("app", "users", &key(i), Condition::Any).unwrap();
+    }
+    e.checkpoint().unwrap();
+    drop(e);
+    let e = open(&fs);
+    let mut expected: Vec<String> = (1..1500).step_by(2).map(key).collect();
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut scan = Scan {
+        prefix: String::new(),
+        start_after: None,
+        limit: 100,
+    };
+    loop {
+        let page = e.scan("app", "users", &scan).unwrap();
+        seen.extend(page.docs.into_iter().map(|d| d.key));
+        match page.next_start_after {
+            Some(after) => scan.start_after = Some(after),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert!(e.verify().unwrap().is_clean());
+    e.drop_table("app", "users").unwrap();
+    let report = e.verify().unwrap();
+    assert!(report.is_clean() && report.tree_pages <= 2, "{report}");
+}
