@@ -342,6 +342,14 @@ impl Storaged {
         read_audit_log(&self.audit_log_path())
     }
 
+    /// Checks the audit log's hash chain end to end; returns the number of events.
+    pub fn audit_chain_len(&self) -> anyhow::Result<usize> {
+        let text = std::fs::read_to_string(self.audit_log_path())?;
+        let (count, _) = photondb_proto::audit::verify_chain(&text)
+            .map_err(|e| anyhow::anyhow!("audit chain: {e}\n{text}"))?;
+        Ok(count)
+    }
+
     /// Waits (bounded) until an audit event satisfies `pred`, and returns it.
     pub async fn wait_for_audit(
         &self,

@@ -239,5 +239,10 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
     assert!(acked_total > 0);
     let status = storaged.stop()?;
     assert!(status.success(), "{status}");
+    // One recovery event per start, and the chain survived every kill.
+    let events = storaged.audit_events();
+    let recoveries = events.iter().filter(|e| e["kind"] == "recovery").count();
+    assert_eq!(recoveries, rounds + 1, "{events:#?}");
+    assert_eq!(storaged.audit_chain_len()?, events.len());
     Ok(())
 }

@@ -91,6 +91,8 @@ async fn refuse_with_cert(storaged: &Storaged, cert: Option<&ClientCert>) -> ser
     call_fails_at_transport(endpoint).await;
     let event = wait_refused(storaged, "mtls_refused", before + 1).await;
     correct_client_works(storaged).await;
+    let chained = storaged.audit_chain_len().expect("audit chain intact");
+    assert_eq!(chained, storaged.audit_events().len());
     event
 }
 
