@@ -1,6 +1,7 @@
 //! photonctl: operator and partner tooling. Each subcommand is one file; this one holds the
 //! command line and dispatch.
 
+mod bench;
 mod certs;
 mod keygen;
 mod request;
@@ -37,6 +38,10 @@ enum Command {
     ///
     /// Exits 0 for a 2xx response, 1 for any other status, 2 if no response was received.
     Request(request::RequestArgs),
+    /// Bounded-time load against the gateway (HTTP/2 and HTTP/1.1) and, as the baseline in
+    /// the same run, straight against storaged's gRPC port; reports req/s, p50/p99 and the
+    /// gateway's overhead as ratios.
+    Bench(bench::BenchArgs),
     /// Certificates for the internal CA, storaged and the gateway.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -48,6 +53,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keygen { out } => keygen::run(&out),
         Command::Sign(args) => sign::run(&args),
         Command::Request(args) => request::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Certs(cmd) => certs::run(&cmd),
     };
     match outcome {

@@ -64,7 +64,10 @@ async fn send(
     let request = build_request(args, &signed)?;
     match scheme {
         "https" => {
-            let tls = tls_connect(args, authority.host(), tcp).await?;
+            let ca = args.ca.as_ref().context(
+                "an https:// URL needs --ca FILE (the CA that issued the gateway's certificate)",
+            )?;
+            let tls = tls_connect(ca, authority.host(), tcp, args.http1).await?;
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             exchange(TokioIo::new(tls), h2, request).await
         }
@@ -96,14 +99,13 @@ fn build_request(
     Ok(builder.body(Full::new(Bytes::from(signed.body.clone())))?)
 }
 
-async fn tls_connect(
-    args: &RequestArgs,
+/// A TLS connection trusting only the CA in `ca`, offering h2 unless `http1`.
+pub(super) async fn tls_connect(
+    ca: &std::path::Path,
     host: &str,
     tcp: tokio::net::TcpStream,
+    http1: bool,
 ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let ca = args.ca.as_ref().context(
-        "an https:// URL needs --ca FILE (the CA that issued the gateway's certificate)",
-    )?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in
         CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))?
@@ -115,7 +117,7 @@ async fn tls_connect(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = if args.http1 {
+    config.alpn_protocols = if http1 {
         vec![b"http/1.1".to_vec()]
     } else {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -126,10 +128,7 @@ async fn tls_connect(
             .to_owned(),
     )?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    Ok(connector
-        .connect(name, tcp)
-        .await
-        .context("TLS handshake")?)
+    connector.connect(name, tcp).await.context("TLS handshake")
 }
 
 async fn exchange<T>(
