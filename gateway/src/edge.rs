@@ -15,6 +15,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
 use pingora::server::ShutdownWatch;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::answer::Answer;
 use crate::pipeline::Pipeline;
@@ -73,7 +74,8 @@ impl HttpServerApp for Edge {
         }
         let started = Instant::now();
         let rid = request_id(&s);
-        let outcome = self.pipeline.serve(&mut s, &rid).await;
+        let span = tracing::info_span!("request", request_id = %rid);
+        let outcome = self.pipeline.serve(&mut s, &rid).instrument(span).await;
         if outcome.close || *shutdown.borrow() {
             s.set_keepalive(None);
         }

@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::breaker::Breaker;
 use crate::clock::SystemClock;
@@ -164,7 +165,7 @@ fn tls_settings(resolver: Arc<CertResolver>) -> TlsSettings {
     settings
 }
 
-/// Re-reads the certificate files and the read-only flag file periodically.
+/// Re-reads the certificate files and the read-only flag file periodically and on SIGHUP.
 struct Reloader {
     pipeline: Arc<Pipeline>,
     resolver: Option<Arc<CertResolver>>,
@@ -176,20 +177,37 @@ impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let flag_every = Duration::from_secs(1).min(self.every);
         let mut since_tls = Duration::ZERO;
+        // SIGHUP reloads at once (and must not kill the process, its default action).
+        let mut hangup = signal(SignalKind::hangup()).ok();
         loop {
-            tokio::select! {
+            let forced = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(flag_every) => {}
-            }
+                _ = tokio::time::sleep(flag_every) => false,
+                Some(()) = recv(&mut hangup) => true,
+            };
             self.pipeline.gate.degraded.reload();
             since_tls += flag_every;
-            if since_tls >= self.every {
+            if forced || since_tls >= self.every {
                 since_tls = Duration::ZERO;
-                if let Some(r) = &self.resolver {
-                    r.reload();
-                }
+                self.reload_tls();
             }
         }
+    }
+}
+
+impl Reloader {
+    fn reload_tls(&self) {
+        if let Some(r) = &self.resolver {
+            r.reload();
+        }
+    }
+}
+
+/// The next signal, or never when no handler could be installed.
+async fn recv(s: &mut Option<Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
