@@ -165,7 +165,9 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, eng
                     async move { Ok::<_, Infallible>(response) }
                 });
             let io = hyper_util::rt::TokioIo::new(tcp);
+            // hyper panics on a header timeout without a timer: every scrape failed.
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
                 .serve_connection(io, service)
                 .await;
