@@ -429,15 +429,25 @@ impl Storaged {
         Ok(AdminClient::new(self.channel().await?))
     }
 
-    /// The Prometheus text from the metrics listener.
+    /// The whole HTTP response (head and Prometheus text) to `GET /metrics`.
     pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        self.http_get_metrics_path("/metrics").await
+    }
+
+    /// The whole HTTP/1.1 response to `GET path` on the metrics listener.
+    pub async fn http_get_metrics_path(&self, path: &str) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let addr = self.metrics_addr.context("no metrics listener")?;
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await?;
         let mut out = String::new();
         tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await??;
+        anyhow::ensure!(
+            !out.is_empty(),
+            "the metrics listener closed without answering"
+        );
         Ok(out)
     }
 

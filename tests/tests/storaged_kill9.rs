@@ -160,7 +160,10 @@ fn check_and_resync(
         state.acked = now;
         state.pending = None;
     }
-    assert!(in_flight_applied <= WRITERS, "{in_flight_applied} in-flight writes applied");
+    assert!(
+        in_flight_applied <= WRITERS,
+        "{in_flight_applied} in-flight writes applied"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,8 +213,14 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
         });
         // Kill once a random amount of this round's work was acknowledged.
         let target = base + rand::thread_rng().gen_range(10..150);
-        let reached = wait_until(Duration::from_secs(30), || (acked() >= target).then_some(())).await;
-        assert!(reached.is_some(), "round {round}: the load made no progress");
+        let reached = wait_until(Duration::from_secs(30), || {
+            (acked() >= target).then_some(())
+        })
+        .await;
+        assert!(
+            reached.is_some(),
+            "round {round}: the load made no progress"
+        );
         storaged.kill9()?;
         for t in writers {
             let status = tokio::time::timeout(Duration::from_secs(30), t).await??;
