@@ -58,6 +58,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .with_context(|| format!("opening audit log {}", config.audit_log.display()))?,
     );
     let engine = Arc::new(open_engine(&config, &audit).await?);
+    // Time-based checkpoints also happen when no commit arrives to trigger them.
+    Engine::spawn_checkpointer(&engine);
     let tls = Arc::new(Reloading::new(config.tls.clone(), audit.clone())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
