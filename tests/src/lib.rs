@@ -25,7 +25,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STORAGED_NAME: &str = certs::DEFAULT_STORAGED_NAME;
 
 /// Locates a workspace binary next to the test executable (`target/<profile>/`), building it
-/// with `cargo build -p <package> --bin <name>` if it is missing.
+/// with `cargo build -p <package> --bin <name>` if it is missing or older than the sources of
+/// its package (`<root>/<package without "photondb-">`), `proto/` or `Cargo.lock`; the tests
+/// crate does not depend on the daemons, so `cargo test` alone would run a stale binary.
 pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("current_exe")?;
     // target/<profile>/deps/<test-binary> -> target/<profile>
@@ -34,7 +36,16 @@ pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
         .and_then(Path::parent)
         .context("test executable has no target directory")?;
     let path = profile_dir.join(name);
-    if path.is_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let package_dir = root.join(package.trim_start_matches("photondb-"));
+    let built = modified(&path);
+    let sources = [package_dir, root.join("proto"), root.join("Cargo.lock")]
+        .iter()
+        .filter_map(|p| newest(p))
+        .max();
+    if built.is_some() && sources.is_none_or(|s| Some(s) <= built) {
         return Ok(path);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -53,6 +64,24 @@ pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
         bail!("cargo build -p {package} --bin {name} failed ({status})");
     }
     Ok(path)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The newest modification time of a file, or of any file under a directory.
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name() != "target" && !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| newest(&e.path()))
+        .max()
 }
 
 /// The storaged binary.
