@@ -18,6 +18,8 @@ use photondb_gateway::certs::{Authority, CertsSpec, LeafSpec, Role, files};
 pub use photondb_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+pub mod gateway;
+
 /// How long a daemon may take to start or stop before a test fails.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);

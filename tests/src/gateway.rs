@@ -1,0 +1,628 @@
+//! The real `photondb-gateway` on loopback in front of a real storaged, and an HTTPS client
+//! (HTTP/2 or HTTP/1.1 over rustls) that signs its requests as partners do.
+//!
+//! pingora takes an address string and cannot report the port it bound, so [`Gateway::start`]
+//! picks a port by binding `127.0.0.1:0` and dropping it, and starts again on a new port if
+//! the gateway exits (someone took the port meanwhile). Ready means: a TLS handshake succeeds.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use photondb_gateway::certs::files;
+pub use photondb_gateway::config::RawConfig;
+use photondb_proto::signing::{self, AuthFields, BodyDigest, RequestParts, SecretKey, Timestamp};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::{START_TIMEOUT, STOP_TIMEOUT, TestCerts, poll_until};
+
+/// The name on the gateway's public certificate that clients verify.
+pub const GATEWAY_NAME: &str = "localhost";
+/// The partner id the test client signs as.
+pub const PARTNER: &str = "e2e-tests";
+
+/// The gateway binary.
+pub fn gateway_binary() -> anyhow::Result<PathBuf> {
+    crate::workspace_binary("photondb-gateway", "photondb-gateway")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running dev-mode `photondb-gateway`, killed on drop.
+pub struct Gateway {
+    child: Option<Child>,
+    addr: SocketAddr,
+    work: tempfile::TempDir,
+    ca_pem: String,
+}
+
+impl Gateway {
+    /// The configuration the tests start from: dev mode, the certificates of `certs`, storaged
+    /// at `upstream`, short timeouts, fast hot reloads, no per-IP rate limit.
+    pub fn config(certs: &TestCerts, upstream: SocketAddr) -> RawConfig {
+        let mut c = RawConfig {
+            dev_mode: true,
+            ..RawConfig::default()
+        };
+        c.tls.cert = Some(certs.path(files::GATEWAY_CERT));
+        c.tls.key = Some(certs.path(files::GATEWAY_KEY));
+        c.tls.reload_interval_ms = 100;
+        c.upstream.address = upstream.to_string();
+        c.upstream.ca = Some(certs.path(files::CA_CERT));
+        c.upstream.client_cert = Some(certs.path(files::GATEWAY_CLIENT_CERT));
+        c.upstream.client_key = Some(certs.path(files::GATEWAY_CLIENT_KEY));
+        c.upstream.server_name = crate::STORAGED_NAME.into();
+        c.upstream.timeout_ms = 3_000;
+        c.upstream.connect_timeout_ms = 1_000;
+        c.limits.ip_rate_per_sec = 0;
+        c.limits.ip_burst = 0;
+        c.server.threads = 1;
+        c.server.grace_period_secs = 0;
+        c.server.graceful_shutdown_timeout_secs = 1;
+        c
+    }
+
+    /// Starts a gateway in front of `upstream` with [`Gateway::config`] changed by `tweak`.
+    pub fn start(
+        certs: &TestCerts,
+        upstream: SocketAddr,
+        tweak: impl Fn(&mut RawConfig),
+    ) -> anyhow::Result<Self> {
+        let mut gw = Self {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            work: tempfile::tempdir()?,
+            ca_pem: certs.ca_pem().to_owned(),
+        };
+        let mut config = Self::config(certs, upstream);
+        tweak(&mut config);
+        for _ in 0..5 {
+            gw.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            config.listen = gw.addr.to_string();
+            std::fs::write(gw.config_path(), toml::to_string(&config)?)?;
+            if gw.spawn()? {
+                return Ok(gw);
+            }
+        }
+        bail!("the gateway did not start; stderr:\n{}", gw.stderr())
+    }
+
+    /// Starts the process and waits until it completes TLS handshakes; `false` if it exited.
+    fn spawn(&mut self) -> anyhow::Result<bool> {
+        let stderr = std::fs::File::create(self.stderr_path())?;
+        let child = Command::new(gateway_binary()?)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("PHOTONDB_DEV_MODE", "1")
+            .env_remove("PHOTONDB_TLS_CERT")
+            .env_remove("PHOTONDB_TLS_KEY")
+            .env_remove("PHOTONDB_DISABLE_TLS")
+            .env_remove("PHOTONDB_TLS_DISABLE_VERIFY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .context("spawning photondb-gateway")?;
+        self.child = Some(child);
+        let tls = tls_config(&self.ca_pem, &[b"http/1.1"])?;
+        let outcome = poll_until(START_TIMEOUT, || {
+            let child = self.child.as_mut()?;
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Some(false);
+            }
+            handshake_ok(self.addr, &tls).then_some(true)
+        });
+        match outcome {
+            Some(true) => Ok(true),
+            Some(false) => {
+                self.child = None;
+                Ok(false)
+            }
+            None => bail!(
+                "the gateway did not accept TLS within {START_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `localhost:<port>`: what clients put in `Host` / `:authority`.
+    pub fn authority(&self) -> String {
+        format!("{GATEWAY_NAME}:{}", self.addr.port())
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.work.path().join("gateway.toml")
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.work.path().join("stderr.log")
+    }
+
+    /// Everything the gateway logged (of its current run).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A client connected with `protocol`.
+    pub async fn client(&self, protocol: Protocol) -> anyhow::Result<HttpsClient> {
+        HttpsClient::connect(self, protocol).await
+    }
+
+    /// A fresh TLS connection offering `alpn`.
+    pub async fn tls(
+        &self,
+        alpn: &[&[u8]],
+    ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+        let connector = tokio_rustls::TlsConnector::from(tls_config(&self.ca_pem, alpn)?);
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        Ok(connector
+            .connect(ServerName::try_from(GATEWAY_NAME)?, tcp)
+            .await?)
+    }
+
+    /// Sends `raw` bytes as one HTTP/1.1 exchange (the request should say
+    /// `Connection: close`) and parses the answer. For requests a well-behaved client library
+    /// will not send (paths not in normal form, broken framing).
+    pub async fn raw_http1(&self, raw: &[u8]) -> anyhow::Result<Reply> {
+        let mut tls = self.tls(&[b"http/1.1"]).await?;
+        tls.write_all(raw).await?;
+        let mut buf = Vec::new();
+        // A response that never ends fails the parse below with what arrived.
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+        parse_http1(&buf)
+    }
+
+    /// A raw `method target` request with `Connection: close`, no body.
+    pub async fn raw_request(&self, method: &str, target: &str) -> anyhow::Result<Reply> {
+        let raw = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            self.authority()
+        );
+        self.raw_http1(raw.as_bytes()).await
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        match poll_until(STOP_TIMEOUT, || child.try_wait().ok().flatten()) {
+            Some(s) => Ok(s),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the gateway did not exit within {STOP_TIMEOUT:?}")
+            }
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A rustls client config (ring provider) trusting only the test CA.
+pub fn tls_config(ca_pem: &str, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// Whether a blocking TLS handshake with `addr` completes within a second.
+fn handshake_ok(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> bool {
+    let attempt = || -> anyhow::Result<()> {
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(1)))?;
+        tcp.set_write_timeout(Some(Duration::from_secs(1)))?;
+        let name = ServerName::try_from(GATEWAY_NAME)?;
+        let mut conn = rustls::ClientConnection::new(config.clone(), name)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp)?;
+        }
+        Ok(())
+    };
+    attempt().is_ok()
+}
+
+/// Which HTTP version a client speaks (chosen by ALPN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http2,
+    Http1,
+}
+
+impl Protocol {
+    pub const BOTH: [Self; 2] = [Self::Http2, Self::Http1];
+
+    fn alpn(self) -> &'static [u8] {
+        match self {
+            Self::Http2 => b"h2",
+            Self::Http1 => b"http/1.1",
+        }
+    }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// An HTTPS client of one gateway: one connection, re-opened if the server closed it.
+/// Requests carry `X-Request-Id` (a fresh UUID) and, where the path is in normal form, an
+/// Ed25519 signature (DESIGN §3.2) — dev mode does not check it yet; partners send it anyway.
+pub struct HttpsClient {
+    addr: SocketAddr,
+    authority: String,
+    ca_pem: String,
+    protocol: Protocol,
+    key: SecretKey,
+    sender: tokio::sync::Mutex<Option<Sender>>,
+}
+
+impl HttpsClient {
+    async fn connect(gw: &Gateway, protocol: Protocol) -> anyhow::Result<Self> {
+        let client = Self {
+            addr: gw.addr,
+            authority: gw.authority(),
+            ca_pem: gw.ca_pem.clone(),
+            protocol,
+            key: SecretKey::generate(),
+            sender: tokio::sync::Mutex::new(None),
+        };
+        *client.sender.lock().await = Some(client.open().await?);
+        Ok(client)
+    }
+
+    async fn open(&self) -> anyhow::Result<Sender> {
+        let connector =
+            tokio_rustls::TlsConnector::from(tls_config(&self.ca_pem, &[self.protocol.alpn()])?);
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let tls = connector
+            .connect(ServerName::try_from(GATEWAY_NAME)?, tcp)
+            .await?;
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        anyhow::ensure!(
+            negotiated.as_deref() == Some(self.protocol.alpn()),
+            "ALPN: asked for {:?}, got {negotiated:?}",
+            self.protocol
+        );
+        let io = TokioIo::new(tls);
+        Ok(match self.protocol {
+            Protocol::Http1 => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(conn);
+                Sender::H1(sender)
+            }
+            Protocol::Http2 => {
+                let (sender, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                tokio::spawn(conn);
+                Sender::H2(sender)
+            }
+        })
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub async fn get(&self, target: &str) -> anyhow::Result<Reply> {
+        self.send("GET", target, &[], Bytes::new()).await
+    }
+
+    pub async fn put(&self, target: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        self.send("PUT", target, &[], body.into()).await
+    }
+
+    pub async fn post(&self, target: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
+        self.send("POST", target, &[], body.into()).await
+    }
+
+    pub async fn delete(&self, target: &str) -> anyhow::Result<Reply> {
+        self.send("DELETE", target, &[], Bytes::new()).await
+    }
+
+    /// Sends one request; `target` is the path with its query string.
+    pub async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let request = self.build(method, target, headers, body, &request_id)?;
+        let mut slot = self.sender.lock().await;
+        let alive = match slot.as_mut() {
+            Some(Sender::H1(s)) => s.ready().await.is_ok(),
+            Some(Sender::H2(s)) => s.ready().await.is_ok(),
+            None => false,
+        };
+        if !alive {
+            *slot = Some(self.open().await?);
+        }
+        let response = match slot.as_mut().context("connected")? {
+            Sender::H1(s) => s.send_request(request).await?,
+            Sender::H2(s) => {
+                let mut s = s.clone();
+                drop(slot);
+                s.send_request(request).await?
+            }
+        };
+        let (head, body) = response.into_parts();
+        let body = tokio::time::timeout(Duration::from_secs(30), body.collect())
+            .await
+            .context("response body timed out")??
+            .to_bytes();
+        Ok(Reply {
+            status: head.status.as_u16(),
+            headers: head.headers,
+            body,
+            sent_request_id: Some(request_id),
+        })
+    }
+
+    fn build(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        request_id: &str,
+    ) -> anyhow::Result<http::Request<Full<Bytes>>> {
+        let uri = match self.protocol {
+            Protocol::Http2 => format!("https://{}{target}", self.authority),
+            Protocol::Http1 => target.to_owned(),
+        };
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if self.protocol == Protocol::Http1 {
+            builder = builder.header(http::header::HOST, &self.authority);
+        }
+        if !body.is_empty() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        builder = builder.header(signing::HEADER_REQUEST_ID, request_id);
+        for (name, value) in self.signature(method, target, &body, request_id) {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        Ok(builder.body(Full::new(body))?)
+    }
+
+    /// The signature headers, or none where the scheme refuses the request (a path not in
+    /// normal form): an attacker's request is sent unsigned.
+    fn signature(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        request_id: &str,
+    ) -> Vec<(&'static str, String)> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let timestamp = Timestamp::now().format();
+        let parts = RequestParts {
+            method,
+            host: &self.authority,
+            path,
+            query,
+            body: BodyDigest::of(body),
+        };
+        let signed = AuthFields::new(PARTNER, request_id, &timestamp)
+            .and_then(|fields| signing::sign(&self.key, &parts, &fields));
+        match signed {
+            Ok(signature) => vec![
+                (signing::HEADER_PARTNER_ID, PARTNER.to_owned()),
+                (signing::HEADER_TIMESTAMP, timestamp),
+                (signing::HEADER_SIGNATURE, signature.to_base64()),
+            ],
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The `X-Request-Id` the client sent, if any.
+    pub sent_request_id: Option<String>,
+}
+
+/// Text that must never reach a client: it would reveal internals (DESIGN §2).
+pub const INTERNAL_TEXT: &[&str] = &[
+    "rustls",
+    "tonic",
+    "transport",
+    "panicked",
+    "hyper",
+    "pingora",
+    "h2::",
+    "::",
+    "Error {",
+    "Err(",
+    "Some(",
+    "Status {",
+    "os error",
+    "/tmp",
+    "/work",
+    "src/",
+    ".rs",
+    "storaged.photondb.local",
+    "127.0.0.1",
+];
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `code` of a problem+json body.
+    pub fn code(&self) -> Option<String> {
+        self.json()["code"].as_str().map(str::to_owned)
+    }
+
+    /// `status` and, for anything but 2xx, a problem+json body with `code`, the request id
+    /// (the one sent, when one was), and no internal text. Panics with the whole reply if not.
+    pub fn expect(&self, status: u16, code: Option<&str>) -> serde_json::Value {
+        assert_eq!(self.status, status, "{self}");
+        let v = self.json();
+        if let Some(code) = code {
+            self.assert_problem(code, &v);
+        }
+        self.assert_no_internal_text(&[]);
+        v
+    }
+
+    fn assert_problem(&self, code: &str, v: &serde_json::Value) {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self}"
+        );
+        assert_eq!(v["code"], code, "{self}");
+        assert_eq!(v["status"], self.status, "{self}");
+        assert_eq!(
+            v["type"],
+            format!("urn:photondb:problem:{code}").as_str(),
+            "{self}"
+        );
+        let rid = v["request_id"].as_str().unwrap_or_default();
+        assert!(!rid.is_empty(), "no request_id: {self}");
+        assert_eq!(self.header("x-request-id"), Some(rid), "{self}");
+        if let Some(sent) = &self.sent_request_id {
+            assert_eq!(rid, sent, "the client's UUID request id is kept: {self}");
+        }
+    }
+
+    /// None of [`INTERNAL_TEXT`] nor any of `more` (e.g. the data directory) in the body.
+    pub fn assert_no_internal_text(&self, more: &[&str]) {
+        let body = self.text();
+        for needle in INTERNAL_TEXT.iter().chain(more) {
+            assert!(
+                !body.contains(needle),
+                "internal text {needle:?} in the body: {self}"
+            );
+        }
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTP {} {:?} {}", self.status, self.headers, self.text())
+    }
+}
+
+/// Parses a complete HTTP/1.1 response (`Content-Length`, chunked, or read to close).
+fn parse_http1(buf: &[u8]) -> anyhow::Result<Reply> {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("no complete head in {:?}", String::from_utf8_lossy(buf)))?;
+    let head = std::str::from_utf8(&buf[..split])?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line {status_line:?}"))?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').context("header without ':'")?;
+        headers.append(
+            HeaderName::from_bytes(name.trim().as_bytes())?,
+            HeaderValue::from_str(value.trim())?,
+        );
+    }
+    let rest = &buf[split + 4..];
+    let chunked = headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(len) = headers.get("content-length") {
+        let len: usize = len.to_str()?.parse()?;
+        rest.get(..len).context("body shorter than Content-Length")?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body: body.into(),
+        sent_request_id: None,
+    })
+}
+
+fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("chunk size line")?;
+        let size_text = std::str::from_utf8(&rest[..end])?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
+        rest = &rest[end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(rest.get(..size).context("short chunk")?);
+        rest = rest.get(size + 2..).context("chunk without CRLF")?;
+    }
+}

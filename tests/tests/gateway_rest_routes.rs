@@ -1,0 +1,328 @@
+//! Every REST route of DESIGN §5 round-trips through the real gateway to the real storaged,
+//! over HTTP/2 and over HTTP/1.1 keep-alive.
+
+use photondb_tests::gateway::{Gateway, HttpsClient, Protocol};
+use photondb_tests::{Overrides, Storaged, TestCerts};
+use serde_json::{Value, json};
+
+struct Stack {
+    _certs: TestCerts,
+    storaged: Storaged,
+    gateway: Gateway,
+}
+
+fn stack() -> Stack {
+    let certs = TestCerts::new().unwrap();
+    let storaged = Storaged::start(&certs, Overrides::default()).unwrap();
+    let gateway = Gateway::start(&certs, storaged.addr(), |_| {}).unwrap();
+    Stack {
+        _certs: certs,
+        storaged,
+        gateway,
+    }
+}
+
+fn version(v: &Value) -> u64 {
+    v["version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no version in {v}"))
+}
+
+fn etag(r: &photondb_tests::gateway::Reply) -> Option<String> {
+    r.header("etag").map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_round_trips_over_http2() {
+    let s = stack();
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    all_routes(&c, &s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_round_trips_over_http1() {
+    let s = stack();
+    let c = s.gateway.client(Protocol::Http1).await.unwrap();
+    all_routes(&c, &s).await;
+}
+
+async fn all_routes(c: &HttpsClient, s: &Stack) {
+    health(c).await;
+    databases_and_tables(c).await;
+    documents(c).await;
+    scan(c).await;
+    batch(c).await;
+    verify(c, s).await;
+    drop_table_and_db(c).await;
+}
+
+async fn health(c: &HttpsClient) {
+    for path in ["/public/health", "/v1/health"] {
+        let v = c.get(path).await.unwrap().expect(200, None);
+        assert_eq!(v["status"], "ok", "{path}: {v}");
+        assert_eq!(v["breaker"], "closed", "{path}: {v}");
+        assert_eq!(v["read_only"], false, "{path}: {v}");
+        assert_eq!(v["dev_mode"], true, "{path}: {v}");
+        assert!(
+            v["warning"].as_str().unwrap_or("").contains("DEV MODE"),
+            "dev mode is loud on {path}: {v}"
+        );
+    }
+}
+
+async fn databases_and_tables(c: &HttpsClient) {
+    let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "databases": [] }));
+    let v = c.put("/v1/dbs/shop", "").await.unwrap().expect(201, None);
+    assert_eq!(v, json!({ "created": true }));
+    c.put("/v1/dbs/shop", "")
+        .await
+        .unwrap()
+        .expect(409, Some("already_exists"));
+    c.put("/v1/dbs/other", "").await.unwrap().expect(201, None);
+    let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "databases": ["other", "shop"] }));
+
+    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "tables": [] }));
+    let v = c
+        .put("/v1/dbs/shop/tables/items", "")
+        .await
+        .unwrap()
+        .expect(201, None);
+    assert_eq!(v, json!({ "created": true }));
+    c.put("/v1/dbs/shop/tables/items", "")
+        .await
+        .unwrap()
+        .expect(409, Some("already_exists"));
+    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "tables": ["items"] }));
+    c.get("/v1/dbs/nope/tables")
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+}
+
+const T: &str = "/v1/dbs/shop/tables/items";
+
+async fn documents(c: &HttpsClient) {
+    let doc = format!("{T}/docs/a1");
+    let r = c.put(&doc, r#"{"n":1}"#).await.unwrap();
+    let v1 = version(&r.expect(200, None));
+    assert_eq!(etag(&r), Some(format!("\"{v1}\"")));
+
+    let r = c.get(&doc).await.unwrap();
+    let v = r.expect(200, None);
+    assert_eq!(v, json!({ "key": "a1", "version": v1, "value": { "n": 1 } }));
+    assert_eq!(etag(&r), Some(format!("\"{v1}\"")));
+    let public = c
+        .get("/public/v1/dbs/shop/tables/items/docs/a1")
+        .await
+        .unwrap();
+    assert_eq!(public.expect(200, None), v);
+
+    // Optimistic concurrency: the wrong version is refused and nothing changes.
+    let wrong = format!("\"{}\"", v1 + 1000);
+    let r = c
+        .send("PUT", &doc, &[("if-match", &wrong)], r#"{"n":2}"#.into())
+        .await
+        .unwrap();
+    r.expect(412, Some("version_mismatch"));
+    let v = c.get(&doc).await.unwrap().expect(200, None);
+    assert_eq!(v["value"], json!({ "n": 1 }), "a refused write changed nothing");
+
+    let right = format!("\"{v1}\"");
+    let r = c
+        .send("PUT", &doc, &[("if-match", &right)], r#"{"n":2}"#.into())
+        .await
+        .unwrap();
+    let v2 = version(&r.expect(200, None));
+    assert!(v2 > v1, "versions grow: {v1} then {v2}");
+    let r = c
+        .send("PUT", &doc, &[("if-match", &right)], r#"{"n":3}"#.into())
+        .await
+        .unwrap();
+    r.expect(412, Some("version_mismatch"));
+
+    // If-None-Match: * creates only.
+    let fresh = format!("{T}/docs/a2");
+    let r = c
+        .send("PUT", &fresh, &[("if-none-match", "*")], "{}".into())
+        .await
+        .unwrap();
+    version(&r.expect(200, None));
+    let r = c
+        .send("PUT", &fresh, &[("if-none-match", "*")], "{}".into())
+        .await
+        .unwrap();
+    let code = r.code().unwrap_or_default();
+    assert!(
+        matches!(
+            (r.status, code.as_str()),
+            (412, "version_mismatch") | (409, "already_exists")
+        ),
+        "If-None-Match on an existing document: {r}"
+    );
+    r.expect(r.status, Some(&code));
+
+    // Missing documents.
+    c.get(&format!("{T}/docs/missing"))
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+
+    // Delete: wrong version refused, then deleted with a new version, then gone.
+    let v2s = format!("\"{v2}\"");
+    c.send("DELETE", &doc, &[("if-match", &wrong)], "".into())
+        .await
+        .unwrap()
+        .expect(412, Some("version_mismatch"));
+    let r = c
+        .send("DELETE", &doc, &[("if-match", &v2s)], "".into())
+        .await
+        .unwrap();
+    let v3 = version(&r.expect(200, None));
+    assert!(v3 > v2, "a delete is a new version: {v2} then {v3}");
+    c.get(&doc).await.unwrap().expect(404, Some("not_found"));
+    c.delete(&fresh).await.unwrap().expect(200, None);
+}
+
+async fn scan(c: &HttpsClient) {
+    let keys: Vec<String> = (0..12).map(|i| format!("p-{i:02}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let body = json!({ "i": i }).to_string();
+        c.put(&format!("{T}/docs/{k}"), body)
+            .await
+            .unwrap()
+            .expect(200, None);
+    }
+    c.put(&format!("{T}/docs/q-1"), "{}")
+        .await
+        .unwrap()
+        .expect(200, None);
+
+    // Follow the cursor to the end, five at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0.. {
+        assert!(page < 10, "the cursor never ended: {seen:?}");
+        let mut target = format!("{T}/docs?prefix=p-&limit=5");
+        if let Some(a) = &after {
+            target.push_str(&format!("&after={a}"));
+        }
+        let v = c.get(&target).await.unwrap().expect(200, None);
+        let docs = v["documents"].as_array().unwrap();
+        assert!(docs.len() <= 5, "limit respected: {v}");
+        for d in docs {
+            let key = d["key"].as_str().unwrap().to_owned();
+            let i = seen.len();
+            assert_eq!(d["value"], json!({ "i": i }), "{v}");
+            assert!(d["version"].as_u64().is_some(), "{v}");
+            seen.push(key);
+        }
+        match v["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, keys, "every key under the prefix, in order, once");
+
+    // `after` on its own, and no prefix: everything past it.
+    let v = c
+        .get(&format!("{T}/docs?after=p-09&limit=100"))
+        .await
+        .unwrap()
+        .expect(200, None);
+    let got: Vec<&str> = v["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["p-10", "p-11", "q-1"], "{v}");
+    assert_eq!(v["next_after"], Value::Null, "{v}");
+}
+
+async fn batch(c: &HttpsClient) {
+    let b = format!("{T}/batch");
+    let p00 = c
+        .get(&format!("{T}/docs/p-00"))
+        .await
+        .unwrap()
+        .expect(200, None);
+    let ops = json!({ "operations": [
+        { "op": "put", "key": "b1", "value": { "b": 1 } },
+        { "op": "put", "key": "b2", "value": { "b": 2 }, "if_absent": true },
+        { "op": "delete", "key": "p-00", "if_version": version(&p00) },
+    ]});
+    let v = c
+        .post(&b, ops.to_string())
+        .await
+        .unwrap()
+        .expect(200, None);
+    let vb = version(&v);
+    for (key, value) in [("b1", json!({ "b": 1 })), ("b2", json!({ "b": 2 }))] {
+        let d = c
+            .get(&format!("{T}/docs/{key}"))
+            .await
+            .unwrap()
+            .expect(200, None);
+        assert_eq!((d["value"].clone(), version(&d)), (value, vb), "{d}");
+    }
+    c.get(&format!("{T}/docs/p-00"))
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+
+    // One failing precondition: nothing of the batch is written.
+    let ops = json!({ "operations": [
+        { "op": "put", "key": "c1", "value": { "c": 1 } },
+        { "op": "delete", "key": "b2" },
+        { "op": "put", "key": "b1", "value": { "b": 9 }, "if_version": vb + 1000 },
+    ]});
+    c.post(&b, ops.to_string())
+        .await
+        .unwrap()
+        .expect(412, Some("version_mismatch"));
+    c.get(&format!("{T}/docs/c1"))
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+    for key in ["b1", "b2"] {
+        let d = c
+            .get(&format!("{T}/docs/{key}"))
+            .await
+            .unwrap()
+            .expect(200, None);
+        assert_eq!(version(&d), vb, "{key} untouched by the refused batch: {d}");
+    }
+}
+
+async fn verify(c: &HttpsClient, s: &Stack) {
+    let r = c.get("/v1/storage/verify").await.unwrap();
+    let data_dir = s.storaged.data_dir().display().to_string();
+    r.assert_no_internal_text(&[&data_dir]);
+    let v = r.expect(200, None);
+    assert_eq!(v["clean"], true, "{v}");
+    assert_eq!(v["bad_pages"], json!([]), "{v}");
+    assert!(v["pages_checked"].as_u64().is_some(), "{v}");
+}
+
+async fn drop_table_and_db(c: &HttpsClient) {
+    let r = c.delete(T).await.unwrap();
+    r.expect(204, None);
+    assert!(r.body.is_empty(), "204 has no body: {r}");
+    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "tables": [] }));
+    c.get(&format!("{T}/docs/b1"))
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+    c.delete("/v1/dbs/shop").await.unwrap().expect(204, None);
+    let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "databases": ["other"] }));
+    c.delete("/v1/dbs/shop")
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+}
