@@ -55,7 +55,8 @@ impl Audit {
             return;
         };
         let (line, hash) = chain_line(event, &state.prev);
-        match writeln!(state.file, "{line}") {
+        // One write call per line (O_APPEND): lines never interleave, and a crash can tear only the last.
+        match state.file.write_all(format!("{line}\n").as_bytes()) {
             Ok(()) => state.prev = hash,
             Err(err) => tracing::error!(error = %err, "audit log write failed"),
         }

@@ -171,7 +171,13 @@ async fn serve(
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_header_list_size(16 * 1024)
-        .layer(tower_http::trace::TraceLayer::new_for_grpc().make_span_with(crate::trace::span))
+        .layer(
+            // Client refusals (NOT_FOUND, ...) are normal: the handler logs each call's
+            // outcome itself and what needs an operator (corruption, disk failure) at error.
+            tower_http::trace::TraceLayer::new_for_grpc()
+                .make_span_with(crate::trace::span)
+                .on_failure(()),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .add_service(storage)

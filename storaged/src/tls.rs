@@ -169,6 +169,10 @@ impl Reloading {
                 self.audit.record("tls_reloaded", []);
             }
             Err(err) => {
+                // Remember these files as seen, so a bad edit is reported once, not every tick.
+                if let Ok(mut current) = self.current.write() {
+                    current.1 = now;
+                }
                 tracing::error!(error = %err, "TLS reload failed; keeping the previous certificates");
                 self.audit.record("tls_reload_failed", []);
             }
