@@ -60,8 +60,16 @@ impl Handler {
         let code = result
             .as_ref()
             .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.metrics
-            .observe(ctx.method, code, ctx.started.elapsed());
+        let elapsed = ctx.started.elapsed();
+        self.metrics.observe(ctx.method, code, elapsed);
+        tracing::info!(
+            method = ctx.method,
+            request_id = %ctx.request_id,
+            principal = %ctx.principal,
+            code = ?code,
+            micros = elapsed.as_micros() as u64,
+            "call"
+        );
         result
     }
 
@@ -219,8 +227,10 @@ impl Storage for Handler {
         let ctx = CallContext::from_metadata("Get", req.metadata());
         let r = req.into_inner();
         let (db, table) = table_ref(r.table)?;
-        let found = self.run(ctx, move |e| e.get(&db, &table, &r.key)).await?;
-        let doc = found.ok_or_else(|| Status::not_found("document not found"))?;
+        let missing = engine::Error::NotFound(engine::What::Document);
+        let doc = self
+            .run(ctx, move |e| e.get(&db, &table, &r.key)?.ok_or(missing))
+            .await?;
         Ok(Response::new(pb::GetResponse {
             document: Some(document(doc)),
         }))
