@@ -597,7 +597,9 @@ fn parse_http1(buf: &[u8]) -> anyhow::Result<Reply> {
         dechunk(rest)?
     } else if let Some(len) = headers.get("content-length") {
         let len: usize = len.to_str()?.parse()?;
-        rest.get(..len).context("body shorter than Content-Length")?.to_vec()
+        rest.get(..len)
+            .context("body shorter than Content-Length")?
+            .to_vec()
     } else {
         rest.to_vec()
     };

@@ -58,14 +58,21 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
         let writes = [
             ("PUT", format!("{T}/docs/a"), r#"{"n":2}"#),
             ("DELETE", format!("{T}/docs/a"), ""),
-            ("POST", format!("{T}/batch"), r#"{"operations":[{"op":"delete","key":"a"}]}"#),
+            (
+                "POST",
+                format!("{T}/batch"),
+                r#"{"operations":[{"op":"delete","key":"a"}]}"#,
+            ),
             ("PUT", "/v1/dbs/ro/tables/t2".to_owned(), ""),
             ("DELETE", T.to_owned(), ""),
             ("PUT", "/v1/dbs/other".to_owned(), ""),
             ("DELETE", "/v1/dbs/ro".to_owned(), ""),
         ];
         for (method, target, body) in &writes {
-            let r = client.send(method, target, &[], (*body).into()).await.unwrap();
+            let r = client
+                .send(method, target, &[], (*body).into())
+                .await
+                .unwrap();
             read_only(&r);
         }
         // Reads go through.
@@ -74,13 +81,20 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
             .await
             .unwrap()
             .expect(200, None);
-        assert_eq!(doc, json!({ "key": "a", "version": v["version"], "value": { "n": 1 } }));
+        assert_eq!(
+            doc,
+            json!({ "key": "a", "version": v["version"], "value": { "n": 1 } })
+        );
         let scan = client
             .get(&format!("{T}/docs?prefix=a&limit=10"))
             .await
             .unwrap()
             .expect(200, None);
-        assert_eq!(scan["documents"].as_array().map(Vec::len), Some(1), "{scan}");
+        assert_eq!(
+            scan["documents"].as_array().map(Vec::len),
+            Some(1),
+            "{scan}"
+        );
         let dbs = client.get("/v1/dbs").await.unwrap().expect(200, None);
         assert_eq!(dbs, json!({ "databases": ["ro"] }));
         client
@@ -88,7 +102,11 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
             .await
             .unwrap()
             .expect(200, None);
-        client.get("/v1/storage/verify").await.unwrap().expect(200, None);
+        client
+            .get("/v1/storage/verify")
+            .await
+            .unwrap()
+            .expect(200, None);
         // Refusals before step 11 keep their own codes.
         client
             .get(&format!("{T}/docs/nope"))
@@ -110,7 +128,10 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
     let r = put_until(&c, "read-only again", |r| r.status == 503).await;
     read_only(&r);
     std::fs::remove_file(&flag).unwrap();
-    put_until(&c, "writable after the flag was removed", |r| r.status == 200).await;
+    put_until(&c, "writable after the flag was removed", |r| {
+        r.status == 200
+    })
+    .await;
     let v2 = c
         .put(&format!("{T}/docs/a"), r#"{"n":2}"#)
         .await
@@ -118,5 +139,9 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
         .expect(200, None);
     assert!(v2["version"].as_u64() > v["version"].as_u64());
     let h = c.get("/v1/health").await.unwrap().expect(200, None);
-    assert_eq!((&h["status"], &h["read_only"]), (&json!("ok"), &json!(false)), "{h}");
+    assert_eq!(
+        (&h["status"], &h["read_only"]),
+        (&json!("ok"), &json!(false)),
+        "{h}"
+    );
 }

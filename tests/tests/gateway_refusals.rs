@@ -90,8 +90,16 @@ async fn malformed_payloads_are_400() {
         ),
         ("/batch", "{", "json_malformed"),
         ("/batch", r#"{"ops":[]}"#, "bad_batch"),
-        ("/batch", r#"{"operations":[{"op":"frobnicate","key":"k"}]}"#, "bad_batch"),
-        ("/batch", r#"{"operations":[{"op":"put","key":"k","value":[1]}]}"#, "document_not_object"),
+        (
+            "/batch",
+            r#"{"operations":[{"op":"frobnicate","key":"k"}]}"#,
+            "bad_batch",
+        ),
+        (
+            "/batch",
+            r#"{"operations":[{"op":"put","key":"k","value":[1]}]}"#,
+            "document_not_object",
+        ),
     ];
     for p in Protocol::BOTH {
         let c = s.gateway.client(p).await.unwrap();
@@ -107,7 +115,12 @@ async fn malformed_payloads_are_400() {
         }
         // Not UTF-8 at all.
         let r = c
-            .send("PUT", &format!("{T}/docs/k"), &[], vec![b'{', 0xff, b'}'].into())
+            .send(
+                "PUT",
+                &format!("{T}/docs/k"),
+                &[],
+                vec![b'{', 0xff, b'}'].into(),
+            )
             .await
             .unwrap();
         s.check(&r, 400, "json_not_utf8");
@@ -138,7 +151,11 @@ async fn bad_names_keys_queries_and_headers_are_400() {
         let c = s.gateway.client(p).await.unwrap();
         for (method, target, code) in &cases {
             let r = c.send(method, target, &[], "".into()).await.unwrap();
-            assert_eq!(r.code().as_deref(), Some(*code), "{p:?} {method} {target}: {r}");
+            assert_eq!(
+                r.code().as_deref(),
+                Some(*code),
+                "{p:?} {method} {target}: {r}"
+            );
             s.check(&r, 400, code);
         }
         let doc = format!("{T}/docs/k");
@@ -171,7 +188,11 @@ async fn bad_names_keys_queries_and_headers_are_400() {
         .await
         .unwrap()
         .expect(200, None);
-    assert_eq!(v["databases"], serde_json::json!(["shop"]), "no bad name was created");
+    assert_eq!(
+        v["databases"],
+        serde_json::json!(["shop"]),
+        "no bad name was created"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +235,14 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
     let s = stack().await;
     for p in Protocol::BOTH {
         let c = s.gateway.client(p).await.unwrap();
-        for path in ["/", "/v2/dbs", "/v1", "/metrics", "/v1/dbs/shop/views", "/public"] {
+        for path in [
+            "/",
+            "/v2/dbs",
+            "/v1",
+            "/metrics",
+            "/v1/dbs/shop/views",
+            "/public",
+        ] {
             let r = c.get(path).await.unwrap();
             s.check(&r, 404, "route_not_found");
         }

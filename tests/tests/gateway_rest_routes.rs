@@ -83,7 +83,11 @@ async fn databases_and_tables(c: &HttpsClient) {
     let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
     assert_eq!(v, json!({ "databases": ["other", "shop"] }));
 
-    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    let v = c
+        .get("/v1/dbs/shop/tables")
+        .await
+        .unwrap()
+        .expect(200, None);
     assert_eq!(v, json!({ "tables": [] }));
     let v = c
         .put("/v1/dbs/shop/tables/items", "")
@@ -95,7 +99,11 @@ async fn databases_and_tables(c: &HttpsClient) {
         .await
         .unwrap()
         .expect(409, Some("already_exists"));
-    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    let v = c
+        .get("/v1/dbs/shop/tables")
+        .await
+        .unwrap()
+        .expect(200, None);
     assert_eq!(v, json!({ "tables": ["items"] }));
     c.get("/v1/dbs/nope/tables")
         .await
@@ -113,7 +121,10 @@ async fn documents(c: &HttpsClient) {
 
     let r = c.get(&doc).await.unwrap();
     let v = r.expect(200, None);
-    assert_eq!(v, json!({ "key": "a1", "version": v1, "value": { "n": 1 } }));
+    assert_eq!(
+        v,
+        json!({ "key": "a1", "version": v1, "value": { "n": 1 } })
+    );
     assert_eq!(etag(&r), Some(format!("\"{v1}\"")));
     let public = c
         .get("/public/v1/dbs/shop/tables/items/docs/a1")
@@ -129,7 +140,11 @@ async fn documents(c: &HttpsClient) {
         .unwrap();
     r.expect(412, Some("version_mismatch"));
     let v = c.get(&doc).await.unwrap().expect(200, None);
-    assert_eq!(v["value"], json!({ "n": 1 }), "a refused write changed nothing");
+    assert_eq!(
+        v["value"],
+        json!({ "n": 1 }),
+        "a refused write changed nothing"
+    );
 
     let right = format!("\"{v1}\"");
     let r = c
@@ -255,11 +270,7 @@ async fn batch(c: &HttpsClient) {
         { "op": "put", "key": "b2", "value": { "b": 2 }, "if_absent": true },
         { "op": "delete", "key": "p-00", "if_version": version(&p00) },
     ]});
-    let v = c
-        .post(&b, ops.to_string())
-        .await
-        .unwrap()
-        .expect(200, None);
+    let v = c.post(&b, ops.to_string()).await.unwrap().expect(200, None);
     let vb = version(&v);
     for (key, value) in [("b1", json!({ "b": 1 })), ("b2", json!({ "b": 2 }))] {
         let d = c
@@ -312,7 +323,11 @@ async fn drop_table_and_db(c: &HttpsClient) {
     let r = c.delete(T).await.unwrap();
     r.expect(204, None);
     assert!(r.body.is_empty(), "204 has no body: {r}");
-    let v = c.get("/v1/dbs/shop/tables").await.unwrap().expect(200, None);
+    let v = c
+        .get("/v1/dbs/shop/tables")
+        .await
+        .unwrap()
+        .expect(200, None);
     assert_eq!(v, json!({ "tables": [] }));
     c.get(&format!("{T}/docs/b1"))
         .await

@@ -17,7 +17,12 @@ fn s_client(gw: &Gateway, certs: &TestCerts, args: &[&str]) -> (bool, String) {
         .arg("s_client")
         .arg("-connect")
         .arg(gw.addr().to_string())
-        .args(["-servername", GATEWAY_NAME, "-verify_return_error", "-CAfile"])
+        .args([
+            "-servername",
+            GATEWAY_NAME,
+            "-verify_return_error",
+            "-CAfile",
+        ])
         .arg(ca)
         .args(args)
         .stdin(Stdio::null())
@@ -63,7 +68,10 @@ fn old_protocols_and_non_aead_suites_are_refused() {
     for (name, flag) in [("TLS 1.0", "-tls1"), ("TLS 1.1", "-tls1_1")] {
         let (ok, out) = s_client(&gw, &certs, &["-brief", flag, "-cipher", legacy]);
         assert!(!ok, "{name} was negotiated:\n{out}");
-        assert!(out.contains("alert"), "the server refused with an alert:\n{out}");
+        assert!(
+            out.contains("alert"),
+            "the server refused with an alert:\n{out}"
+        );
         assert!(
             !out.contains("no protocols available"),
             "the client did not offer {name}, so this proves nothing:\n{out}"
@@ -81,10 +89,18 @@ fn old_protocols_and_non_aead_suites_are_refused() {
     let (ok, out) = s_client(
         &gw,
         &certs,
-        &["-brief", "-tls1_2", "-cipher", &format!("{non_aead}@SECLEVEL=0")],
+        &[
+            "-brief",
+            "-tls1_2",
+            "-cipher",
+            &format!("{non_aead}@SECLEVEL=0"),
+        ],
     );
     assert!(!ok, "a non-AEAD TLS 1.2 suite was negotiated:\n{out}");
-    assert!(out.contains("alert"), "the server refused with an alert:\n{out}");
+    assert!(
+        out.contains("alert"),
+        "the server refused with an alert:\n{out}"
+    );
 
     // Positive controls: the same client does negotiate TLS 1.2 (AEAD) and TLS 1.3.
     let (ok, out) = s_client(&gw, &certs, &["-brief", "-tls1_2"]);
@@ -98,5 +114,8 @@ fn old_protocols_and_non_aead_suites_are_refused() {
     assert!(ok && out.contains("Protocol version: TLSv1.3"), "{out}");
     let (ok, out) = s_client(&gw, &certs, &["-brief", "-alpn", "h2,http/1.1"]);
     assert!(ok, "{out}");
-    assert!(out.contains("Protocol version: TLSv1.3"), "the best is chosen: {out}");
+    assert!(
+        out.contains("Protocol version: TLSv1.3"),
+        "the best is chosen: {out}"
+    );
 }
