@@ -118,6 +118,10 @@ async fn write_answer(s: &mut ServerSession, answer: Answer, rid: &str) -> pingo
     }
     s.write_response_header(Box::new(h)).await?;
     match trailers {
+        // A response to HEAD carries no body (HTTP/2 clients reset a stream that sends one).
+        None if s.req_header().method == http::Method::HEAD => {
+            s.write_response_body(bytes::Bytes::new(), true).await
+        }
         None => s.write_response_body(answer.body, true).await,
         Some(t) => {
             if !answer.body.is_empty() {

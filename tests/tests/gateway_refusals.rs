@@ -20,6 +20,7 @@ async fn stack() -> Stack {
     let gateway = Gateway::start(&certs, storaged.addr(), |c| {
         c.limits.max_body_bytes = MAX_BODY;
         c.limits.max_json_depth = 8;
+        c.limits.body_timeout_ms = 1_000;
     })
     .unwrap();
     let s = Stack {
@@ -278,4 +279,81 @@ async fn storaged_refusals_reach_the_client_without_their_text() {
     s.check(&r, 409, "already_exists");
     let r = c.delete("/v1/dbs/shop/tables/nope").await.unwrap();
     s.check(&r, 404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_is_405_with_headers_and_no_body() {
+    let s = stack().await;
+    for p in Protocol::BOTH {
+        let c = s.gateway.client(p).await.unwrap();
+        for (path, status, allow) in [("/v1/health", 405, Some("GET")), ("/nope", 404, None)] {
+            // Before edge.rs skipped the body for HEAD, HTTP/2 clients saw a stream error.
+            let r = c.send("HEAD", path, &[], "".into()).await.unwrap();
+            assert_eq!(r.status, status, "{p:?} {r}");
+            assert_eq!(r.header("allow"), allow, "{r}");
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+            assert_eq!(r.header("x-request-id"), r.sent_request_id.as_deref());
+            assert!(r.body.is_empty(), "{p:?}: HEAD answered with a body: {r}");
+        }
+        // The connection is still good afterwards.
+        c.get("/v1/health").await.unwrap().expect(200, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_that_are_not_uuids_are_replaced() {
+    let s = stack().await;
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    let r = c
+        .send(
+            "GET",
+            "/nope",
+            &[("x-request-id", "../../etc/passwd")],
+            "".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "{r}");
+    let rid = r.json()["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.header("x-request-id"), Some(rid.as_str()));
+    assert!(uuid::Uuid::parse_str(&rid).is_ok(), "{r}");
+    assert!(!r.text().contains("passwd"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_framing_refusals() {
+    let s = stack().await;
+    let host = s.gateway.authority();
+    let doc = format!("{T}/docs/framed");
+    let head = |extra: &str| {
+        format!("PUT {doc} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n")
+    };
+
+    // A declared length past the limit is refused before the body arrives.
+    let raw = head(&format!("Content-Length: {}\r\n", MAX_BODY + 1)) + "{";
+    let r = s.gateway.raw_http1(raw.as_bytes()).await.unwrap();
+    s.check(&r, 413, "payload_too_large");
+
+    // A chunked body that grows past the limit.
+    let chunk = format!("{:x}\r\n{}\r\n", 1024, "a".repeat(1024));
+    let raw = head("Transfer-Encoding: chunked\r\n") + &chunk.repeat(5) + "0\r\n\r\n";
+    let r = s.gateway.raw_http1(raw.as_bytes()).await.unwrap();
+    s.check(&r, 413, "payload_too_large");
+
+    // A body that stops arriving: 408 after body_timeout_ms.
+    let raw = head("Content-Length: 10\r\n") + "{}";
+    let r = s.gateway.raw_http1(raw.as_bytes()).await.unwrap();
+    s.check(&r, 408, "body_timeout");
+
+    // Headers past max_header_bytes over HTTP/1.1.
+    let c = s.gateway.client(Protocol::Http1).await.unwrap();
+    let big = "a".repeat(20_000);
+    let r = c
+        .send("GET", "/v1/dbs", &[("x-big", &big)], "".into())
+        .await
+        .unwrap();
+    s.check(&r, 431, "headers_too_large");
+
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    nothing_stored(&c, "framed").await;
 }
