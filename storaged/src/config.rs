@@ -330,7 +330,7 @@ mod tests {
             "tls.key",
             "tls.client_ca",
             "tls.allowed_clients",
-            "max_message_bytes",
+            "limits.max_message_bytes",
             "recovery.mode",
         ] {
             assert!(
