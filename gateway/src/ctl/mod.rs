@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// PhotonDB's command-line tool: keys, request signing, certificates.
+/// PhotonDB's command-line tool: signing keys, signed requests, certificates, load tests.
 #[derive(Debug, Parser)]
-#[command(name = "photonctl", version, about, long_about = None)]
+#[command(name = "photonctl", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
