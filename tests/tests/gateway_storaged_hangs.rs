@@ -63,7 +63,7 @@ async fn hung_storaged_times_out_opens_the_breaker_and_recovers() {
     let r = c.get(DOC).await.unwrap();
     r.expect(503, Some("storage_unavailable"));
     assert_eq!(r.header("retry-after"), Some("1"), "{r}");
-    assert!(started.elapsed() < timeout / 2, "{:?}", started.elapsed());
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
     let h = c.get("/v1/health").await.unwrap().expect(200, None);
     assert_eq!(h["breaker"], "open", "{h}");
 

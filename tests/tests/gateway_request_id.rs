@@ -1,0 +1,75 @@
+//! The request id travels end to end (DESIGN §2 step 12, §8): the client's UUID comes back
+//! in `X-Request-Id` and in problem bodies, and storaged logs the forwarded call under the same
+//! id, with the principal the gateway authenticated.
+
+use std::time::Duration;
+
+use photondb_tests::gateway::{Gateway, Protocol};
+use photondb_tests::{Overrides, Storaged, TestCerts, wait_until};
+
+/// storaged's log line for the call carrying `request_id`, ANSI colours removed.
+async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
+    let found = wait_until(Duration::from_secs(10), || {
+        strip_ansi(&storaged.stderr())
+            .lines()
+            .find(|l| l.contains(request_id) && l.contains(" call"))
+            .map(str::to_owned)
+    })
+    .await;
+    found.unwrap_or_else(|| {
+        panic!(
+            "storaged logged no call for {request_id}:\n{}",
+            storaged.stderr()
+        )
+    })
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_request_id_reaches_storaged_and_comes_back() {
+    let certs = TestCerts::new().unwrap();
+    let storaged = Storaged::start(
+        &certs,
+        Overrides {
+            env: vec![("RUST_LOG".into(), "info".into())],
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    let gw = Gateway::start(&certs, storaged.addr(), |_| {}).unwrap();
+    for p in Protocol::BOTH {
+        let c = gw.client(p).await.unwrap();
+        let db = format!("/v1/dbs/r{}", p as u8);
+        let r = c.put(&db, "").await.unwrap();
+        r.expect(201, None);
+        let rid = r.sent_request_id.clone().unwrap();
+        assert_eq!(r.header("x-request-id"), Some(rid.as_str()), "{r}");
+        let line = storaged_call_line(&storaged, &rid).await;
+        assert!(line.contains("CreateDatabase"), "{line}");
+        assert!(line.contains("principal="), "{line}");
+        assert!(
+            !line.contains("principal=-"),
+            "the principal is forwarded: {line}"
+        );
+
+        // A refusal made by storaged carries the same id back to the client.
+        let r = c.put(&db, "").await.unwrap();
+        let v = r.expect(409, Some("already_exists"));
+        let rid = r.sent_request_id.clone().unwrap();
+        assert_eq!(v["request_id"], rid.as_str());
+        let line = storaged_call_line(&storaged, &rid).await;
+        assert!(line.contains("AlreadyExists"), "{line}");
+    }
+}
