@@ -81,7 +81,7 @@ pub fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectReport, Ope
             if recent.len() == RECENT_RECORDS {
                 recent.pop_front();
             }
-            let summary = payload.summary.clone();
+            let summary = String::from_utf8_lossy(payload.summary).into_owned();
             recent.push_back(RecordSummary {
                 lsn,
                 summary,

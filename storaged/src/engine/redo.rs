@@ -70,6 +70,7 @@ pub(crate) fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
 }
 
 /// The page image after `change`; a diff needs the page's previous image.
+#[cfg(test)]
 pub(crate) fn apply(change: &Change, base: Option<&[u8]>) -> Result<Vec<u8>, Malformed> {
     match change {
         Change::Image(bytes) => {
@@ -115,6 +116,80 @@ impl Payload {
         }
         Ok(Payload { summary, pages })
     }
+}
+
+/// A page change borrowed from a validated payload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ChangeRef<'a> {
+    /// The image without its trailing zeros (at most a page).
+    Image(&'a [u8]),
+    /// `count` runs, already checked to lie inside the page.
+    Diff { count: u16, runs: &'a [u8] },
+}
+
+/// A payload validated exactly as `Payload::decode` validates it, but borrowing the record's
+/// bytes instead of copying every image and run: recovery applies these straight to its pages.
+#[derive(Debug)]
+pub(crate) struct PayloadView<'a> {
+    pub(crate) summary: &'a [u8],
+    pub(crate) pages: Vec<(u64, ChangeRef<'a>)>,
+}
+
+impl<'a> PayloadView<'a> {
+    pub(crate) fn parse(buf: &'a [u8]) -> Result<PayloadView<'a>, Malformed> {
+        let mut r = Reader::new(buf);
+        let len = r.u16()? as usize;
+        let summary = r.bytes(len)?;
+        let count = r.u32()?;
+        // Each entry takes at least 11 bytes, so this bounds the allocation by the payload.
+        let mut pages = Vec::with_capacity((count as usize).min(buf.len() / 11));
+        for _ in 0..count {
+            let kind = r.u8()?;
+            let page_no = r.u64()?;
+            let change = match kind {
+                IMAGE => ChangeRef::Image(bounded(r.u16()? as usize, 0, &mut r)?),
+                DIFF => {
+                    let count = r.u16()?;
+                    let start = r.pos();
+                    for _ in 0..count {
+                        let offset = r.u16()? as usize;
+                        let len = r.u16()? as usize;
+                        bounded(len, offset, &mut r)?;
+                    }
+                    ChangeRef::Diff {
+                        count,
+                        runs: &buf[start..r.pos()],
+                    }
+                }
+                _ => return Err(Malformed("unknown page change kind".into())),
+            };
+            pages.push((page_no, change));
+        }
+        if !r.is_empty() {
+            return Err(Malformed("bytes after the last page change".into()));
+        }
+        Ok(PayloadView { summary, pages })
+    }
+}
+
+/// Applies a validated change to `page` (a full page) in place.
+pub(crate) fn apply_in_place(change: ChangeRef<'_>, page: &mut [u8]) -> Result<(), Malformed> {
+    match change {
+        ChangeRef::Image(bytes) => {
+            page[..bytes.len()].copy_from_slice(bytes);
+            page[bytes.len()..].fill(0);
+        }
+        ChangeRef::Diff { count, runs } => {
+            let mut r = Reader::new(runs);
+            for _ in 0..count {
+                let at = r.u16()? as usize;
+                let len = r.u16()? as usize;
+                let bytes = bounded(len, at, &mut r)?;
+                page[at..at + len].copy_from_slice(bytes);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn truncated(s: &str) -> &str {
@@ -226,6 +301,41 @@ mod tests {
     }
 
     #[test]
+    fn the_borrowed_view_applies_like_the_owned_payload() {
+        let old = page(|i| (i % 7) as u8);
+        let mut new = old.clone();
+        new[10] = 99;
+        new[5000..5100].fill(1);
+        let image = page(|i| if i < 100 { 3 } else { 0 });
+        let payload = Payload {
+            summary: "put".into(),
+            pages: vec![
+                PageChange {
+                    page_no: 4,
+                    change: Change::Image(image[..100].to_vec()),
+                },
+                PageChange {
+                    page_no: 5,
+                    change: Change::Diff(diff(&old, &new)),
+                },
+            ],
+        };
+        let bytes = payload.encode();
+        let view = PayloadView::parse(&bytes).unwrap();
+        assert_eq!(view.summary, b"put");
+        assert_eq!(view.pages.len(), 2);
+        let mut a = vec![9u8; PAGE_SIZE];
+        apply_in_place(view.pages[0].1, &mut a).unwrap();
+        assert_eq!(a, image);
+        let mut b = old.clone();
+        apply_in_place(view.pages[1].1, &mut b).unwrap();
+        assert_eq!(b, new);
+        for cut in 0..bytes.len() {
+            assert!(PayloadView::parse(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
     fn a_run_past_the_page_end_is_malformed() {
         let bad = Payload {
             summary: String::new(),
@@ -238,5 +348,6 @@ mod tests {
             }],
         };
         assert!(Payload::decode(&bad.encode()).is_err());
+        assert!(PayloadView::parse(&bad.encode()).is_err());
     }
 }

@@ -59,10 +59,15 @@ fn checksum(page_no: u64, page: &[u8]) -> u32 {
 /// The on-disk bytes of an image: LSN stamped, checksum computed.
 pub(crate) fn seal(image: &[u8], page_no: u64, lsn: u64) -> Vec<u8> {
     let mut page = image.to_vec();
-    put_u64(&mut page, LSN_AT, lsn);
-    let crc = checksum(page_no, &page);
-    put_u32(&mut page, CRC_AT, crc);
+    seal_in_place(&mut page, page_no, lsn);
     page
+}
+
+/// `seal` over a buffer that holds the image: stamps the LSN and the checksum in place.
+pub(crate) fn seal_in_place(page: &mut [u8], page_no: u64, lsn: u64) {
+    put_u64(page, LSN_AT, lsn);
+    let crc = checksum(page_no, page);
+    put_u32(page, CRC_AT, crc);
 }
 
 /// Checks on-disk bytes and returns the image and the page LSN.

@@ -7,7 +7,7 @@ mod leaf;
 mod meta;
 
 pub(crate) use chain::{Free, OVERFLOW_CAPACITY, Overflow};
-pub(crate) use header::{HEADER_LEN, PAGE_SIZE, PageType, blank, seal, unseal};
+pub(crate) use header::{HEADER_LEN, PAGE_SIZE, PageType, blank, seal, seal_in_place, unseal};
 pub(crate) use interior::Interior;
 pub(crate) use leaf::{Cell, Leaf, Value};
 pub(crate) use meta::Meta;

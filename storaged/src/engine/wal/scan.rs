@@ -12,7 +12,7 @@
 use crate::engine::control::ControlState;
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoBackend, read_exact_at};
-use crate::engine::redo::Payload;
+use crate::engine::redo::PayloadView;
 use crate::engine::wal::files::list_segments;
 use crate::engine::wal::record::{self, Invalid, RECORD_HEADER_LEN};
 use crate::engine::wal::segment::{NO_PREVIOUS, SEGMENT_HEADER_LEN, SegmentHeader, file_name};
@@ -51,7 +51,7 @@ pub(crate) struct LogEnd {
 }
 
 /// Applies each valid record (LSN, payload) in order.
-pub(crate) type Apply<'a> = dyn FnMut(u64, &Payload) -> Result<(), StorageError> + 'a;
+pub(crate) type Apply<'a> = dyn FnMut(u64, &PayloadView<'_>) -> Result<(), StorageError> + 'a;
 
 struct Scanner<'a> {
     io: &'a dyn IoBackend,
@@ -208,14 +208,14 @@ impl Scanner<'_> {
         Ok(self.classify(start, data, offset, is_last, Invalid::Zero))
     }
 
-    fn decode(&self, buf: &[u8], lsn: u64) -> Result<(u64, Payload), Invalid> {
+    fn decode<'d>(&self, buf: &'d [u8], lsn: u64) -> Result<(u64, PayloadView<'d>), Invalid> {
         let (header, payload) = record::decode(buf, lsn)?;
         if header.prev_lsn != self.end.last_lsn {
             return Err(Invalid::Damaged(
                 "record's previous-LSN link is broken".into(),
             ));
         }
-        let payload = Payload::decode(payload)
+        let payload = PayloadView::parse(payload)
             .map_err(|e| Invalid::Damaged(format!("record payload is malformed: {}", e.0)))?;
         Ok((header.total_len(), payload))
     }
@@ -238,7 +238,7 @@ impl Scanner<'_> {
     ) -> bool {
         let at = start + offset as u64;
         let rest = data.get(offset..).unwrap_or_default();
-        let nonzero_end = rest.iter().rposition(|&b| b != 0).map(|p| offset + p + 1);
+        let nonzero_end = last_nonzero(rest).map(|p| offset + p + 1);
         let reason = match why {
             Invalid::Zero => "bytes that are not a record".to_string(),
             Invalid::Damaged(reason) => reason,
@@ -267,6 +267,21 @@ impl Scanner<'_> {
     }
 }
 
+/// The index of the last nonzero byte. The tail of the active segment is mostly zeros (up to
+/// the whole segment), so this compares wide chunks rather than single bytes.
+fn last_nonzero(buf: &[u8]) -> Option<usize> {
+    const CHUNK: usize = 256;
+    let mut end = buf.len();
+    let head = end % CHUNK;
+    for chunk in buf[head..].rchunks_exact(CHUNK) {
+        if chunk.iter().fold(0u8, |acc, &b| acc | b) != 0 {
+            break;
+        }
+        end -= CHUNK;
+    }
+    buf[..end].iter().rposition(|&b| b != 0)
+}
+
 /// The first later record, valid on its own, that says everything up to and including
 /// `offset` was durable before it was written.
 fn later_proof_of_durability(start: u64, data: &[u8], offset: usize) -> Option<u64> {
@@ -286,6 +301,7 @@ fn later_proof_of_durability(start: u64, data: &[u8], offset: usize) -> Option<u
 mod tests {
     use super::*;
     use crate::engine::io::SimFs;
+    use crate::engine::redo::Payload;
     use crate::engine::wal::record::{KIND_COMMIT, RecordHeader, encode};
 
     const SIZE: u64 = 64 << 10;
@@ -345,6 +361,19 @@ mod tests {
         file.write_at(lsns[1] + RECORD_HEADER_LEN as u64, &[0xFF])
             .unwrap();
         (fs, lsns)
+    }
+
+    #[test]
+    fn last_nonzero_finds_the_last_nonzero_byte() {
+        for len in [0usize, 1, 255, 256, 257, 1000, 4096] {
+            for at in [None, Some(0), Some(len / 2), len.checked_sub(1)] {
+                let mut buf = vec![0u8; len];
+                if let Some(Some(i)) = at.map(|a| (a < len).then_some(a)) {
+                    buf[i] = 1;
+                }
+                assert_eq!(last_nonzero(&buf), buf.iter().rposition(|&b| b != 0));
+            }
+        }
     }
 
     fn end_of(fs: &SimFs) -> EndKind {
