@@ -592,6 +592,43 @@ pub fn table(db: &str, table: &str) -> Option<pb::TableRef> {
     })
 }
 
+/// Creates database `db` and its table `table`.
+pub async fn create_table(
+    c: &mut StorageClient<Channel>,
+    db: &str,
+    table_name: &str,
+) -> anyhow::Result<()> {
+    c.create_database(pb::CreateDatabaseRequest { db: db.into() })
+        .await?;
+    c.create_table(pb::CreateTableRequest {
+        table: table(db, table_name),
+    })
+    .await?;
+    Ok(())
+}
+
+/// Asserts that every `(key, version)` is readable from `db/table_name` at exactly that version.
+pub async fn assert_versions(
+    c: &mut StorageClient<Channel>,
+    db: &str,
+    table_name: &str,
+    expected: &[(String, u64)],
+) -> anyhow::Result<()> {
+    for (key, version) in expected {
+        let doc = c
+            .get(pb::GetRequest {
+                table: table(db, table_name),
+                key: key.clone(),
+            })
+            .await?
+            .into_inner()
+            .document
+            .with_context(|| format!("{key}: acknowledged but missing"))?;
+        assert_eq!(doc.version, *version, "{key}");
+    }
+    Ok(())
+}
+
 fn toml_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }

@@ -29,12 +29,7 @@ async fn a_flipped_leaf_page_is_data_loss_and_verify_names_it() -> anyhow::Resul
     let certs = TestCerts::new()?;
     let mut storaged = Storaged::start(&certs, Overrides::default())?;
     let mut c = storaged.client().await?;
-    c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-        .await?;
-    c.create_table(pb::CreateTableRequest {
-        table: table("app", "docs"),
-    })
-    .await?;
+    photondb_tests::create_table(&mut c, "app", "docs").await?;
     // Values of ~600 bytes: about a dozen per leaf, so 120 documents span several leaves.
     let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(600));
     for i in 0..120 {

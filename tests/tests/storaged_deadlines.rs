@@ -11,12 +11,7 @@ async fn a_put_past_its_deadline_is_refused_and_not_written() -> anyhow::Result<
     let certs = TestCerts::new()?;
     let storaged = Storaged::start(&certs, Overrides::default())?;
     let mut c = storaged.client().await?;
-    c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-        .await?;
-    c.create_table(pb::CreateTableRequest {
-        table: table("app", "t"),
-    })
-    .await?;
+    photondb_tests::create_table(&mut c, "app", "t").await?;
 
     let mut admin = storaged.admin().await?;
     let before = admin.stats(pb::StatsRequest {}).await?.into_inner();
@@ -121,12 +116,7 @@ async fn the_server_refuses_work_whose_deadline_passed() -> anyhow::Result<()> {
     let certs = TestCerts::new()?;
     let storaged = Storaged::start(&certs, Overrides::default())?;
     let mut c = storaged.client().await?;
-    c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-        .await?;
-    c.create_table(pb::CreateTableRequest {
-        table: table("app", "t"),
-    })
-    .await?;
+    photondb_tests::create_table(&mut c, "app", "t").await?;
     for i in 0..5 {
         let key = format!("raw-late-{i}");
         let code = raw_put_with_expired_deadline(&storaged, &key).await?;

@@ -11,12 +11,7 @@ async fn sigterm_under_load_exits_0_and_keeps_acknowledged_writes() -> anyhow::R
     let certs = TestCerts::new()?;
     let mut storaged = Storaged::start(&certs, Overrides::default())?;
     let mut c = storaged.client().await?;
-    c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-        .await?;
-    c.create_table(pb::CreateTableRequest {
-        table: table("app", "t"),
-    })
-    .await?;
+    photondb_tests::create_table(&mut c, "app", "t").await?;
     // An idle connection stays open throughout.
     let mut idle = storaged.client().await?;
     idle.list_databases(pb::ListDatabasesRequest {}).await?;
@@ -67,18 +62,7 @@ async fn sigterm_under_load_exits_0_and_keeps_acknowledged_writes() -> anyhow::R
     storaged.restart()?;
     let mut c = storaged.client().await?;
     let acked = acked.lock().expect("acked").clone();
-    for (key, version) in &acked {
-        let doc = c
-            .get(pb::GetRequest {
-                table: table("app", "t"),
-                key: key.clone(),
-            })
-            .await?
-            .into_inner()
-            .document
-            .expect("acknowledged");
-        assert_eq!(doc.version, *version, "{key}");
-    }
+    photondb_tests::assert_versions(&mut c, "app", "t", &acked).await?;
     Ok(())
 }
 

@@ -181,12 +181,7 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
     let mut storaged = Storaged::start(&certs, overrides)?;
     {
         let mut c = storaged.client().await?;
-        c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-            .await?;
-        c.create_table(pb::CreateTableRequest {
-            table: table("app", "load"),
-        })
-        .await?;
+        photondb_tests::create_table(&mut c, "app", "load").await?;
     }
     let ledger: Ledger = Arc::default();
     let mut acked_total = 0usize;

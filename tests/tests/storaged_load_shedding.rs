@@ -76,18 +76,7 @@ async fn requests_over_the_limit_are_refused_and_not_written() -> anyhow::Result
             .expect_err("a refused put must not be written");
         assert_eq!(status.code(), Code::NotFound, "{key}: {status:?}");
     }
-    for (key, version) in &served {
-        let doc = check
-            .get(pb::GetRequest {
-                table: table("app", "t"),
-                key: key.clone(),
-            })
-            .await?
-            .into_inner()
-            .document
-            .expect("served put is readable");
-        assert_eq!(doc.version, *version, "{key}");
-    }
+    photondb_tests::assert_versions(&mut check, "app", "t", &served).await?;
     // The refusals are counted by code on the metrics listener.
     let metrics = storaged.metrics_text().await?;
     assert!(

@@ -65,12 +65,7 @@ struct Bystander {
 impl Bystander {
     async fn start(storaged: &Storaged) -> anyhow::Result<Self> {
         let mut c = storaged.client().await?;
-        c.create_database(pb::CreateDatabaseRequest { db: "app".into() })
-            .await?;
-        c.create_table(pb::CreateTableRequest {
-            table: table("app", "t"),
-        })
-        .await?;
+        photondb_tests::create_table(&mut c, "app", "t").await?;
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let (s, d) = (stop.clone(), done.clone());
