@@ -266,12 +266,18 @@ fn main() {
     let root = bench_dir();
     println!("bench directory: {}", root.path().display());
     // PHOTONDB_BENCH_ONLY=replay runs only the recovery replay section.
-    if std::env::var("PHOTONDB_BENCH_ONLY").is_ok_and(|v| v == "replay") {
+    let only = std::env::var("PHOTONDB_BENCH_ONLY").unwrap_or_default();
+    if only == "replay" {
         print_replay(root.path());
         return;
     }
     let mut one = 0.0;
-    for writers in [1, 8, 64] {
+    let writer_counts: Vec<usize> = match only.strip_prefix("commits") {
+        Some("") => vec![1, 8, 64],
+        Some(n) => vec![n.trim_start_matches('=').parse().expect("commits=N")],
+        None => vec![1, 8, 64],
+    };
+    for writers in writer_counts {
         let before = raw_fsync_rate(root.path(), RUN / 2);
         let (rate, per_sync) = commit_rate(root.path().join(format!("commits-{writers}")), writers);
         let raw = (before + raw_fsync_rate(root.path(), RUN / 2)) / 2.0;
@@ -284,6 +290,9 @@ fn main() {
             rate / raw,
             rate / one
         );
+    }
+    if only.starts_with("commits") {
+        return;
     }
     let dir = root.path().join("reads");
     let n = 200_000;
