@@ -27,7 +27,7 @@ pub(crate) fn get(src: &mut impl PageSource, key: &[u8]) -> Result<Option<Cell>,
     for _ in 0..MAX_DEPTH {
         match &*src.node(page_no)? {
             Node::Interior(n) => page_no = n.children[n.child_index(key)],
-            Node::Leaf(leaf) => return Ok(leaf.search(key).ok().map(|i| leaf.cells[i].clone())),
+            Node::Leaf(leaf) => return Ok(leaf.search(key).ok().map(|i| (*leaf.cells[i]).clone())),
             _ => return Err(not_a_tree_page(page_no)),
         }
     }
@@ -96,7 +96,7 @@ fn collect(leaf: &Leaf, range: &Range<'_>, out: &mut Vec<Cell>) -> bool {
         if !cell.key.starts_with(range.prefix) {
             return true;
         }
-        out.push(cell.clone());
+        out.push((**cell).clone());
         if out.len() >= range.limit {
             return true;
         }
@@ -131,29 +131,34 @@ fn insert_at(
     if depth > MAX_DEPTH {
         too_deep(page_no)?;
     }
-    match Arc::unwrap_or_clone(txn.node(page_no)?) {
-        Node::Leaf(mut leaf) => {
-            let old = match leaf.search(&cell.key) {
-                Ok(i) => Some(std::mem::replace(&mut leaf.cells[i], cell)),
-                Err(i) => {
-                    leaf.cells.insert(i, cell);
-                    None
-                }
-            };
-            Ok((old, store_leaf(txn, page_no, leaf)?))
-        }
-        Node::Interior(mut n) => {
-            let idx = n.child_index(&cell.key);
-            let (old, split) = insert_at(txn, n.children[idx], cell, depth + 1)?;
-            let Some((separator, right)) = split else {
-                return Ok((old, None));
-            };
-            n.keys.insert(idx, separator);
-            n.children.insert(idx + 1, right);
-            Ok((old, store_interior(txn, page_no, n)?))
-        }
-        _ => Err(not_a_tree_page(page_no)),
+    let node = txn.node(page_no)?;
+    if let Node::Interior(n) = &*node {
+        // The parent changes only when its child splits: otherwise it is not copied.
+        let idx = n.child_index(&cell.key);
+        let (old, split) = insert_at(txn, n.children[idx], cell, depth + 1)?;
+        let Some((separator, right)) = split else {
+            return Ok((old, None));
+        };
+        let mut n = n.clone();
+        n.keys.insert(idx, separator);
+        n.children.insert(idx + 1, right);
+        return Ok((old, store_interior(txn, page_no, n)?));
     }
+    let Node::Leaf(mut leaf) = Arc::unwrap_or_clone(node) else {
+        return Err(not_a_tree_page(page_no));
+    };
+    let cell = Arc::new(cell);
+    let old = match leaf.search(&cell.key) {
+        Ok(i) => Some(Arc::unwrap_or_clone(std::mem::replace(
+            &mut leaf.cells[i],
+            cell,
+        ))),
+        Err(i) => {
+            leaf.cells.insert(i, cell);
+            None
+        }
+    };
+    Ok((old, store_leaf(txn, page_no, leaf)?))
 }
 
 /// Writes a leaf back, splitting it in two by size when it overflows the page.
@@ -230,32 +235,33 @@ fn remove_at(
     if depth > MAX_DEPTH {
         too_deep(page_no)?;
     }
-    match Arc::unwrap_or_clone(txn.node(page_no)?) {
-        Node::Leaf(mut leaf) => {
-            let Ok(i) = leaf.search(key) else {
-                return Ok((None, false));
-            };
-            let old = leaf.cells.remove(i);
-            let empty = leaf.cells.is_empty();
-            txn.put(page_no, Node::Leaf(leaf));
-            Ok((Some(old), empty))
+    let node = txn.node(page_no)?;
+    if let Node::Interior(n) = &*node {
+        // The parent changes only when its child becomes empty: otherwise it is not copied.
+        let idx = n.child_index(key);
+        let child = n.children[idx];
+        let (old, child_empty) = remove_at(txn, child, key, depth + 1)?;
+        if !child_empty {
+            return Ok((old, false));
         }
-        Node::Interior(mut n) => {
-            let idx = n.child_index(key);
-            let child = n.children[idx];
-            let (old, child_empty) = remove_at(txn, child, key, depth + 1)?;
-            if !child_empty {
-                return Ok((old, false));
-            }
-            txn.free(child);
-            n.children.remove(idx);
-            if !n.keys.is_empty() {
-                n.keys.remove(idx.saturating_sub(1));
-            }
-            let empty = n.children.is_empty();
-            txn.put(page_no, Node::Interior(n));
-            Ok((old, empty))
+        txn.free(child);
+        let mut n = n.clone();
+        n.children.remove(idx);
+        if !n.keys.is_empty() {
+            n.keys.remove(idx.saturating_sub(1));
         }
-        _ => Err(not_a_tree_page(page_no)),
+        let empty = n.children.is_empty();
+        txn.put(page_no, Node::Interior(n));
+        return Ok((old, empty));
     }
+    let Node::Leaf(mut leaf) = Arc::unwrap_or_clone(node) else {
+        return Err(not_a_tree_page(page_no));
+    };
+    let Ok(i) = leaf.search(key) else {
+        return Ok((None, false));
+    };
+    let old = Arc::unwrap_or_clone(leaf.cells.remove(i));
+    let empty = leaf.cells.is_empty();
+    txn.put(page_no, Node::Leaf(leaf));
+    Ok((Some(old), empty))
 }

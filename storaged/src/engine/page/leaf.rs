@@ -7,6 +7,7 @@
 //! ```
 
 use crate::engine::bytes::{Malformed, Reader};
+use std::sync::Arc;
 
 const INLINE: u8 = 0;
 const OVERFLOW: u8 = 1;
@@ -17,6 +18,14 @@ const CELL_FIXED: usize = 2 + 8 + 1 + 4;
 pub(crate) enum Value {
     Inline(Vec<u8>),
     Overflow { head: u64, len: u32 },
+}
+
+/// Copies `bytes` to the front of `out` and moves `out` past them. The caller has checked
+/// that the node fits its page (`encoded_len`).
+fn put(out: &mut &mut [u8], bytes: &[u8]) {
+    let (head, rest) = std::mem::take(out).split_at_mut(bytes.len());
+    head.copy_from_slice(bytes);
+    *out = rest;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,20 +44,20 @@ impl Cell {
         CELL_FIXED + self.key.len() + value
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.key.len() as u16).to_le_bytes());
-        out.extend_from_slice(&self.key);
-        out.extend_from_slice(&self.version.to_le_bytes());
+    fn encode(&self, out: &mut &mut [u8]) {
+        put(out, &(self.key.len() as u16).to_le_bytes());
+        put(out, &self.key);
+        put(out, &self.version.to_le_bytes());
         match &self.value {
             Value::Inline(v) => {
-                out.push(INLINE);
-                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                out.extend_from_slice(v);
+                put(out, &[INLINE]);
+                put(out, &(v.len() as u32).to_le_bytes());
+                put(out, v);
             }
             Value::Overflow { head, len } => {
-                out.push(OVERFLOW);
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(&head.to_le_bytes());
+                put(out, &[OVERFLOW]);
+                put(out, &len.to_le_bytes());
+                put(out, &head.to_le_bytes());
             }
         }
     }
@@ -75,31 +84,31 @@ impl Cell {
     }
 }
 
+/// Cells are shared between versions of a leaf: a writer's copy of a leaf copies pointers,
+/// not keys and values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Leaf {
-    pub(crate) cells: Vec<Cell>,
+    pub(crate) cells: Vec<Arc<Cell>>,
 }
 
 impl Leaf {
     pub(crate) fn encoded_len(&self) -> usize {
-        COUNT_LEN + self.cells.iter().map(Cell::encoded_len).sum::<usize>()
+        COUNT_LEN + self.cells.iter().map(|c| c.encoded_len()).sum::<usize>()
     }
 
     pub(crate) fn encode(&self, image: &mut [u8]) {
-        let mut out = Vec::with_capacity(self.encoded_len());
-        out.extend_from_slice(&(self.cells.len() as u16).to_le_bytes());
+        let mut out = &mut image[super::HEADER_LEN..];
+        put(&mut out, &(self.cells.len() as u16).to_le_bytes());
         for cell in &self.cells {
             cell.encode(&mut out);
         }
-        let at = super::HEADER_LEN;
-        image[at..at + out.len()].copy_from_slice(&out);
     }
 
     pub(crate) fn decode(body: &[u8]) -> Result<(Leaf, usize), Malformed> {
         let mut r = Reader::new(body);
         let count = r.u16()?;
         let cells = (0..count)
-            .map(|_| Cell::decode(&mut r))
+            .map(|_| Cell::decode(&mut r).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let leaf = Leaf { cells };
         let used = leaf.encoded_len();

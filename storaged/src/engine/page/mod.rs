@@ -82,10 +82,12 @@ mod tests {
     use super::*;
 
     fn sample_leaf() -> Node {
-        let cell = |k: &str, v: Value| Cell {
-            key: k.as_bytes().to_vec(),
-            version: 9,
-            value: v,
+        let cell = |k: &str, v: Value| {
+            std::sync::Arc::new(Cell {
+                key: k.as_bytes().to_vec(),
+                version: 9,
+                value: v,
+            })
         };
         Node::Leaf(Leaf {
             cells: vec![
