@@ -96,7 +96,12 @@ pub(crate) fn apply(change: &Change, base: Option<&[u8]>) -> Result<Vec<u8>, Mal
 impl Payload {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let summary = truncated(&self.summary);
-        let mut out = Vec::new();
+        let change_len = |page: &PageChange| match &page.change {
+            Change::Image(image) => 11 + image.len(),
+            Change::Diff(runs) => 11 + runs.iter().map(|r| 4 + r.bytes.len()).sum::<usize>(),
+        };
+        let len = 6 + summary.len() + self.pages.iter().map(change_len).sum::<usize>();
+        let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&(summary.len() as u16).to_le_bytes());
         out.extend_from_slice(summary.as_bytes());
         out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());

@@ -57,6 +57,8 @@ pub(crate) struct Txn<'a> {
     store: &'a PageStore,
     overlay: BTreeMap<u64, Arc<Node>>,
     pub(crate) meta: Meta,
+    /// The meta page as the transaction found it: unchanged, it is not rewritten.
+    begin_meta: Meta,
     /// The LSN this transaction's record will have: the version of everything it writes.
     pub(crate) lsn: u64,
 }
@@ -67,6 +69,7 @@ impl<'a> Txn<'a> {
         Ok(Txn {
             store,
             overlay: BTreeMap::new(),
+            begin_meta: meta.clone(),
             meta,
             lsn,
         })
@@ -105,10 +108,12 @@ impl<'a> Txn<'a> {
         self.meta.free_head = page_no;
     }
 
-    /// Every page this transaction wrote (meta page included), encoded.
+    /// Every page this transaction wrote (the meta page if it changed), encoded.
     pub(crate) fn finish(mut self) -> Vec<Changed> {
-        let meta = Arc::new(Node::Meta(self.meta.clone()));
-        self.overlay.insert(META_PAGE, meta);
+        if self.meta != self.begin_meta {
+            let meta = Arc::new(Node::Meta(self.meta.clone()));
+            self.overlay.insert(META_PAGE, meta);
+        }
         let encode = |(page_no, node): (u64, Arc<Node>)| {
             let image = Arc::new(node.encode());
             Changed {

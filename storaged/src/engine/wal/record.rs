@@ -57,16 +57,24 @@ fn crc(record: &[u8], payload_len: usize) -> u32 {
 
 /// The record for `payload`; `header.payload_len` is taken from the payload.
 pub(crate) fn encode(header: &RecordHeader, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; record_len(payload.len()) as usize];
-    put_u32(&mut out, LEN_AT, payload.len() as u32);
-    put_u64(&mut out, LSN_AT, header.lsn);
-    put_u64(&mut out, PREV_AT, header.prev_lsn);
-    put_u64(&mut out, DURABLE_AT, header.durable_before);
-    out[KIND_AT] = header.kind;
-    out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let crc = crc(&out, payload.len());
-    put_u32(&mut out, CRC_AT, crc);
+    let mut out = Vec::new();
+    encode_into(header, payload, &mut out);
     out
+}
+
+/// Appends the record for `payload` to `out` (the WAL's write buffer), without a copy of its own.
+pub(crate) fn encode_into(header: &RecordHeader, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + record_len(payload.len()) as usize, 0);
+    let record = &mut out[start..];
+    put_u32(record, LEN_AT, payload.len() as u32);
+    put_u64(record, LSN_AT, header.lsn);
+    put_u64(record, PREV_AT, header.prev_lsn);
+    put_u64(record, DURABLE_AT, header.durable_before);
+    record[KIND_AT] = header.kind;
+    record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload.len()].copy_from_slice(payload);
+    let crc = crc(record, payload.len());
+    put_u32(record, CRC_AT, crc);
 }
 
 /// Why bytes at a position are not a valid record.

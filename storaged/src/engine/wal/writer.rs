@@ -138,14 +138,14 @@ impl Wal {
             durable_before,
             kind: KIND_COMMIT,
         };
-        let bytes = record::encode(&header, payload);
-        let end = lsn + bytes.len() as u64;
-        self.stats
-            .bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let len = record::record_len(payload.len());
+        let end = lsn + len;
+        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
         match state.pending.last_mut() {
-            Some((at, buf)) if *at + buf.len() as u64 == lsn => buf.extend_from_slice(&bytes),
-            _ => state.pending.push((lsn, bytes)),
+            Some((at, buf)) if *at + buf.len() as u64 == lsn => {
+                record::encode_into(&header, payload, buf)
+            }
+            _ => state.pending.push((lsn, record::encode(&header, payload))),
         }
         state.tail = end;
         state.last_lsn = lsn;
