@@ -1,11 +1,13 @@
 //! Engine benchmarks on one disk in one run: raw fdatasync rate, durable commits/s at 1, 8 and
 //! 64 writers (as ratios to the raw rate and to one writer), point-get latency from the buffer
-//! pool and from the data file, scan rows/s, and WAL replay MB/s during recovery (also as a
-//! ratio to reading and CRC32C-ing the same WAL in the same run).
-//! `PHOTONDB_BENCH_ONLY=replay` runs only the replay section.
+//! pool, the OS page cache and the disk (the last as a ratio to a raw read of one page), scan
+//! rows/s, WAL replay MB/s during recovery (as a ratio to reading and CRC32C-ing the same WAL),
+//! and the time to open after a crash with 1 GiB of WAL.
+//! `PHOTONDB_BENCH_ONLY=commits[=N]`, `reads`, `replay` or `open1g` runs one section.
 
 use photondb_storaged::engine::{Condition, Engine, EngineOptions, Scan};
 use std::fs::OpenOptions;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,36 +103,97 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
+/// One commit putting `keys`, each a 200-byte value whose byte depends on the key and `round`.
+fn put_range(e: &Engine, keys: Range<u64>, round: u64) {
+    let batch = keys
+        .map(|i| photondb_storaged::engine::BatchOp::Put {
+            key: format!("key-{i:08}"),
+            value: vec![((i + round) % 251) as u8; 200],
+            condition: Condition::Any,
+        })
+        .collect();
+    e.batch("bench", "t", batch).unwrap();
+}
+
 fn load(e: &Engine, n: u64) {
-    let ops: Vec<_> = (0..n).collect();
-    for chunk in ops.chunks(500) {
-        let batch = chunk
-            .iter()
-            .map(|i| photondb_storaged::engine::BatchOp::Put {
-                key: format!("key-{i:08}"),
-                value: vec![(*i % 251) as u8; 200],
-                condition: Condition::Any,
-            })
-            .collect();
-        e.batch("bench", "t", batch).unwrap();
+    for first in (0..n).step_by(500) {
+        put_range(e, first..(first + 500).min(n), 0);
     }
 }
 
-fn get_latencies(e: &Engine, n: u64, samples: usize) -> (Duration, Duration) {
+/// Times `op` on `samples` pseudo-random numbers, each first passed through an untimed
+/// `prepare`; returns p50 and p99.
+fn latencies<T>(
+    samples: usize,
+    mut prepare: impl FnMut(u64) -> T,
+    mut op: impl FnMut(T),
+) -> (Duration, Duration) {
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let key = format!("key-{:08}", x % n);
+        let input = prepare(x);
         let started = Instant::now();
-        let doc = e.get("bench", "t", &key).unwrap();
+        op(input);
         times.push(started.elapsed());
-        assert!(doc.is_some());
     }
     times.sort_unstable();
     (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+/// Gets of random loaded keys, each after an untimed `before`.
+fn get_latencies(
+    e: &Engine,
+    n: u64,
+    samples: usize,
+    mut before: impl FnMut(),
+) -> (Duration, Duration) {
+    let key = |x: u64| {
+        before();
+        format!("key-{:08}", x % n)
+    };
+    latencies(samples, key, |key| {
+        assert!(e.get("bench", "t", &key).unwrap().is_some());
+    })
+}
+
+/// Drops a file's pages from the OS page cache, so its next reads go to the disk. The engine
+/// synced what it wrote, so the cached pages are clean and really leave.
+fn evict(path: &Path) {
+    let file = std::fs::File::open(path).unwrap();
+    rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+}
+
+fn evict_store(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            evict_store(&entry.path());
+        } else {
+            evict(&entry.path());
+        }
+    }
+}
+
+/// The store's data file (`storaged/src/engine/layout.rs`) and page size (`page/header.rs`).
+const DATA_FILE: &str = "pages.db";
+const PAGE_SIZE: u64 = 8192;
+
+/// The floor for a get from the disk: one page-sized pread at a random page of `path`, with the
+/// file evicted from the page cache before each sample.
+fn cold_read_latencies(path: &Path, samples: usize) -> (Duration, Duration) {
+    let file = std::fs::File::open(path).unwrap();
+    let pages = file.metadata().unwrap().len() / PAGE_SIZE;
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
+    let offset = |x: u64| {
+        evict(path);
+        x % pages * PAGE_SIZE
+    };
+    latencies(samples, offset, |at| {
+        file.read_exact_at(&mut buf, at).unwrap()
+    })
 }
 
 fn scan_rate(e: &Engine) -> f64 {
@@ -262,25 +325,16 @@ fn print_replay(root: &Path) {
     );
 }
 
-fn main() {
-    let root = bench_dir();
-    println!("bench directory: {}", root.path().display());
-    // PHOTONDB_BENCH_ONLY=replay runs only the recovery replay section.
-    let only = std::env::var("PHOTONDB_BENCH_ONLY").unwrap_or_default();
-    if only == "replay" {
-        print_replay(root.path());
-        return;
-    }
-    let mut one = 0.0;
-    let writer_counts: Vec<usize> = match only.strip_prefix("commits") {
-        Some("") => vec![1, 8, 64],
-        Some(n) => vec![n.trim_start_matches('=').parse().expect("commits=N")],
+fn print_commits(root: &Path, only: &str) {
+    let writer_counts: Vec<usize> = match only.strip_prefix("commits=") {
+        Some(n) => vec![n.parse().expect("commits=N")],
         None => vec![1, 8, 64],
     };
+    let mut one = 0.0;
     for writers in writer_counts {
-        let before = raw_fsync_rate(root.path(), RUN / 2);
-        let (rate, per_sync) = commit_rate(root.path().join(format!("commits-{writers}")), writers);
-        let raw = (before + raw_fsync_rate(root.path(), RUN / 2)) / 2.0;
+        let before = raw_fsync_rate(root, RUN / 2);
+        let (rate, per_sync) = commit_rate(root.join(format!("commits-{writers}")), writers);
+        let raw = (before + raw_fsync_rate(root, RUN / 2)) / 2.0;
         if writers == 1 {
             one = rate;
         }
@@ -291,33 +345,149 @@ fn main() {
             rate / one
         );
     }
-    if only.starts_with("commits") {
-        return;
-    }
-    let dir = root.path().join("reads");
+}
+
+fn print_reads(root: &Path) {
+    let dir = root.join("reads");
     let n = 200_000;
     let e = setup(&dir, EngineOptions::default());
     load(&e, n);
     e.checkpoint().unwrap();
-    let _ = get_latencies(&e, n, 50_000);
-    let (p50, p99) = get_latencies(&e, n, 200_000);
+    let _ = get_latencies(&e, n, 50_000, || ());
+    let (p50, p99) = get_latencies(&e, n, 200_000, || ());
     println!("point get from the buffer pool: p50 {p50:?}, p99 {p99:?}");
     println!(
         "scan: {:.0} rows/s (200-byte values, pages of 1000)",
         scan_rate(&e)
     );
     drop(e);
-    let small_pool = EngineOptions {
-        buffer_pool_bytes: 1 << 20,
-        ..EngineOptions::default()
-    };
-    let e = open(&dir, small_pool);
-    let (p50, p99) = get_latencies(&e, n, 50_000);
-    let s = e.stats();
+    let e = open(&dir, small_pool());
+    let (p50, p99) = get_latencies(&e, n, 50_000, || ());
     println!(
         "point get through a 1 MiB pool (data file via the OS page cache): p50 {p50:?}, p99 {p99:?}, pool hit rate {:.0}%",
-        100.0 * s.pool_hits as f64 / (s.pool_hits + s.pool_misses).max(1) as f64
+        pool_hit_rate(&e)
     );
     drop(e);
-    print_replay(root.path());
+    print_cold_gets(&dir, n);
+}
+
+fn small_pool() -> EngineOptions {
+    EngineOptions {
+        buffer_pool_bytes: 1 << 20,
+        ..EngineOptions::default()
+    }
+}
+
+fn pool_hit_rate(e: &Engine) -> f64 {
+    let s = e.stats();
+    100.0 * s.pool_hits as f64 / (s.pool_hits + s.pool_misses).max(1) as f64
+}
+
+/// Gets through a fresh 1 MiB pool with the data file evicted from the OS page cache before
+/// each one, so every pool miss reads the disk; next to a raw page read from the same file.
+fn print_cold_gets(dir: &Path, n: u64) {
+    let data = dir.join(DATA_FILE);
+    let samples = 2_000;
+    let (raw50, raw99) = cold_read_latencies(&data, samples);
+    let e = open(dir, small_pool());
+    let (p50, p99) = get_latencies(&e, n, samples, || evict(&data));
+    println!(
+        "point get from the disk (1 MiB pool, page cache evicted before each): p50 {p50:?}, p99 {p99:?} \
+         = {:.2}x / {:.2}x a raw {PAGE_SIZE}-byte pread from the disk (p50 {raw50:?}, p99 {raw99:?}), \
+         {:.2} page reads per get",
+        p50.as_secs_f64() / raw50.as_secs_f64(),
+        p99.as_secs_f64() / raw99.as_secs_f64(),
+        e.stats().pool_misses as f64 / samples as f64
+    );
+}
+
+/// Overwrites the first `KEYS` keys batch after batch until the store has logged `wal_bytes`.
+/// The key set is small, so the dirty pages stay within the pool and nothing forces a checkpoint.
+fn log_overwrites(e: &Engine, wal_bytes: u64) {
+    const KEYS: u64 = 50_000;
+    let mut batch = 0u64;
+    while e.stats().wal_bytes < wal_bytes {
+        let first = batch * 500 % KEYS;
+        put_range(e, first..first + 500, batch * 500 / KEYS + 1);
+        batch += 1;
+    }
+}
+
+/// Opens a crashed store, reports the time and the replay rate next to reading and CRC32C-ing
+/// its WAL (each after `prepare`, which sets the page cache up), then deletes the store.
+fn timed_open(dir: &Path, opts: &EngineOptions, cache: &str, prepare: impl Fn(&Path)) {
+    prepare(dir);
+    let floor_mbps = read_crc_rate(dir);
+    prepare(dir);
+    let started = Instant::now();
+    let (e, report) = Engine::open(dir, opts.clone()).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    drop(e);
+    std::fs::remove_dir_all(dir).unwrap();
+    let mb = report.bytes_replayed as f64 / 1e6;
+    println!(
+        "open after a crash with {mb:.0} MB of WAL, {cache}: {secs:.2} s = {:.1} MB/s replayed \
+         = {:.2}x read+CRC32C of the same WAL ({floor_mbps:.1} MB/s); recovery alone {:.2} s, {} records",
+        mb / secs,
+        mb / secs / floor_mbps,
+        report.duration.as_secs_f64(),
+        report.records_replayed
+    );
+}
+
+/// Time to open after a crash with `wal_bytes` of WAL since the last checkpoint: with the
+/// store evicted from the OS page cache (a machine that restarted) and with it cached (a
+/// process that restarted).
+fn print_open_after_crash(root: &Path, wal_bytes: u64) {
+    let opts = EngineOptions {
+        checkpoint_wal_bytes: 1 << 40,
+        checkpoint_interval: Duration::from_secs(1 << 30),
+        ..EngineOptions::default()
+    };
+    let cold = root.join("crash-cold");
+    let started = Instant::now();
+    let e = setup(&cold, opts.clone());
+    log_overwrites(&e, wal_bytes);
+    let s = e.stats();
+    assert_eq!(s.checkpoints, 0, "the whole log must still need replay");
+    println!(
+        "logged {:.0} MB of WAL without a checkpoint in {:.1} s ({} commits)",
+        s.wal_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        s.commits
+    );
+    // The crash. Dropping the engine only closes its files (it has no Drop impl that checkpoints
+    // or syncs), and every commit was fsynced before it was acknowledged, so this leaves on disk
+    // exactly what a kill -9 after the last acknowledged commit would.
+    drop(e);
+    let warm = root.join("crash-warm");
+    copy_store(&cold, &warm);
+    timed_open(&cold, &opts, "cold page cache", evict_store);
+    timed_open(&warm, &opts, "warm page cache", |_| ());
+}
+
+fn main() {
+    let root = bench_dir();
+    println!("bench directory: {}", root.path().display());
+    // PHOTONDB_BENCH_ONLY=<section>[=arg] runs one section; unset runs them all.
+    let only = std::env::var("PHOTONDB_BENCH_ONLY").unwrap_or_default();
+    let section = only.split('=').next().unwrap_or_default();
+    let sections = ["commits", "reads", "replay", "open1g"];
+    assert!(
+        only.is_empty() || sections.contains(&section),
+        "PHOTONDB_BENCH_ONLY must be one of {sections:?}"
+    );
+    let run = |name: &str| only.is_empty() || section == name;
+    if run("commits") {
+        print_commits(root.path(), &only);
+    }
+    if run("reads") {
+        print_reads(root.path());
+    }
+    if run("replay") {
+        print_replay(root.path());
+    }
+    if run("open1g") {
+        print_open_after_crash(root.path(), 1 << 30);
+    }
 }
