@@ -25,15 +25,22 @@ impl Audit {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        // One writer per log: a second one would fork the hash chain.
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process is writing this audit log",
+            ));
+        }
         let existing = std::fs::read_to_string(path).unwrap_or_default();
         let prev = existing
             .lines()
             .last()
             .map_or_else(|| GENESIS.to_owned(), line_hash);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
         Ok(Self {
             state: Mutex::new(State { file, prev }),
         })

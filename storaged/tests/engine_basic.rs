@@ -385,3 +385,18 @@ fn long_keys_build_a_deep_tree_that_stays_valid() {
     let report = e.verify().unwrap();
     assert!(report.is_clean() && report.tree_pages <= 2, "{report}");
 }
+
+#[test]
+fn a_store_open_in_one_engine_is_refused_to_a_second_until_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = Engine::open(dir.path(), opts()).expect("first open");
+    first.create_database("app").unwrap();
+    match Engine::open(dir.path(), opts()) {
+        Err(photondb_storaged::engine::OpenError::Locked(path)) => assert_eq!(path, dir.path()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second engine opened a store that is in use"),
+    }
+    drop(first);
+    let (again, _) = Engine::open(dir.path(), opts()).expect("open after the first closed");
+    assert_eq!(again.list_databases().unwrap(), vec!["app".to_string()]);
+}

@@ -68,10 +68,10 @@ async fn connections_beyond_the_limit_are_closed_until_a_slot_frees() -> anyhow:
     let mut freed = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while freed.is_none() && tokio::time::Instant::now() < deadline {
-        if let Ok(mut c) = storaged.client().await {
-            if c.list_databases(pb::ListDatabasesRequest {}).await.is_ok() {
-                freed = Some(c);
-            }
+        if let Ok(mut c) = storaged.client().await
+            && c.list_databases(pb::ListDatabasesRequest {}).await.is_ok()
+        {
+            freed = Some(c);
         }
         if freed.is_none() {
             tokio::time::sleep(Duration::from_millis(50)).await;

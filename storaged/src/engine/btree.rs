@@ -216,11 +216,11 @@ pub(crate) fn remove(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Cell>, Stor
 /// A root with a single child and no keys is replaced by that child.
 fn collapse_root(txn: &mut Txn<'_>) -> Result<(), StorageError> {
     let root = txn.meta.root;
-    if let Node::Interior(n) = &*txn.node(root)? {
-        if n.children.len() == 1 {
-            txn.meta.root = n.children[0];
-            txn.free(root);
-        }
+    if let Node::Interior(n) = &*txn.node(root)?
+        && n.children.len() == 1
+    {
+        txn.meta.root = n.children[0];
+        txn.free(root);
     }
     Ok(())
 }

@@ -247,10 +247,10 @@ impl Pool {
         let Some(page_no) = victim else { return false };
         if let Some(frame) = self.frames.remove(&page_no) {
             self.resident.swap_remove(frame.slot);
-            if let Some(moved) = self.resident.get(frame.slot).copied() {
-                if let Some(f) = self.frames.get_mut(&moved) {
-                    f.slot = frame.slot;
-                }
+            if let Some(moved) = self.resident.get(frame.slot).copied()
+                && let Some(f) = self.frames.get_mut(&moved)
+            {
+                f.slot = frame.slot;
             }
         }
         true

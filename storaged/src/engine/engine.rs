@@ -28,6 +28,8 @@ pub struct Engine {
     pub(crate) checkpoint_busy: Mutex<()>,
     pub(crate) last_checkpoint: Mutex<Instant>,
     pub(crate) counters: Counters,
+    /// The store's lock file, held while open (real filesystem only).
+    pub(crate) dir_lock: Option<std::fs::File>,
 }
 
 #[derive(Default)]

@@ -91,6 +91,9 @@ pub enum OpenError {
     Refused(Box<crate::engine::recovery::Refusal>),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Another process (or another engine in this one) has the store open.
+    #[error("{} is in use: another process has this store open (its LOCK file is held)", .0.display())]
+    Locked(std::path::PathBuf),
 }
 
 impl From<std::io::Error> for OpenError {

@@ -10,6 +10,11 @@ pub(crate) fn control_tmp(dir: &Path) -> PathBuf {
     dir.join("control.tmp")
 }
 
+/// Held with an exclusive `flock` while a process has the store open.
+pub(crate) fn lock(dir: &Path) -> PathBuf {
+    dir.join("LOCK")
+}
+
 pub(crate) fn data(dir: &Path) -> PathBuf {
     dir.join("pages.db")
 }

@@ -8,14 +8,19 @@ use crate::engine::recovery::{self, RecoveryReport};
 use crate::engine::types::EngineOptions;
 use crate::engine::wal::Wal;
 use crate::engine::{init, layout};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 impl Engine {
-    /// Opens (creating if needed) the store in `dir` on the real filesystem.
+    /// Opens (creating if needed) the store in `dir` on the real filesystem. The store's
+    /// `LOCK` file is held until the engine is dropped: a second process is refused.
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<(Engine, RecoveryReport), OpenError> {
-        Self::open_with(Arc::new(StdFs), dir, opts)
+        let lock = lock_dir(dir)?;
+        let (mut engine, report) = Self::open_with(Arc::new(StdFs), dir, opts)?;
+        engine.dir_lock = Some(lock);
+        Ok((engine, report))
     }
 
     /// Opens the store through the given I/O backend (tests pass a simulated filesystem).
@@ -48,9 +53,26 @@ impl Engine {
             checkpoint_busy: Mutex::new(()),
             last_checkpoint: Mutex::new(Instant::now()),
             counters: Counters::default(),
+            dir_lock: None,
         };
         engine.finish_interrupted_drops()?;
         Ok((engine, rec.report))
+    }
+}
+
+/// Takes the store's lock file (an advisory `flock`, released when the file is closed, so a
+/// killed process never leaves it held).
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    std::fs::create_dir_all(dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(layout::lock(dir))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_path_buf())),
+        Err(TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct Payload {
 /// byte (any gap inside a block is shorter than `MERGE_GAP`, so it is sent, not split on).
 pub(crate) fn diff(old: &[u8], new: &[u8]) -> Vec<Run> {
     const BLOCK: usize = 16;
-    debug_assert!(old.len() == new.len() && new.len() % BLOCK == 0);
+    debug_assert!(old.len() == new.len() && new.len().is_multiple_of(BLOCK));
     let word = |b: &[u8]| u128::from_ne_bytes(b.try_into().expect("16-byte block"));
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let blocks = old.chunks_exact(BLOCK).zip(new.chunks_exact(BLOCK));

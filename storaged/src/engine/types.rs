@@ -57,7 +57,7 @@ impl Default for EngineOptions {
 
 impl EngineOptions {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.wal_segment_size < 256 << 10 || self.wal_segment_size % 4096 != 0 {
+        if self.wal_segment_size < 256 << 10 || !self.wal_segment_size.is_multiple_of(4096) {
             return Err("wal_segment_size must be at least 256 KiB and a multiple of 4 KiB".into());
         }
         if self.checkpoint_wal_bytes == 0 {
