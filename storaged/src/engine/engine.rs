@@ -1,6 +1,7 @@
 //! The engine handle: its parts, and the two ways in (read and write) every operation uses.
 
 use crate::engine::buffer::{Changed, PageStore};
+use crate::engine::combine::{Body, Done, Job, Outcome, Queue, batch_errors};
 use crate::engine::control::ControlState;
 use crate::engine::error::{Error, StorageError};
 use crate::engine::io::{IoFile, LatchedIo};
@@ -8,6 +9,7 @@ use crate::engine::redo::{Change, PageChange, Payload, diff};
 use crate::engine::txn::{ReadView, Txn};
 use crate::engine::types::{EngineOptions, EngineStats};
 use crate::engine::wal::Wal;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -18,9 +20,12 @@ pub struct Engine {
     pub(crate) io: Arc<LatchedIo>,
     pub(crate) dir: PathBuf,
     pub(crate) opts: EngineOptions,
-    /// Writers hold it exclusively from first page read to WAL append; readers share it. Only
-    /// the wait for fsync happens outside it, which is what lets commits share one fsync.
+    /// The combining writer holds it exclusively while it runs a batch (first page read to WAL
+    /// append); readers share it. The wait for fsync happens outside it, which is what lets
+    /// commits share one fsync.
     pub(crate) tree: RwLock<()>,
+    /// Write transactions waiting for a combiner.
+    pub(crate) queue: Queue,
     pub(crate) store: PageStore,
     pub(crate) wal: Wal,
     pub(crate) control: Mutex<ControlState>,
@@ -68,19 +73,85 @@ impl Engine {
     }
 
     /// Runs a write transaction as one WAL record; returns once it is durable, with its LSN.
-    pub(crate) fn write<T>(
+    /// The body may run on another writer's thread (see `combine`), so it owns its inputs.
+    pub(crate) fn write<T: Send + 'static>(
         &self,
-        summary: &str,
-        mut op: impl FnMut(&mut Txn<'_>) -> Result<T, Error>,
+        summary: String,
+        mut op: impl FnMut(&mut Txn<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<(T, u64), Error> {
         self.check_open()?;
-        let guard = self.tree.write().unwrap_or_else(|e| e.into_inner());
-        let (value, lsn, end) = self.commit_locked(summary, &mut op)?;
-        drop(guard);
-        self.wal.wait_durable(end)?;
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.maybe_checkpoint();
+        let value = Arc::new(Mutex::new(None));
+        let slot = value.clone();
+        let body: Body = Box::new(move |txn| {
+            let v = op(txn)?;
+            *lock(&slot) = Some(v);
+            Ok(())
+        });
+        let done = Arc::new(Done::default());
+        let job = Job {
+            summary,
+            body,
+            done: done.clone(),
+        };
+        let mut must_combine = self.queue.push(job);
+        let lsn = loop {
+            if must_combine {
+                self.combine();
+            }
+            match done.wait() {
+                Outcome::Committed(lsn) => break lsn,
+                Outcome::Failed(e) => return Err(e),
+                Outcome::Combine => must_combine = true,
+            }
+        };
+        let value = lock(&value).take().ok_or_else(|| {
+            StorageError::corrupted(None, "a committed transaction left no result")
+        })?;
         Ok((value, lsn))
+    }
+
+    /// Runs the queued transactions in order under the tree lock, each as its own record, hands
+    /// the combining role on, then waits until the batch is durable and wakes each owner.
+    fn combine(&self) {
+        let jobs = self.queue.take();
+        let mut staged = Vec::with_capacity(jobs.len());
+        let mut end = 0;
+        let tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
+        for mut job in jobs {
+            // A panicking body must not strand the other writers of the batch.
+            let run = catch_unwind(AssertUnwindSafe(|| {
+                self.commit_locked(&job.summary, &mut job.body)
+            }));
+            let panicked = || StorageError::corrupted(None, "a write transaction panicked").into();
+            match run.unwrap_or_else(|_| Err(panicked())) {
+                Ok(((), lsn, record_end)) => {
+                    end = record_end;
+                    staged.push((job.done, lsn));
+                }
+                Err(e) => job.done.finish(Outcome::Failed(e)),
+            }
+        }
+        drop(tree);
+        self.queue.hand_on();
+        match self.wal.wait_durable(end) {
+            Ok(()) => {
+                let committed = staged.len() as u64;
+                self.counters
+                    .commits
+                    .fetch_add(committed, Ordering::Relaxed);
+                for (done, lsn) in staged {
+                    done.finish(Outcome::Committed(lsn));
+                }
+                // Once per batch, by the combiner: the woken writers return without touching
+                // the locks the next combiner is using.
+                self.maybe_checkpoint();
+            }
+            Err(first) => {
+                for ((done, _), e) in staged.into_iter().zip(batch_errors(first)) {
+                    done.finish(Outcome::Failed(e));
+                }
+            }
+        }
     }
 
     /// Applies `op` privately, logs its page changes, and installs them; returns the value,

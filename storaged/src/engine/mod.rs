@@ -7,6 +7,7 @@ mod buffer;
 mod bytes;
 mod catalog;
 mod checkpoint;
+mod combine;
 mod control;
 #[allow(clippy::module_inception)]
 mod engine;

@@ -1,6 +1,7 @@
 //! Opening a store: initialise if new, recover, then start the engine.
 
 use crate::engine::buffer::PageStore;
+use crate::engine::combine::Queue;
 use crate::engine::engine::{Counters, Engine};
 use crate::engine::error::{Error, OpenError, StorageError};
 use crate::engine::io::{IoBackend, LatchedIo, StdFs};
@@ -47,6 +48,7 @@ impl Engine {
             store: PageStore::new(rec.data_file, opts.buffer_pool_bytes),
             opts,
             tree: RwLock::new(()),
+            queue: Queue::default(),
             wal,
             control: Mutex::new(rec.control),
             control_file: rec.control_file,

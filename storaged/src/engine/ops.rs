@@ -114,7 +114,9 @@ impl Engine {
     /// Creates a database; returns the commit LSN.
     pub fn create_database(&self, db: &str) -> Result<u64, Error> {
         validate::name("database", db)?;
-        let (_, lsn) = self.write(&format!("create database {db}"), |txn| {
+        let owned = db.to_owned();
+        let (_, lsn) = self.write(format!("create database {db}"), move |txn| {
+            let db = &owned;
             if catalog::db_exists(txn, db)? {
                 return Err(Error::AlreadyExists(What::Database));
             }
@@ -132,7 +134,9 @@ impl Engine {
     /// Drops a database and its tables; returns the LSN of the (atomic) drop.
     pub fn drop_database(&self, db: &str) -> Result<u64, Error> {
         validate::name("database", db)?;
-        let (ids, lsn) = self.write(&format!("drop database {db}"), |txn| {
+        let owned = db.to_owned();
+        let (ids, lsn) = self.write(format!("drop database {db}"), move |txn| {
+            let db = &owned;
             catalog::require_db(txn, db)?;
             let mut ids = Vec::new();
             for table in catalog::names(txn, &tables_prefix(db))? {
@@ -151,7 +155,9 @@ impl Engine {
 
     pub fn create_table(&self, db: &str, table: &str) -> Result<u64, Error> {
         validate::db_table(db, table)?;
-        let (_, lsn) = self.write(&format!("create table {db}/{table}"), |txn| {
+        let (db_owned, table_owned) = (db.to_owned(), table.to_owned());
+        let (_, lsn) = self.write(format!("create table {db}/{table}"), move |txn| {
+            let (db, table) = (&db_owned, &table_owned);
             catalog::require_db(txn, db)?;
             if btree::get(txn, &table_key(db, table))?.is_some() {
                 return Err(Error::AlreadyExists(What::Table));
@@ -165,7 +171,8 @@ impl Engine {
     pub fn drop_table(&self, db: &str, table: &str) -> Result<u64, Error> {
         validate::db_table(db, table)?;
         let summary = format!("drop table {db}/{table}");
-        let (id, lsn) = self.write(&summary, |txn| purge::unlink_table(txn, db, table))?;
+        let (db, table) = (db.to_owned(), table.to_owned());
+        let (id, lsn) = self.write(summary, move |txn| purge::unlink_table(txn, &db, &table))?;
         self.purge_tables(&[id])?;
         Ok(lsn)
     }
@@ -203,9 +210,15 @@ impl Engine {
         validate::key(key)?;
         validate::value(value)?;
         let summary = format!("put {db}/{table}/{key}");
-        let (_, lsn) = self.write(&summary, |txn| {
-            let id = catalog::table_id(txn, db, table)?;
-            apply_put(txn, id, key, value, cond)
+        let (db, table, key, value) = (
+            db.to_owned(),
+            table.to_owned(),
+            key.to_owned(),
+            value.to_vec(),
+        );
+        let (_, lsn) = self.write(summary, move |txn| {
+            let id = catalog::table_id(txn, &db, &table)?;
+            apply_put(txn, id, &key, &value, cond)
         })?;
         Ok(lsn)
     }
@@ -215,9 +228,10 @@ impl Engine {
         validate::db_table(db, table)?;
         validate::key(key)?;
         let summary = format!("delete {db}/{table}/{key}");
-        let (_, lsn) = self.write(&summary, |txn| {
-            let id = catalog::table_id(txn, db, table)?;
-            apply_delete(txn, id, key, cond)
+        let (db, table, key) = (db.to_owned(), table.to_owned(), key.to_owned());
+        let (_, lsn) = self.write(summary, move |txn| {
+            let id = catalog::table_id(txn, &db, &table)?;
+            apply_delete(txn, id, &key, cond)
         })?;
         Ok(lsn)
     }
@@ -227,8 +241,9 @@ impl Engine {
         validate::db_table(db, table)?;
         validate_batch(&ops)?;
         let summary = format!("batch of {} on {db}/{table}", ops.len());
-        let (_, lsn) = self.write(&summary, |txn| {
-            let id = catalog::table_id(txn, db, table)?;
+        let (db, table) = (db.to_owned(), table.to_owned());
+        let (_, lsn) = self.write(summary, move |txn| {
+            let id = catalog::table_id(txn, &db, &table)?;
             ops.iter().try_for_each(|op| apply_batch_op(txn, id, op))
         })?;
         Ok(lsn)

@@ -67,7 +67,9 @@ impl Engine {
     pub(crate) fn purge_tables(&self, ids: &[u32]) -> Result<(), Error> {
         for &id in ids {
             while !self
-                .write(&format!("purge table id {id}"), |txn| purge_chunk(txn, id))?
+                .write(format!("purge table id {id}"), move |txn| {
+                    purge_chunk(txn, id)
+                })?
                 .0
             {}
         }

@@ -196,8 +196,11 @@ impl Wal {
                     Ok(upto) => sync.durable = sync.durable.max(upto),
                     Err(_) => sync.failed = true,
                 }
+                // Notified after the lock is released, so waiters do not wake into a held lock.
+                drop(sync);
                 self.synced.notify_all();
                 result?;
+                sync = lock(&self.sync);
             } else {
                 sync = self.synced.wait(sync).unwrap_or_else(|e| e.into_inner());
             }
