@@ -269,6 +269,10 @@ struct ReplayRun {
     bytes: u64,
     /// Segment bytes read + CRC32C per second, measured right before this open.
     baseline_mbps: f64,
+    /// WAL bytes per second of open plus the first checkpoint, which writes the replayed pages
+    /// recovery left in the buffer pool (so the deferred work is counted too).
+    with_checkpoint_mbps: f64,
+    pages_held: bool,
 }
 
 /// Logs a workload once (no checkpoint), then recovers fresh copies of it `runs` times, each
@@ -291,6 +295,8 @@ fn replay_rates(dir: &Path, runs: usize) -> Vec<ReplayRun> {
             let started = Instant::now();
             let (e, report) = Engine::open(&copy, opts.clone()).unwrap();
             let secs = started.elapsed().as_secs_f64();
+            e.checkpoint().unwrap();
+            let with_checkpoint = started.elapsed().as_secs_f64();
             drop(e);
             let _ = std::fs::remove_dir_all(&copy);
             let bytes = report.bytes_replayed;
@@ -299,6 +305,8 @@ fn replay_rates(dir: &Path, runs: usize) -> Vec<ReplayRun> {
                 recover_mbps: bytes as f64 / report.duration.as_secs_f64() / 1e6,
                 bytes,
                 baseline_mbps,
+                with_checkpoint_mbps: bytes as f64 / with_checkpoint / 1e6,
+                pages_held: report.pages_held_for_checkpoint,
             }
         })
         .collect()
@@ -308,8 +316,8 @@ fn print_replay(root: &Path) {
     let mut runs = replay_rates(&root.join("replay"), 5);
     for r in &runs {
         println!(
-            "  replay run: open {:.1} MB/s, recovery alone {:.1} MB/s, read+CRC32C of the WAL {:.1} MB/s",
-            r.open_mbps, r.recover_mbps, r.baseline_mbps
+            "  replay run: open {:.1} MB/s, recovery alone {:.1} MB/s, open + first checkpoint {:.1} MB/s (pages held for it: {}), read+CRC32C of the WAL {:.1} MB/s",
+            r.open_mbps, r.recover_mbps, r.with_checkpoint_mbps, r.pages_held, r.baseline_mbps
         );
     }
     runs.sort_by(|a, b| a.open_mbps.total_cmp(&b.open_mbps));
@@ -322,6 +330,13 @@ fn print_replay(root: &Path) {
         m.open_mbps / m.baseline_mbps,
         m.baseline_mbps,
         m.recover_mbps
+    );
+    runs.sort_by(|a, b| a.with_checkpoint_mbps.total_cmp(&b.with_checkpoint_mbps));
+    let m = &runs[runs.len() / 2];
+    println!(
+        "recovery replay + first checkpoint (median): {:.1} MB/s = {:.2}x read+CRC32C of the same WAL",
+        m.with_checkpoint_mbps,
+        m.with_checkpoint_mbps / m.baseline_mbps
     );
 }
 
@@ -422,16 +437,21 @@ fn timed_open(dir: &Path, opts: &EngineOptions, cache: &str, prepare: impl Fn(&P
     let started = Instant::now();
     let (e, report) = Engine::open(dir, opts.clone()).unwrap();
     let secs = started.elapsed().as_secs_f64();
+    // Replayed pages recovery left in the pool are written by the first checkpoint.
+    e.checkpoint().unwrap();
+    let with_checkpoint = started.elapsed().as_secs_f64();
     drop(e);
     std::fs::remove_dir_all(dir).unwrap();
     let mb = report.bytes_replayed as f64 / 1e6;
     println!(
         "open after a crash with {mb:.0} MB of WAL, {cache}: {secs:.2} s = {:.1} MB/s replayed \
-         = {:.2}x read+CRC32C of the same WAL ({floor_mbps:.1} MB/s); recovery alone {:.2} s, {} records",
+         = {:.2}x read+CRC32C of the same WAL ({floor_mbps:.1} MB/s); recovery alone {:.2} s, {} records; \
+         with the first checkpoint {with_checkpoint:.2} s (pages held for it: {})",
         mb / secs,
         mb / secs / floor_mbps,
         report.duration.as_secs_f64(),
-        report.records_replayed
+        report.records_replayed,
+        report.pages_held_for_checkpoint
     );
 }
 

@@ -6,7 +6,7 @@
 
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoFile, read_exact_at};
-use crate::engine::page::{Node, PAGE_SIZE, seal, unseal};
+use crate::engine::page::{Node, PAGE_SIZE, seal_in_place, unseal};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -139,6 +139,15 @@ impl PageStore {
             .map(|f| (f.image.clone(), f.dirty))
     }
 
+    /// Installs pages recovery rebuilt from the log, as dirty pages with the LSN of the record
+    /// that last changed each (so the next checkpoint writes them).
+    pub(crate) fn install_replayed(&self, pages: Vec<(u64, Vec<u8>, u64)>) {
+        let mut pool = lock(&self.pool);
+        for (page_no, image, lsn) in pages {
+            pool.insert(page_no, Arc::new(image), None, lsn, true);
+        }
+    }
+
     /// Installs committed pages (already logged at `lsn`) as dirty.
     pub(crate) fn install(&self, pages: Vec<Changed>, lsn: u64) {
         let mut pool = lock(&self.pool);
@@ -160,10 +169,13 @@ impl PageStore {
     }
 
     /// Writes a page to the data file. The caller has synced the WAL past `lsn`.
-    pub(crate) fn write(&self, page_no: u64, image: &[u8], lsn: u64) -> Result<(), StorageError> {
-        self.file
-            .write_at(page_no * PAGE_SIZE as u64, &seal(image, page_no, lsn))?;
-        Ok(())
+    /// Writes pages (sorted by page number) to the data file. The caller has synced the WAL
+    /// past each page's LSN.
+    pub(crate) fn write_pages<'a>(
+        &self,
+        pages: impl IntoIterator<Item = (u64, &'a [u8], u64)>,
+    ) -> Result<(), StorageError> {
+        write_sealed_runs(&*self.file, pages)
     }
 
     pub(crate) fn sync(&self) -> Result<(), StorageError> {
@@ -187,6 +199,36 @@ impl PageStore {
             pool.evict_one();
         }
     }
+}
+
+/// Pages written with one call at most (1 MiB).
+const WRITE_RUN_PAGES: usize = 128;
+
+/// Writes page images (sorted by page number, each with its LSN) to a data file, sealed, with
+/// one write per run of consecutive pages (at most 1 MiB), not one per page.
+pub(crate) fn write_sealed_runs<'a>(
+    file: &dyn IoFile,
+    pages: impl IntoIterator<Item = (u64, &'a [u8], u64)>,
+) -> Result<(), StorageError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_RUN_PAGES * PAGE_SIZE);
+    let mut first = 0u64;
+    for (page_no, image, lsn) in pages {
+        let pending = (buf.len() / PAGE_SIZE) as u64;
+        if pending > 0 && (page_no != first + pending || pending as usize == WRITE_RUN_PAGES) {
+            file.write_at(first * PAGE_SIZE as u64, &buf)?;
+            buf.clear();
+        }
+        if buf.is_empty() {
+            first = page_no;
+        }
+        let at = buf.len();
+        buf.extend_from_slice(image);
+        seal_in_place(&mut buf[at..], page_no, lsn);
+    }
+    if !buf.is_empty() {
+        file.write_at(first * PAGE_SIZE as u64, &buf)?;
+    }
+    Ok(())
 }
 
 /// Reads and checks one page of a data file.

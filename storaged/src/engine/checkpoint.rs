@@ -59,9 +59,10 @@ impl Engine {
         let last_lsn = self.wal.last_lsn();
         self.wal.wait_durable(redo_lsn)?;
         let dirty = self.store.dirty_pages();
-        for (page_no, image, lsn) in &dirty {
-            self.store.write(*page_no, image, *lsn)?;
-        }
+        let pages = dirty
+            .iter()
+            .map(|(page_no, image, lsn)| (*page_no, &image[..], *lsn));
+        self.store.write_pages(pages)?;
         self.store.sync()?;
         let meta = self.current_meta()?;
         let mut next = *lock(&self.control);

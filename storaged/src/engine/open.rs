@@ -5,6 +5,7 @@ use crate::engine::combine::Queue;
 use crate::engine::engine::{Counters, Engine};
 use crate::engine::error::{Error, OpenError, StorageError};
 use crate::engine::io::{IoBackend, LatchedIo, StdFs};
+use crate::engine::page::PAGE_SIZE;
 use crate::engine::recovery::{self, RecoveryReport};
 use crate::engine::types::EngineOptions;
 use crate::engine::wal::Wal;
@@ -33,7 +34,10 @@ impl Engine {
         opts.validate().map_err(OpenError::InvalidOptions)?;
         let io = Arc::new(LatchedIo::new(io));
         init::ensure_initialized(&*io, dir, opts.wal_segment_size)?;
-        let rec = recovery::recover(&*io, dir, opts.recovery)?;
+        // Replayed pages are kept in up to three quarters of the pool (the rest is for the
+        // working set) and written by the first checkpoint.
+        let hold_pages = opts.buffer_pool_bytes / PAGE_SIZE / 4 * 3;
+        let rec = recovery::recover(&*io, dir, opts.recovery, hold_pages)?;
         let wal_io: Arc<dyn IoBackend> = io.clone();
         let wal = Wal::new(
             wal_io,
@@ -57,6 +61,7 @@ impl Engine {
             counters: Counters::default(),
             dir_lock: None,
         };
+        engine.store.install_replayed(rec.replayed);
         engine.finish_interrupted_drops()?;
         Ok((engine, rec.report))
     }

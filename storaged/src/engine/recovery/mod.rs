@@ -30,6 +30,8 @@ pub(crate) struct Recovered {
     pub(crate) data_file: Arc<dyn IoFile>,
     pub(crate) wal: WalStart,
     pub(crate) report: RecoveryReport,
+    /// Replayed pages for the buffer pool to hold dirty (empty if they were written).
+    pub(crate) replayed: Vec<(u64, Vec<u8>, u64)>,
 }
 
 /// What the mode allows for how the log ended: nothing to do, a cut, or a refusal.
@@ -90,10 +92,13 @@ fn load_control(file: &dyn IoFile, mode: RecoveryMode) -> Result<ControlState, O
     })
 }
 
+/// Recovers the store in `dir`. Up to `hold_pages` replayed pages are handed back for the
+/// buffer pool instead of being written (see §6 of DESIGN.md); more than that are written.
 pub(crate) fn recover(
     io: &dyn IoBackend,
     dir: &Path,
     mode: RecoveryMode,
+    hold_pages: usize,
 ) -> Result<Recovered, OpenError> {
     let started = Instant::now();
     let control_file = io.open(&layout::control(dir), false)?;
@@ -111,11 +116,20 @@ pub(crate) fn recover(
         None => None,
     };
     let active = sync_active_segment(io, &wal_dir, &end, &control)?;
-    let pages_restored = replay.write_all()?;
     let redo_lsn = control.redo_lsn;
-    if end.records > 0 || cut.is_some() {
-        new_checkpoint(io, dir, &*control_file, &*data_file, &mut control, &end)?;
-    }
+    let pages_restored = replay.len();
+    let hold = pages_restored > 0 && pages_restored <= hold_pages;
+    let replayed = if hold {
+        // The log from the redo point stays until the first checkpoint writes these pages:
+        // a crash before it replays the same records again.
+        replay.into_pages()
+    } else {
+        replay.write_all()?;
+        if end.records > 0 || cut.is_some() {
+            new_checkpoint(io, dir, &*control_file, &*data_file, &mut control, &end)?;
+        }
+        Vec::new()
+    };
     let report = RecoveryReport {
         mode,
         redo_lsn,
@@ -124,6 +138,7 @@ pub(crate) fn recover(
         last_lsn: end.last_lsn,
         end_lsn: end.resume,
         pages_restored,
+        pages_held_for_checkpoint: hold,
         cut,
         duration: started.elapsed(),
     };
@@ -138,6 +153,7 @@ pub(crate) fn recover(
         data_file,
         wal,
         report,
+        replayed,
     })
 }
 

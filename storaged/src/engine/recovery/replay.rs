@@ -4,15 +4,12 @@
 //! a page per diff), and the pages are written in runs of consecutive page numbers, each run
 //! sealed in one buffer and written with one call.
 
-use crate::engine::buffer::read_page;
+use crate::engine::buffer::{read_page, write_sealed_runs};
 use crate::engine::error::StorageError;
 use crate::engine::io::IoFile;
-use crate::engine::page::{PAGE_SIZE, seal_in_place};
+use crate::engine::page::PAGE_SIZE;
 use crate::engine::redo::{self, ChangeRef, PayloadView};
 use std::collections::BTreeMap;
-
-/// Pages written with one call at most (1 MiB).
-const WRITE_PAGES: usize = 128;
 
 pub(crate) struct Replay<'a> {
     data: &'a dyn IoFile,
@@ -53,26 +50,25 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 
+    /// How many pages replay rebuilt.
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// The rebuilt pages as (page number, image, LSN of the last record that changed it), for
+    /// the buffer pool to hold as dirty pages until the next checkpoint writes them.
+    pub(crate) fn into_pages(self) -> Vec<(u64, Vec<u8>, u64)> {
+        let page = |(page_no, (image, lsn)): (u64, (Box<[u8]>, u64))| (page_no, image.into(), lsn);
+        self.pages.into_iter().map(page).collect()
+    }
+
     /// Writes every replayed page and syncs the data file; returns how many.
     pub(crate) fn write_all(self) -> Result<usize, StorageError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PAGES * PAGE_SIZE);
-        let mut first = 0u64;
-        for (&page_no, (image, lsn)) in &self.pages {
-            let pending = (buf.len() / PAGE_SIZE) as u64;
-            if pending > 0 && (page_no != first + pending || pending as usize == WRITE_PAGES) {
-                self.data.write_at(first * PAGE_SIZE as u64, &buf)?;
-                buf.clear();
-            }
-            if buf.is_empty() {
-                first = page_no;
-            }
-            let at = buf.len();
-            buf.extend_from_slice(image);
-            seal_in_place(&mut buf[at..], page_no, *lsn);
-        }
-        if !buf.is_empty() {
-            self.data.write_at(first * PAGE_SIZE as u64, &buf)?;
-        }
+        let pages = self
+            .pages
+            .iter()
+            .map(|(&p, (image, lsn))| (p, &image[..], *lsn));
+        write_sealed_runs(self.data, pages)?;
         if !self.pages.is_empty() {
             self.data.sync_data()?;
         }

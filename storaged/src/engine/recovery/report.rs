@@ -37,6 +37,9 @@ pub struct RecoveryReport {
     /// Where the next record will be written.
     pub end_lsn: u64,
     pub pages_restored: usize,
+    /// The restored pages are held dirty in the buffer pool and written by the first
+    /// checkpoint (the redo point stays where it was until then), rather than written now.
+    pub pages_held_for_checkpoint: bool,
     pub cut: Option<CutReport>,
     pub duration: Duration,
 }
@@ -53,9 +56,14 @@ impl fmt::Display for RecoveryReport {
             "  replayed {} records ({} bytes), last LSN {:#x}",
             self.records_replayed, self.bytes_replayed, self.last_lsn
         )?;
+        let held = if self.pages_held_for_checkpoint {
+            " (in memory, written by the next checkpoint)"
+        } else {
+            ""
+        };
         writeln!(
             f,
-            "  restored {} pages; log continues at {:#x}",
+            "  restored {} pages{held}; log continues at {:#x}",
             self.pages_restored, self.end_lsn
         )?;
         match &self.cut {
