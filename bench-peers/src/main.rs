@@ -4,17 +4,14 @@
 //! it was at that moment. PHOTONDB_BENCH_DIR picks the disk.
 
 use photondb_storaged::engine::{Condition, Engine, EngineOptions};
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-const RUN: Duration = Duration::from_secs(3);
-/// Every store writes the same documents as `storaged/benches/engine.rs`: key `w{w}-{i}` for
-/// writer `w`'s `i`th commit, a 100-byte value.
-const VALUE: [u8; 100] = [1; 100];
+#[path = "../../storaged/benches/common/mod.rs"]
+mod common;
+
+use common::{RUN, VALUE, bench_dir, commit_rate, key, raw_fsync_rate};
 
 /// One durable commit of writer `w`'s `i`th document.
 type Commit = Box<dyn Fn(usize, u64) + Send + Sync>;
@@ -28,67 +25,12 @@ const STORES: [(&str, Open); 3] = [
     ("sqlite (WAL, synchronous=FULL)", sqlite),
 ];
 
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("PHOTONDB_BENCH_DIR") {
-        Some(dir) => tempfile::tempdir_in(dir),
-        None => tempfile::tempdir(),
-    }
-    .expect("bench directory")
-}
-
-/// fdatasyncs per second of a 4 KiB write into a zero-filled 64 MiB file.
-fn raw_fsync_rate(dir: &Path, run: Duration) -> f64 {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(dir.join("raw"))
-        .unwrap();
-    file.write_all_at(&vec![0u8; 64 << 20], 0).unwrap();
-    file.sync_all().unwrap();
-    let block = [7u8; 4096];
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < run {
-        file.write_all_at(&block, (n * 4096) % (64 << 20)).unwrap();
-        file.sync_data().unwrap();
-        n += 1;
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Runs `writers` threads calling `commit(writer, i)` for `RUN`; returns commits/s.
-fn rate(writers: usize, commit: Commit) -> f64 {
-    let commit = Arc::new(commit);
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let (commit, stop, count) = (commit.clone(), stop.clone(), count.clone());
-            std::thread::spawn(move || {
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    commit(w, i);
-                    count.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(RUN);
-    stop.store(true, Ordering::Relaxed);
-    handles.into_iter().for_each(|h| h.join().unwrap());
-    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
 fn photondb(dir: &Path, _writers: usize) -> Commit {
     let (e, _) = Engine::open(dir, EngineOptions::default()).unwrap();
     e.create_database("bench").unwrap();
     e.create_table("bench", "t").unwrap();
     Box::new(move |w, i| {
-        e.put("bench", "t", &format!("w{w}-{i}"), &VALUE, Condition::Any)
+        e.put("bench", "t", &key(w, i), &VALUE, Condition::Any)
             .unwrap();
     })
 }
@@ -96,7 +38,7 @@ fn photondb(dir: &Path, _writers: usize) -> Commit {
 fn sled(dir: &Path, _writers: usize) -> Commit {
     let db = sled::open(dir).unwrap();
     Box::new(move |w, i| {
-        db.insert(format!("w{w}-{i}"), &VALUE[..]).unwrap();
+        db.insert(key(w, i), &VALUE[..]).unwrap();
         db.flush().unwrap();
     })
 }
@@ -122,7 +64,7 @@ fn sqlite(dir: &Path, writers: usize) -> Commit {
         let conn = conns[w].lock().unwrap();
         conn.execute(
             "INSERT OR REPLACE INTO docs VALUES (?1, ?2)",
-            (format!("w{w}-{i}"), &VALUE[..]),
+            (key(w, i), &VALUE[..]),
         )
         .unwrap();
     })
@@ -135,7 +77,7 @@ fn measure(root: &Path, writers: usize) -> Vec<(&'static str, f64, f64)> {
     let mut out = Vec::new();
     for (name, open) in STORES {
         let dir = root.join(format!("{}-{writers}", name.split(' ').next().unwrap()));
-        let commits = rate(writers, open(&dir, writers));
+        let commits = commit_rate(writers, open(&dir, writers));
         std::fs::remove_dir_all(&dir).unwrap();
         let raw_after = raw_fsync_rate(root, RUN / 2);
         out.push((name, commits, (raw_before + raw_after) / 2.0));

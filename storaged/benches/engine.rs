@@ -6,50 +6,15 @@
 //! `PHOTONDB_BENCH_ONLY=commits[=N]`, `reads`, `replay` or `open1g` runs one section.
 
 use photondb_storaged::engine::{Condition, Engine, EngineOptions, Scan};
-use std::fs::OpenOptions;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const RUN: Duration = Duration::from_secs(3);
+mod common;
 
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("PHOTONDB_BENCH_DIR") {
-        Some(dir) => tempfile::tempdir_in(dir),
-        None => tempfile::tempdir(),
-    }
-    .expect("bench directory")
-}
-
-/// fdatasyncs per second of a 4 KiB write appended to a zero-filled file. The disks this runs
-/// on are shared and their sync rate drifts, so it is measured again around each commit run.
-fn raw_fsync_rate(dir: &Path, run: Duration) -> f64 {
-    let path = dir.join("raw");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let zeros = vec![0u8; 1 << 20];
-    for i in 0..64 {
-        file.write_all_at(&zeros, i << 20).unwrap();
-    }
-    file.sync_all().unwrap();
-    let block = vec![7u8; 4096];
-    let started = Instant::now();
-    let mut n = 0u64;
-    while started.elapsed() < run {
-        file.write_all_at(&block, (n * 4096) % (64 << 20)).unwrap();
-        file.sync_data().unwrap();
-        n += 1;
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
+use common::{RUN, VALUE, bench_dir, key, raw_fsync_rate};
 
 fn open(dir: &Path, opts: EngineOptions) -> Engine {
     Engine::open(dir, opts).expect("open").0
@@ -65,38 +30,17 @@ fn setup(dir: &Path, opts: EngineOptions) -> Engine {
 /// Durable commits per second with `writers` threads each putting 100-byte documents.
 fn commit_rate(dir: PathBuf, writers: usize) -> (f64, f64) {
     let e = Arc::new(setup(&dir, EngineOptions::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(AtomicU64::new(0));
     let before = e.stats();
-    let started = Instant::now();
-    let handles: Vec<_> = (0..writers)
-        .map(|w| {
-            let (e, stop, commits) = (e.clone(), stop.clone(), commits.clone());
-            std::thread::spawn(move || {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    e.put(
-                        "bench",
-                        "t",
-                        &format!("w{w}-{i}"),
-                        &[1u8; 100],
-                        Condition::Any,
-                    )
-                    .unwrap();
-                    commits.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-            })
-        })
-        .collect();
-    std::thread::sleep(RUN);
-    stop.store(true, Ordering::Relaxed);
-    handles.into_iter().for_each(|h| h.join().unwrap());
-    let secs = started.elapsed().as_secs_f64();
+    let writer = e.clone();
+    let rate = common::commit_rate(writers, move |w, i| {
+        writer
+            .put("bench", "t", &key(w, i), &VALUE, Condition::Any)
+            .unwrap();
+    });
     let after = e.stats();
     let per_sync =
         (after.commits - before.commits) as f64 / (after.fsyncs - before.fsyncs).max(1) as f64;
-    (commits.load(Ordering::Relaxed) as f64 / secs, per_sync)
+    (rate, per_sync)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
