@@ -1,9 +1,9 @@
 //! The gateway refuses to start (exit 64, every error listed) unless dev mode is on and it
 //! listens on loopback only: without authentication it must never forward public traffic.
 
-mod support;
+use crate::support;
 
-use support::{certs, config_text, run_to_exit};
+use crate::support::{certs, config_text, run_to_exit};
 
 #[test]
 fn refuses_without_dev_mode() {

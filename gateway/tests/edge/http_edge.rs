@@ -2,11 +2,11 @@
 //! validation refusals as problem+json, body limits, slowloris, read-only mode, the breaker,
 //! health and metrics.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
-use support::{Gateway, request, send_raw, start};
+use crate::support::{Gateway, request, send_raw, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn check(

@@ -11,7 +11,7 @@ use photondb_proto::signing::SecretKey;
 const PHOTONCTL: &str = env!("CARGO_BIN_EXE_photonctl");
 
 fn vectors() -> Vec<serde_json::Value> {
-    let text = include_str!("../../proto/testdata/signing-vectors.json");
+    let text = include_str!("../../../proto/testdata/signing-vectors.json");
     let file: serde_json::Value = serde_json::from_str(text).expect("vectors parse");
     file["vectors"].as_array().expect("vectors array").clone()
 }

@@ -2,17 +2,17 @@
 //! maps to its typed call, answers map back, metadata carries the request id and principal,
 //! and upstream errors map to fixed codes without leaking upstream text.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 
+use crate::support::storaged::{self, Fake, KEY_DATA_LOSS, KEY_SLOW};
+use crate::support::{Gateway, request, start_with};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use photondb_proto::v1 as pb;
 use prost::Message;
-use support::storaged::{self, Fake, KEY_DATA_LOSS, KEY_SLOW};
-use support::{Gateway, request, start_with};
 
 async fn gateway_with_fake() -> (Gateway, Fake) {
     let certs = Arc::new(support::certs());

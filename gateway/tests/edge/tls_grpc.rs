@@ -1,18 +1,18 @@
 //! TLS and HTTP/2 at the edge: TLS 1.3 with ALPN h2, TLS 1.2 still offered, certificate
 //! reload without restart, and native gRPC re-issued through the pipeline.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{Gateway, connect, start};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use rustls::ProtocolVersion;
 use rustls::pki_types::ServerName;
-use support::{Gateway, connect, start};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls13_with_alpn_h2() {

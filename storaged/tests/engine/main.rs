@@ -1,0 +1,9 @@
+//! Engine tests through the public API: operations, concurrency, crashes, a model, recovery.
+//! One test binary for the whole folder: each binary links the full dependency tree, so one
+//! binary instead of many keeps the build's disk use and link time small.
+
+mod engine_basic;
+mod engine_concurrency;
+mod engine_crash;
+mod engine_model;
+mod engine_recovery;

@@ -1,0 +1,26 @@
+//! End-to-end tests: the real storaged and gateway binaries, started on loopback.
+//! One test binary for the whole folder: each binary links the full dependency tree, so one
+//! binary instead of many keeps the build's disk use and link time small.
+
+mod gateway_breaker;
+mod gateway_concurrent_writes;
+mod gateway_native_grpc;
+mod gateway_read_only;
+mod gateway_refusals;
+mod gateway_request_id;
+mod gateway_rest_routes;
+mod gateway_storaged_hangs;
+mod gateway_tls;
+mod storaged_cert_reload;
+mod storaged_config;
+mod storaged_connection_limits;
+mod storaged_data_loss;
+mod storaged_deadlines;
+mod storaged_graceful_stop;
+mod storaged_kill9;
+mod storaged_load_shedding;
+mod storaged_metrics;
+mod storaged_operations;
+mod storaged_refuses_connections;
+mod storaged_store_lock;
+mod storaged_survives_garbage;
