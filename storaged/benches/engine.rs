@@ -3,9 +3,11 @@
 //! pool, the OS page cache and the disk (the last as a ratio to a raw read of one page), scan
 //! rows/s, WAL replay MB/s during recovery (as a ratio to reading and CRC32C-ing the same WAL),
 //! and the time to open after a crash with 1 GiB of WAL.
-//! `PHOTONDB_BENCH_ONLY=commits[=N]`, `reads`, `replay` or `open1g` runs one section.
+//! Also commits at 1 and 64 writers with 1 ms added to every fdatasync (`slowsync`).
+//! `PHOTONDB_BENCH_ONLY=commits[=N]`, `slowsync`, `reads`, `replay` or `open1g` runs one section.
 
-use photondb_storaged::engine::{Condition, Engine, EngineOptions, Scan};
+use photondb_storaged::engine::{Condition, Engine, EngineOptions, IoBackend, IoFile, Scan, StdFs};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,14 +24,23 @@ fn open(dir: &Path, opts: EngineOptions) -> Engine {
 
 fn setup(dir: &Path, opts: EngineOptions) -> Engine {
     let e = open(dir, opts);
+    create_tables(&e);
+    e
+}
+
+/// The tables every bench writes to.
+fn create_tables(e: &Engine) {
     e.create_database("bench").unwrap();
     e.create_table("bench", "t").unwrap();
-    e
 }
 
 /// Durable commits per second with `writers` threads each putting 100-byte documents.
 fn commit_rate(dir: PathBuf, writers: usize) -> (f64, f64) {
-    let e = Arc::new(setup(&dir, EngineOptions::default()));
+    commit_rate_on(Arc::new(setup(&dir, EngineOptions::default())), writers)
+}
+
+/// `commit_rate` on an open engine: commits per second and commits per fsync.
+fn commit_rate_on(e: Arc<Engine>, writers: usize) -> (f64, f64) {
     let before = e.stats();
     let writer = e.clone();
     let rate = common::commit_rate(writers, move |w, i| {
@@ -306,6 +317,78 @@ fn print_commits(root: &Path, only: &str) {
     }
 }
 
+/// The real filesystem with a fixed delay after every fdatasync: a disk whose cache flush is
+/// slower than the one under test, so commits are bound by the sync instead of the CPU.
+struct SlowSync(Duration);
+
+struct SlowSyncFile(Arc<dyn IoFile>, Duration);
+
+impl IoFile for SlowSyncFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_at(offset, data)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()?;
+        std::thread::sleep(self.1);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+}
+
+impl IoBackend for SlowSync {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>> {
+        Ok(Arc::new(SlowSyncFile(StdFs.open(path, create)?, self.0)))
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        StdFs.exists(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdFs.list_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+}
+
+/// Group commit where the sync, not the CPU, is the limit: 1 and 64 writers with 1 ms added to
+/// every fdatasync. The 64-writer figure is bound by the CPU on a disk as fast as a local NVMe
+/// or a VM's virtio disk; this shows what the same code does on a slower-flushing disk.
+fn print_slow_sync(root: &Path) {
+    let mut one = 0.0;
+    for writers in [1, 64] {
+        let dir = root.join(format!("slowsync-{writers}"));
+        let io = Arc::new(SlowSync(Duration::from_millis(1)));
+        let (e, _) = Engine::open_with(io, &dir, EngineOptions::default()).expect("open");
+        create_tables(&e);
+        let (rate, per_sync) = commit_rate_on(Arc::new(e), writers);
+        if writers == 1 {
+            one = rate;
+        }
+        println!(
+            "durable commits, fdatasync + 1 ms, {writers:>2} writers: {rate:>7.0}/s, \
+             {:.1}x one writer, {per_sync:.1} commits per fsync",
+            rate / one
+        );
+    }
+}
+
 fn print_reads(root: &Path) {
     let dir = root.join("reads");
     let n = 200_000;
@@ -436,7 +519,7 @@ fn main() {
     // PHOTONDB_BENCH_ONLY=<section>[=arg] runs one section; unset runs them all.
     let only = std::env::var("PHOTONDB_BENCH_ONLY").unwrap_or_default();
     let section = only.split('=').next().unwrap_or_default();
-    let sections = ["commits", "reads", "replay", "open1g"];
+    let sections = ["commits", "slowsync", "reads", "replay", "open1g"];
     assert!(
         only.is_empty() || sections.contains(&section),
         "PHOTONDB_BENCH_ONLY must be one of {sections:?}"
@@ -444,6 +527,9 @@ fn main() {
     let run = |name: &str| only.is_empty() || section == name;
     if run("commits") {
         print_commits(root.path(), &only);
+    }
+    if run("slowsync") {
+        print_slow_sync(root.path());
     }
     if run("reads") {
         print_reads(root.path());
