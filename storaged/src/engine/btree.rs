@@ -189,13 +189,32 @@ fn store_interior(txn: &mut Txn<'_>, page_no: u64, mut n: Interior) -> Result<Sp
         txn.put(page_no, Node::Interior(n));
         return Ok(None);
     }
-    let mid = n.keys.len() / 2;
+    // By size, as leaves split: separators are whole keys (15 to 526 bytes an entry), so
+    // halving the count can leave long separators grouped in one half that overflows a page.
+    // `keys[mid]` moves up; the keys before it stay, the keys after it go right.
+    let half = n.encoded_len() / 2;
+    let mut size = Interior::EMPTY_LEN;
+    let mid = n
+        .keys
+        .iter()
+        .take_while(|k| {
+            size += Interior::entry_len(k);
+            size < half
+        })
+        .count()
+        .clamp(1, n.keys.len().saturating_sub(2).max(1));
     let right_keys = n.keys.split_off(mid + 1);
     let separator = n.keys.pop().unwrap_or_default();
     let right = Interior {
         keys: right_keys,
         children: n.children.split_off(mid + 1),
     };
+    if n.encoded_len() > BODY_LEN || right.encoded_len() > BODY_LEN {
+        return Err(StorageError::corrupted(
+            Some(page_no),
+            "an interior node split into a half larger than a page",
+        ));
+    }
     let right_page = txn.alloc()?;
     txn.put(right_page, Node::Interior(right));
     txn.put(page_no, Node::Interior(n));

@@ -241,3 +241,51 @@ fn salvage_starts_even_when_the_active_segment_header_is_bad() {
     assert!(e.get("d", "t", "after").unwrap().is_some());
     assert!(e.verify().unwrap().is_clean());
 }
+
+fn lose_control_file(fs: &SimFs) {
+    fs.remove(Path::new("/db/control")).unwrap();
+}
+
+#[test]
+fn a_lost_control_file_is_refused_not_reinitialised() {
+    // Only the first segment and nothing checkpointed: the records are the evidence.
+    let (fs, _, _) = small_wal(3);
+    let crashed = fs.crash(0);
+    lose_control_file(&crashed);
+    let refused = open(&crashed, RecoveryMode::TornTail);
+    assert!(
+        matches!(&refused, Err(OpenError::Storage(StorageError::Corrupted { detail, .. }))
+            if detail.contains("control file is missing")),
+        "{:?}",
+        refused.err()
+    );
+    assert_eq!(
+        crashed.read_file(Path::new(SEGMENT)),
+        fs.crash(0).read_file(Path::new(SEGMENT)),
+        "the refusal must leave the log as it was"
+    );
+
+    // Checkpointed pages in the data file are evidence too, even with the log rewound.
+    let (fs, _, _) = small_wal(3);
+    open(&fs, RecoveryMode::TornTail)
+        .unwrap()
+        .checkpoint()
+        .unwrap();
+    let crashed = fs.crash(0);
+    lose_control_file(&crashed);
+    let len = |fs: &SimFs| fs.read_file(Path::new("/db/pages.db")).unwrap().len();
+    let before = len(&crashed);
+    assert!(open(&crashed, RecoveryMode::TornTail).is_err());
+    assert_eq!(len(&crashed), before);
+}
+
+#[test]
+fn a_store_cut_off_during_initialisation_is_initialised_again() {
+    let fs = SimFs::new();
+    drop(open(&fs, RecoveryMode::TornTail).unwrap());
+    // What a crash just before the control file's rename leaves: the empty tree, segment 0.
+    lose_control_file(&fs);
+    let e = open(&fs, RecoveryMode::TornTail).unwrap();
+    e.create_database("d").unwrap();
+    assert_eq!(e.list_databases().unwrap().len(), 1);
+}

@@ -15,8 +15,16 @@ pub(crate) struct Interior {
 }
 
 impl Interior {
+    /// The count and the first child.
+    pub(crate) const EMPTY_LEN: usize = 2 + 8;
+
+    /// One separator with the child after it.
+    pub(crate) fn entry_len(key: &[u8]) -> usize {
+        2 + key.len() + 8
+    }
+
     pub(crate) fn encoded_len(&self) -> usize {
-        2 + 8 + self.keys.iter().map(|k| 2 + k.len() + 8).sum::<usize>()
+        Self::EMPTY_LEN + self.keys.iter().map(|k| Self::entry_len(k)).sum::<usize>()
     }
 
     pub(crate) fn encode(&self, image: &mut [u8]) {

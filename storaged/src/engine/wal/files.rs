@@ -2,6 +2,7 @@
 
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoBackend, IoFile, write_zeros};
+use crate::engine::wal::scan::segment_of;
 use crate::engine::wal::segment::{SegmentHeader, file_name, parse_file_name};
 use std::path::Path;
 use std::sync::Arc;
@@ -55,17 +56,20 @@ fn spares(io: &dyn IoBackend, dir: &Path) -> Result<Vec<String>, StorageError> {
         .collect())
 }
 
-/// Retires segments wholly below `redo_lsn`: a few become spares, the rest are deleted.
+/// Retires the segments before the one recovery starts from (`segment_of(redo_lsn)`: a redo
+/// point exactly on a boundary belongs to the segment it ends): a few become spares, the rest
+/// are deleted.
 pub(crate) fn retire_below(
     io: &dyn IoBackend,
     dir: &Path,
     redo_lsn: u64,
     segment_size: u64,
 ) -> Result<usize, StorageError> {
+    let keep_from = segment_of(redo_lsn, segment_size);
     let mut spare_count = spares(io, dir)?.len();
     let mut retired = 0;
     for start in list_segments(io, dir)? {
-        if start + segment_size > redo_lsn {
+        if start >= keep_from {
             break;
         }
         let path = dir.join(file_name(start));
@@ -90,4 +94,44 @@ pub(crate) fn remove_leftovers(io: &dyn IoBackend, dir: &Path) -> Result<(), Sto
         io.sync_dir(dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::io::SimFs;
+    use crate::engine::wal::segment::NO_PREVIOUS;
+
+    const SIZE: u64 = 64 << 10;
+
+    fn three_segments() -> SimFs {
+        let fs = SimFs::new();
+        let dir = Path::new("/wal");
+        fs.create_dir_all(dir).unwrap();
+        for i in 0..3 {
+            let header = SegmentHeader {
+                segment_size: SIZE,
+                instance_id: [1; 16],
+                start_lsn: i * SIZE,
+                prev_start_lsn: if i == 0 { NO_PREVIOUS } else { (i - 1) * SIZE },
+                prev_last_lsn: 0,
+            };
+            create_segment(&fs, dir, &header).unwrap();
+        }
+        fs
+    }
+
+    #[test]
+    fn retiring_keeps_the_segment_recovery_starts_from() {
+        // A log that ends exactly at a segment's end has its redo point on the boundary;
+        // recovery reads that segment, so a checkpoint there must not retire it.
+        for redo in [SIZE + 1, 2 * SIZE - 1, 2 * SIZE, 2 * SIZE + 1, 3 * SIZE] {
+            let fs = three_segments();
+            let dir = Path::new("/wal");
+            retire_below(&fs, dir, redo, SIZE).unwrap();
+            let left = list_segments(&fs, dir).unwrap();
+            let first = segment_of(redo, SIZE);
+            assert_eq!(left.first(), Some(&first), "redo {redo}: left {left:?}");
+        }
+    }
 }
