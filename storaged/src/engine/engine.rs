@@ -66,10 +66,12 @@ impl Engine {
         self.check_open()?;
         let guard = self.tree.read().unwrap_or_else(|e| e.into_inner());
         let mut view = ReadView::new(&self.store);
-        let out = op(&mut view)?;
+        let out = op(&mut view);
         drop(guard);
+        // An answer that something is missing rests on what it read as much as a document
+        // does: it too waits until those pages' records are durable.
         self.wal.wait_durable(view.max_lsn + 1)?;
-        Ok(out)
+        out
     }
 
     /// Runs a write transaction as one WAL record; returns once it is durable, with its LSN.
@@ -115,6 +117,9 @@ impl Engine {
     fn combine(&self) {
         let jobs = self.queue.take();
         let mut staged = Vec::with_capacity(jobs.len());
+        // Refusals (version mismatch, not found, already exists) rest on the records before
+        // them, which may not be durable yet: they are answered with the batch.
+        let mut refused = Vec::new();
         let mut end = 0;
         let tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
         for mut job in jobs {
@@ -128,13 +133,19 @@ impl Engine {
                     end = record_end;
                     staged.push((job.done, lsn));
                 }
-                Err(e) => job.done.finish(Outcome::Failed(e)),
+                Err(e) => {
+                    end = end.max(self.wal.tail());
+                    refused.push((job.done, e));
+                }
             }
         }
         drop(tree);
         self.queue.hand_on();
         match self.wal.wait_durable(end) {
             Ok(()) => {
+                for (done, e) in refused {
+                    done.finish(Outcome::Failed(e));
+                }
                 let committed = staged.len() as u64;
                 self.counters
                     .commits
@@ -147,7 +158,10 @@ impl Engine {
                 self.maybe_checkpoint();
             }
             Err(first) => {
-                for ((done, _), e) in staged.into_iter().zip(batch_errors(first)) {
+                // What a refusal saw may now never be durable: it gets the I/O error too.
+                let owners = staged.into_iter().map(|(done, _)| done);
+                let owners = owners.chain(refused.into_iter().map(|(done, _)| done));
+                for (done, e) in owners.zip(batch_errors(first)) {
                     done.finish(Outcome::Failed(e));
                 }
             }

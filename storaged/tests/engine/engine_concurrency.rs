@@ -169,3 +169,81 @@ fn concurrent_writers_through_a_failing_fsync_keep_every_acknowledged_write() {
         assert!(e.verify().unwrap().is_clean());
     }
 }
+
+/// Runs `f` on its own thread and reports whether it finished within `within`.
+fn finishes_within<T: Send + 'static>(
+    within: std::time::Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (bool, std::thread::JoinHandle<T>) {
+    let handle = std::thread::spawn(f);
+    let deadline = std::time::Instant::now() + within;
+    while !handle.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (handle.is_finished(), handle)
+}
+
+/// Appends a record on its own thread (its sync held) and returns once it is in the log.
+fn logged_not_durable<T: Send + 'static>(
+    e: &Arc<Engine>,
+    f: impl FnOnce(&Engine) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let before = e.stats().wal_bytes;
+    let writer = e.clone();
+    let handle = std::thread::spawn(move || f(&writer));
+    while e.stats().wal_bytes == before {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    handle
+}
+
+/// A refusal or a miss rests on the records before it as much as an answer with data does: if
+/// it were answered before they are durable, a power cut could take back what it relied on.
+#[test]
+fn refusals_and_misses_wait_for_the_records_they_rest_on() {
+    use photondb_storaged::engine::{Error, What};
+    let patience = std::time::Duration::from_millis(300);
+    let fs = SimFs::new();
+    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+    let e = Arc::new(
+        Engine::open_with(io, Path::new("/db"), EngineOptions::default())
+            .unwrap()
+            .0,
+    );
+    e.create_database("d").unwrap();
+    e.create_table("d", "t").unwrap();
+    e.create_table("d", "gone").unwrap();
+    fs.hold_syncs();
+
+    // A write refused because of a put that is logged but not yet durable.
+    let put = logged_not_durable(&e, |e| e.put("d", "t", "k", b"v", Condition::Any));
+    let writer = e.clone();
+    let (answered, refused) = finishes_within(patience, move || {
+        writer.put("d", "t", "k", b"w", Condition::IfAbsent)
+    });
+    assert!(
+        !answered,
+        "a refusal was answered before the put it rests on was durable"
+    );
+
+    // A read that finds no table because of a drop that is logged but not yet durable.
+    let dropped = logged_not_durable(&e, |e| e.drop_table("d", "gone"));
+    let reader = e.clone();
+    let (answered, missed) = finishes_within(patience, move || reader.get("d", "gone", "k"));
+    assert!(
+        !answered,
+        "a miss was answered before the drop it rests on was durable"
+    );
+
+    fs.release_syncs();
+    let version = put.join().unwrap().unwrap();
+    assert!(matches!(
+        refused.join().unwrap(),
+        Err(Error::VersionMismatch { actual: Some(v), .. }) if v == version
+    ));
+    dropped.join().unwrap().unwrap();
+    assert!(matches!(
+        missed.join().unwrap(),
+        Err(Error::NotFound(What::Table))
+    ));
+}

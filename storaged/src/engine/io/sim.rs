@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 const SECTOR: u64 = 512;
 
@@ -19,6 +19,23 @@ const SECTOR: u64 = 512;
 pub struct SimFs {
     state: Arc<Mutex<State>>,
     faults: Arc<Mutex<Faults>>,
+    held: Arc<Hold>,
+}
+
+/// While `held`, file syncs wait: a slow disk, for tests of what may be answered before a sync.
+#[derive(Default)]
+struct Hold {
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+impl Hold {
+    fn wait(&self) {
+        let mut held = lock(&self.held);
+        while *held {
+            held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -52,6 +69,7 @@ enum Pending {
 struct SimHandle {
     inode: Inode,
     faults: Arc<Mutex<Faults>>,
+    held: Arc<Hold>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,6 +170,7 @@ impl IoFile for SimHandle {
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
+        self.held.wait();
         if fires(&mut lock(&self.faults).syncs_left) {
             return Err(injected());
         }
@@ -189,6 +208,16 @@ impl SimFs {
         lock(&self.faults).syncs_left = Some(n);
     }
 
+    /// Makes every file sync wait until `release_syncs` (the syncs already running finish).
+    pub fn hold_syncs(&self) {
+        *lock(&self.held.held) = true;
+    }
+
+    pub fn release_syncs(&self) {
+        *lock(&self.held.held) = false;
+        self.held.released.notify_all();
+    }
+
     /// The filesystem a power cut at this instant could leave behind, chosen by `seed`.
     pub fn crash(&self, seed: u64) -> SimFs {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -210,6 +239,7 @@ impl SimFs {
         SimFs {
             state: Arc::new(Mutex::new(state)),
             faults: Arc::default(),
+            held: Arc::default(),
         }
     }
 
@@ -245,6 +275,7 @@ impl IoBackend for SimFs {
         Ok(Arc::new(SimHandle {
             inode,
             faults: self.faults.clone(),
+            held: self.held.clone(),
         }))
     }
     fn exists(&self, path: &Path) -> io::Result<bool> {
