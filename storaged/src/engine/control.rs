@@ -19,6 +19,7 @@
 use crate::engine::bytes::{get_u32, get_u64, put_u32, put_u64};
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoFile, read_exact_at};
+use crate::engine::types::valid_segment_size;
 
 pub(crate) const SLOT_LEN: usize = 512;
 const MAGIC: u32 = u32::from_le_bytes(*b"PDBC");
@@ -80,12 +81,18 @@ impl ControlState {
         if !known || !zeros {
             return Err("control slot has an unknown magic, format or layout".into());
         }
+        let segment_size = get_u64(slot, SEG_SIZE_AT);
+        if !valid_segment_size(segment_size) {
+            return Err(format!(
+                "control slot has an impossible segment size ({segment_size})"
+            ));
+        }
         let mut instance_id = [0u8; 16];
         instance_id.copy_from_slice(&slot[INSTANCE_AT..INSTANCE_AT + 16]);
         Ok(ControlState {
             sequence: get_u64(slot, SEQUENCE_AT),
             instance_id,
-            segment_size: get_u64(slot, SEG_SIZE_AT),
+            segment_size,
             redo_lsn: get_u64(slot, REDO_AT),
             last_lsn: get_u64(slot, LAST_AT),
             page_count: get_u64(slot, PAGE_COUNT_AT),
@@ -159,6 +166,19 @@ mod tests {
                 ControlState::decode(&bad).is_err(),
                 "flip of bit {bit} went unnoticed"
             );
+        }
+    }
+
+    #[test]
+    fn a_checksummed_slot_with_an_impossible_segment_size_is_refused() {
+        for size in [0, 4096, (256 << 10) + 1, 1 << 40] {
+            let slot = ControlState {
+                segment_size: size,
+                ..state()
+            }
+            .encode();
+            let err = ControlState::decode(&slot).unwrap_err();
+            assert!(err.contains("impossible segment size"), "{size}: {err}");
         }
     }
 

@@ -55,10 +55,18 @@ impl Default for EngineOptions {
     }
 }
 
+/// A WAL segment size the engine accepts: options are checked with it when a store is created,
+/// and the control file's value when it is read (a segment is read whole during recovery).
+pub(crate) fn valid_segment_size(size: u64) -> bool {
+    (256 << 10..=1 << 30).contains(&size) && size.is_multiple_of(4096)
+}
+
 impl EngineOptions {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.wal_segment_size < 256 << 10 || !self.wal_segment_size.is_multiple_of(4096) {
-            return Err("wal_segment_size must be at least 256 KiB and a multiple of 4 KiB".into());
+        if !valid_segment_size(self.wal_segment_size) {
+            return Err(
+                "wal_segment_size must be from 256 KiB to 1 GiB and a multiple of 4 KiB".into(),
+            );
         }
         if self.checkpoint_wal_bytes == 0 {
             return Err("checkpoint_wal_bytes must be positive".into());

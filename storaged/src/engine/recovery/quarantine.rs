@@ -23,6 +23,8 @@ pub(crate) fn cut(
     let qdir = layout::quarantine(dir);
     let wal_dir = layout::wal(dir);
     io.create_dir_all(&qdir)?;
+    // The folder's own entry must be durable before the only copy of the cut bytes is in it.
+    io.sync_dir(dir)?;
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
