@@ -289,3 +289,28 @@ fn a_store_cut_off_during_initialisation_is_initialised_again() {
     e.create_database("d").unwrap();
     assert_eq!(e.list_databases().unwrap().len(), 1);
 }
+
+/// A checkpoint cut off between writing its pages and its control slot: the data file holds
+/// changes the control file does not know of. Point-in-time recovery to before them would mix
+/// old and new pages, so it is refused; a target after them recovers.
+#[test]
+fn point_in_time_before_pages_a_cut_off_checkpoint_wrote_is_refused() {
+    let (fs, lsns, _) = small_wal(4);
+    let e = open(&fs, RecoveryMode::TornTail).unwrap();
+    let control = Path::new("/db/control");
+    let before = fs.read_file(control).unwrap();
+    e.checkpoint().unwrap();
+    drop(e);
+    // The control file as it was before that checkpoint: what a crash before its slot leaves.
+    fs.corrupt(control, 0, &before);
+    let crashed = fs.crash(0);
+    let refused = open(&crashed, RecoveryMode::PointInTime { until_lsn: lsns[1] });
+    assert!(
+        matches!(&refused, Err(OpenError::InvalidOptions(m)) if m.contains("cut off")),
+        "{:?}",
+        refused.err()
+    );
+    let e = open(&crashed, RecoveryMode::PointInTime { until_lsn: lsns[3] }).unwrap();
+    assert_eq!(present(&e, 3), Some(lsns[3]));
+    assert!(e.verify().unwrap().is_clean());
+}

@@ -12,7 +12,7 @@ use crate::engine::control::{self, ControlState};
 use crate::engine::error::{OpenError, StorageError};
 use crate::engine::io::{IoBackend, IoFile};
 use crate::engine::layout;
-use crate::engine::page::Node;
+use crate::engine::page::{Node, PAGE_SIZE};
 use crate::engine::types::RecoveryMode;
 use crate::engine::wal::WalStart;
 use crate::engine::wal::files::{create_segment, remove_leftovers, retire_below};
@@ -105,6 +105,9 @@ pub(crate) fn recover(
     let mut control = load_control(&*control_file, mode)?;
     let until = point_in_time_target(mode, &control)?;
     let data_file = io.open(&layout::data(dir), false)?;
+    if let Some(until) = until {
+        refuse_if_pages_newer(&*data_file, until)?;
+    }
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
     let mut replay = Replay::new(&*data_file);
@@ -172,6 +175,26 @@ fn point_in_time_target(
         RecoveryMode::PointInTime { until_lsn } => Ok(Some(until_lsn)),
         _ => Ok(None),
     }
+}
+
+/// A checkpoint cut off after writing pages but before its control slot leaves pages newer
+/// than the control file says. Replay up to `until` would not roll back those changed only
+/// after it, so recovery to a point before them is refused (unreadable pages are left to
+/// replay and verify, as in any recovery).
+fn refuse_if_pages_newer(data_file: &dyn IoFile, until: u64) -> Result<(), OpenError> {
+    let pages = data_file.len()? / PAGE_SIZE as u64;
+    for page_no in 0..pages {
+        if let Ok((_, lsn)) = read_page(data_file, page_no)
+            && lsn > until
+        {
+            return Err(OpenError::InvalidOptions(format!(
+                "point-in-time target {until:#x} is before changes the data file already holds \
+                 (page {page_no} is at {lsn:#x}, written by a checkpoint that was cut off); \
+                 choose a target at {lsn:#x} or later"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens the segment the log continues in and syncs it: the records just replayed may be only
