@@ -170,7 +170,7 @@ impl Default for RawLimits {
         Self {
             max_body_bytes: 1 << 20,
             max_json_depth: 32,
-            max_batch_operations: 1_000,
+            max_batch_operations: photondb_proto::limits::MAX_BATCH_OPERATIONS,
             max_scan_limit: 1_000,
             max_connections: 4_096,
             max_header_bytes: 16 * 1024,
@@ -522,6 +522,12 @@ impl RawLimits {
             "limits.max_batch_operations",
             self.max_batch_operations as u64,
         );
+        // storaged refuses larger batches; the gateway may only be stricter.
+        c.at_most(
+            "limits.max_batch_operations",
+            self.max_batch_operations as u64,
+            photondb_proto::limits::MAX_BATCH_OPERATIONS as u64,
+        );
         c.positive("limits.max_scan_limit", self.max_scan_limit.into());
         c.positive("limits.max_connections", self.max_connections as u64);
         c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
@@ -657,6 +663,15 @@ mod tests {
         let back: RawConfig = toml::from_str(&text).unwrap();
         assert!(back.dev_mode);
         assert_eq!(back.limits.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn batches_larger_than_storaged_accepts_are_refused() {
+        let errs = errors("[limits]\nmax_batch_operations = 1001\n", &[]);
+        assert!(
+            errs.contains(&"limits.max_batch_operations must be at most 1000".to_string()),
+            "{errs:?}"
+        );
     }
 
     #[test]

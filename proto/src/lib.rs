@@ -2,6 +2,7 @@
 //! Ed25519 request-signing scheme (DESIGN §3.2–3.3).
 
 pub mod audit;
+pub mod limits;
 pub mod signing;
 
 /// Generated protobuf and tonic code for `photondb.v1` (committed; see `tests/codegen.rs`).

@@ -8,6 +8,7 @@ use crate::engine::page::{Cell, Value};
 use crate::engine::txn::{PageSource, Txn};
 use crate::engine::types::{BatchOp, Condition, Document, Scan, ScanPage};
 use crate::engine::{purge, validate, values};
+use photondb_proto::limits::MAX_BATCH_OPERATIONS;
 
 /// Most documents one scan page returns.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
@@ -77,6 +78,11 @@ fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
         return Err(Error::InvalidArgument(
             "a batch needs at least one operation".into(),
         ));
+    }
+    if ops.len() > MAX_BATCH_OPERATIONS {
+        return Err(Error::InvalidArgument(format!(
+            "a batch may carry at most {MAX_BATCH_OPERATIONS} operations"
+        )));
     }
     let mut total = 0;
     for op in ops {

@@ -433,3 +433,24 @@ fn interior_nodes_split_by_size_with_mixed_key_lengths() {
         );
     }
 }
+
+#[test]
+fn a_batch_of_more_than_a_thousand_operations_is_refused_whole() {
+    let (_fs, e) = with_table();
+    let ops = |n: usize| {
+        (0..n)
+            .map(|i| BatchOp::Put {
+                key: format!("k{i}"),
+                value: b"v".to_vec(),
+                condition: Condition::Any,
+            })
+            .collect::<Vec<_>>()
+    };
+    match e.batch("app", "users", ops(1001)) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("at most 1000 operations"), "{m}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    assert_eq!(e.get("app", "users", "k0").unwrap(), None);
+    e.batch("app", "users", ops(1000)).unwrap();
+    assert!(e.get("app", "users", "k999").unwrap().is_some());
+}
