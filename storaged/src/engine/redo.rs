@@ -153,7 +153,7 @@ impl<'a> PayloadView<'a> {
         let mut pages = Vec::with_capacity((count as usize).min(buf.len() / 11));
         for _ in 0..count {
             let kind = r.u8()?;
-            let page_no = r.u64()?;
+            let page_no = page_no(&mut r)?;
             let change = match kind {
                 IMAGE => ChangeRef::Image(bounded(r.u16()? as usize, 0, &mut r)?),
                 DIFF => {
@@ -230,9 +230,19 @@ fn encode_change(page: &PageChange, out: &mut Vec<u8>) {
     }
 }
 
+/// Page numbers past 2^40 (an 8 PiB data file) are damage: `page_no * PAGE_SIZE` must not
+/// overflow when replay writes the page.
+fn page_no(r: &mut Reader<'_>) -> Result<u64, Malformed> {
+    const MAX_PAGES: u64 = 1 << 40;
+    match r.u64()? {
+        n if n < MAX_PAGES => Ok(n),
+        _ => Err(Malformed("page number out of range".into())),
+    }
+}
+
 fn decode_change(r: &mut Reader<'_>) -> Result<PageChange, Malformed> {
     let kind = r.u8()?;
-    let page_no = r.u64()?;
+    let page_no = page_no(r)?;
     let change = match kind {
         IMAGE => Change::Image(bounded(r.u16()? as usize, 0, r)?.to_vec()),
         DIFF => Change::Diff(
@@ -342,6 +352,24 @@ mod tests {
             ],
         };
         assert_eq!(Payload::decode(&payload.encode()).unwrap(), payload);
+    }
+
+    #[test]
+    fn a_page_number_past_the_largest_data_file_is_malformed() {
+        let payload = |page_no| Payload {
+            summary: String::new(),
+            pages: vec![PageChange {
+                page_no,
+                change: Change::Image(vec![1]),
+            }],
+        };
+        let ok = payload((1 << 40) - 1).encode();
+        assert!(Payload::decode(&ok).is_ok() && PayloadView::parse(&ok).is_ok());
+        for page_no in [1 << 40, u64::MAX] {
+            let bad = payload(page_no).encode();
+            assert!(Payload::decode(&bad).is_err(), "{page_no}");
+            assert!(PayloadView::parse(&bad).is_err(), "{page_no}");
+        }
     }
 
     #[test]

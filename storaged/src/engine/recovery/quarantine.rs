@@ -32,7 +32,10 @@ pub(crate) fn cut(
         files: Vec::new(),
         bytes: 0,
     };
-    for &start in segments.iter().filter(|&&s| s + segment_size > at) {
+    for &start in segments
+        .iter()
+        .filter(|&&s| s.saturating_add(segment_size) > at)
+    {
         let name = file_name(start);
         if start >= at {
             let target = qdir.join(format!("{stamp}-{name}"));

@@ -106,7 +106,8 @@ impl Scanner<'_> {
     ) -> Result<(), StorageError> {
         let mut prev_start = None;
         for (i, &start) in segments.iter().enumerate() {
-            let expected = prev_start.map_or(first, |p: u64| p + self.control.segment_size);
+            let expected =
+                prev_start.map_or(first, |p: u64| p.saturating_add(self.control.segment_size));
             if start != expected {
                 return self.corrupt(
                     expected,
