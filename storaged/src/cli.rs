@@ -34,19 +34,25 @@ enum Command {
         config: PathBuf,
     },
     /// Check every page checksum and the tree's invariants. Exit 0: clean; 1: bad pages
-    /// (each is named); 2: the store could not be opened.
+    /// (each is named); 2: the store could not be opened (or DIR holds no store).
+    ///
+    /// Normal torn-tail recovery runs first; if it cut a torn tail, that is reported too.
     Verify {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
     /// Run recovery in a chosen mode, then checkpoint. Cut WAL bytes go to DIR/quarantine.
+    ///
+    /// Exit 0: recovered (the report says what was cut); 1: could not open or checkpoint
+    /// (DIR holds no store, it is in use, an I/O error); 2: recovery refused, with a report.
     Recover {
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
         #[arg(long, value_enum)]
         mode: Mode,
-        /// For point-in-time: replay records up to and including this LSN.
-        #[arg(long, value_name = "LSN", required_if_eq("mode", "point-in-time"))]
+        /// For point-in-time only: replay records up to and including this LSN (decimal, or
+        /// hex with 0x as `inspect` and the reports print it).
+        #[arg(long, value_name = "LSN", value_parser = parse_lsn, required_if_eq("mode", "point-in-time"))]
         until_lsn: Option<u64>,
     },
     /// Print control slots, WAL segments and LSNs, page counts by type and free space.
@@ -66,6 +72,14 @@ enum Mode {
     PointInTime,
     /// Keep the valid prefix, quarantine the rest, start anyway, report what was lost.
     Salvage,
+}
+
+fn parse_lsn(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?} is not an LSN (decimal, or hex with 0x)"))
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -157,7 +171,10 @@ fn fail(message: &str) -> ExitCode {
 
 fn verify(dir: &std::path::Path) -> ExitCode {
     match engine::verify_offline(dir) {
-        Ok(report) => {
+        Ok((recovery, report)) => {
+            if recovery.cut.is_some() {
+                println!("recovery before verifying changed the store:\n{recovery}");
+            }
             print!("{report}");
             if report.is_clean() {
                 ExitCode::SUCCESS
@@ -173,6 +190,10 @@ fn verify(dir: &std::path::Path) -> ExitCode {
 }
 
 fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCode {
+    if until_lsn.is_some() && !matches!(mode, Mode::PointInTime) {
+        eprintln!("photondb-storaged: --until-lsn goes with --mode point-in-time");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let recovery = match mode {
         Mode::TornTail => RecoveryMode::TornTail,
         Mode::Strict => RecoveryMode::Strict,
@@ -183,6 +204,7 @@ fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCod
     };
     let opts = EngineOptions {
         recovery,
+        create_if_missing: false,
         ..EngineOptions::default()
     };
     match Engine::open(dir, opts) {
@@ -193,10 +215,11 @@ fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCod
                 Err(err) => fail(&format!("checkpoint after recovery failed: {err}")),
             }
         }
-        Err(err) => {
+        Err(err @ engine::OpenError::Refused(_)) => {
             eprintln!("photondb-storaged: recovery refused:\n{err}");
             ExitCode::from(2)
         }
+        Err(err) => fail(&format!("cannot recover {}: {err}", dir.display())),
     }
 }
 

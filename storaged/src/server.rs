@@ -90,6 +90,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tokio::spawn(reload_loop(tls));
     let stop = Arc::new(Notify::new());
     let fatal = Arc::new(Notify::new());
+    // A failure no call sees (a checkpoint on the background thread) stops the daemon too.
+    tokio::spawn(stop_when_failed(
+        engine.clone(),
+        fatal.clone(),
+        audit.clone(),
+    ));
     let handler = Handler::new(
         engine.clone(),
         limits.max_concurrent_requests,
@@ -128,6 +134,27 @@ async fn open_engine(config: &Config, audit: &Audit) -> anyhow::Result<Engine> {
             Err(anyhow::anyhow!("{err}")).context("opening the data directory")
         }
     }
+}
+
+/// How often the daemon looks for an engine stopped by an I/O failure outside any call.
+const FAILURE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Returns once the engine has failed (it never recovers without a reopen).
+async fn until_failed(engine: &Engine) {
+    let mut tick = tokio::time::interval(FAILURE_POLL);
+    while !engine.has_failed() {
+        tick.tick().await;
+    }
+}
+
+async fn stop_when_failed(engine: Arc<Engine>, fatal: Arc<Notify>, audit: Arc<Audit>) {
+    until_failed(&engine).await;
+    tracing::error!("the engine stopped after an I/O failure; stopping the daemon");
+    audit.record(
+        "storage_failure_stopping",
+        [("reason", "engine failed".into())],
+    );
+    fatal.notify_one();
 }
 
 async fn reload_loop(tls: Arc<Reloading>) {
@@ -191,4 +218,37 @@ async fn serve(
         .unwrap_or(Stopped::StorageFailure);
     audit.record("stopped", [("reason", format!("{stopped:?}").into())]);
     Ok(stopped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineOptions, SimFs};
+    use std::path::Path;
+
+    /// DESIGN §6: an fsync failure stops the daemon, also when no call sees it.
+    #[tokio::test]
+    async fn a_checkpoint_failure_outside_any_call_is_noticed() {
+        let fs = SimFs::new();
+        let opened = Engine::open_with(
+            Arc::new(fs.clone()),
+            Path::new("/db"),
+            EngineOptions::default(),
+        );
+        let engine = Arc::new(opened.unwrap().0);
+        engine.create_database("d").unwrap();
+        let watching = engine.clone();
+        let noticed = tokio::spawn(async move { until_failed(&watching).await });
+        tokio::time::sleep(FAILURE_POLL * 2).await;
+        assert!(
+            !noticed.is_finished(),
+            "a healthy engine was taken as failed"
+        );
+        fs.fail_sync_after(0);
+        assert!(engine.checkpoint().is_err());
+        tokio::time::timeout(FAILURE_POLL * 10, noticed)
+            .await
+            .expect("the failure was not noticed")
+            .unwrap();
+    }
 }

@@ -49,6 +49,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Engine {
+    /// Whether an I/O failure (on any path: a commit, a checkpoint, the background
+    /// checkpointer) stopped the engine; only reopening, which recovers from the WAL, clears it.
+    pub fn has_failed(&self) -> bool {
+        self.io.is_latched()
+    }
+
     /// After an I/O failure every call is refused until the store is reopened.
     pub(crate) fn check_open(&self) -> Result<(), Error> {
         if self.io.is_latched() {

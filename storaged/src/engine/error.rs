@@ -94,6 +94,13 @@ pub enum OpenError {
     /// Another process (or another engine in this one) has the store open.
     #[error("{} is in use: another process has this store open (its LOCK file is held)", .0.display())]
     Locked(std::path::PathBuf),
+    /// No control file, and the caller asked not to create a store.
+    #[error(
+        "{} holds no store (no control file): check the path; if its control file was lost, \
+         restore it from a backup (serve refuses such a directory when it holds data)",
+        .0.display()
+    )]
+    NotAStore(std::path::PathBuf),
 }
 
 impl From<std::io::Error> for OpenError {

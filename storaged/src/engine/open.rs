@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 impl Engine {
-    /// Opens (creating if needed) the store in `dir` on the real filesystem. The store's
-    /// `LOCK` file is held until the engine is dropped: a second process is refused.
+    /// Opens (creating if needed and allowed) the store in `dir` on the real filesystem. The
+    /// store's `LOCK` file is held until the engine is dropped: a second process is refused.
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<(Engine, RecoveryReport), OpenError> {
+        // Before the lock, which would create the directory and its LOCK file.
+        refuse_unless_store(&StdFs, dir, &opts)?;
         let lock = lock_dir(dir)?;
         let (mut engine, report) = Self::open_with(Arc::new(StdFs), dir, opts)?;
         engine.dir_lock = Some(lock);
@@ -32,6 +34,7 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<(Engine, RecoveryReport), OpenError> {
         opts.validate().map_err(OpenError::InvalidOptions)?;
+        refuse_unless_store(&*io, dir, &opts)?;
         let io = Arc::new(LatchedIo::new(io));
         init::ensure_initialized(&*io, dir, opts.wal_segment_size)?;
         // Replayed pages are kept in up to three quarters of the pool (the rest is for the
@@ -69,6 +72,18 @@ impl Engine {
 
 /// Takes the store's lock file (an advisory `flock`, released when the file is closed, so a
 /// killed process never leaves it held).
+fn refuse_unless_store(
+    io: &dyn IoBackend,
+    dir: &Path,
+    opts: &EngineOptions,
+) -> Result<(), OpenError> {
+    if opts.create_if_missing || io.exists(&layout::control(dir))? {
+        Ok(())
+    } else {
+        Err(OpenError::NotAStore(dir.to_path_buf()))
+    }
+}
+
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     std::fs::create_dir_all(dir)?;
     let file = OpenOptions::new()

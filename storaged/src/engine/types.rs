@@ -39,8 +39,11 @@ pub struct EngineOptions {
     pub checkpoint_interval: Duration,
     pub recovery: RecoveryMode,
     /// WAL segment size, used only when a new store is created (later the control file's
-    /// value rules). At least 256 KiB and a multiple of 4 KiB.
+    /// value rules). From 256 KiB to 1 GiB, a multiple of 4 KiB.
     pub wal_segment_size: u64,
+    /// Create a store in a directory that has none. The offline tools turn this off, so a
+    /// mistyped path is an error instead of a new, empty, "clean" store.
+    pub create_if_missing: bool,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +54,7 @@ impl Default for EngineOptions {
             checkpoint_interval: Duration::from_secs(300),
             recovery: RecoveryMode::TornTail,
             wal_segment_size: 16 << 20,
+            create_if_missing: true,
         }
     }
 }

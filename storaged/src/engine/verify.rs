@@ -9,6 +9,7 @@ use crate::engine::buffer::PageStore;
 use crate::engine::engine::Engine;
 use crate::engine::error::{Error, OpenError, StorageError};
 use crate::engine::page::{Cell, Meta, Node, OVERFLOW_CAPACITY, Value};
+use crate::engine::recovery::RecoveryReport;
 use crate::engine::txn::META_PAGE;
 use crate::engine::types::EngineOptions;
 use std::collections::BTreeMap;
@@ -272,11 +273,17 @@ impl Engine {
     }
 }
 
-/// Opens the store (normal torn-tail recovery first) and verifies it.
-pub fn verify_offline(dir: &Path) -> Result<VerifyReport, OpenError> {
-    let (engine, _) = Engine::open(dir, EngineOptions::default())?;
-    engine.verify().map_err(|e| match e {
+/// Opens an existing store (normal torn-tail recovery first, whose report is returned: it
+/// may have cut a torn tail) and verifies it.
+pub fn verify_offline(dir: &Path) -> Result<(RecoveryReport, VerifyReport), OpenError> {
+    let opts = EngineOptions {
+        create_if_missing: false,
+        ..EngineOptions::default()
+    };
+    let (engine, recovery) = Engine::open(dir, opts)?;
+    let report = engine.verify().map_err(|e| match e {
         Error::Storage(s) => OpenError::Storage(s),
         other => OpenError::Storage(StorageError::corrupted(None, other.to_string())),
-    })
+    })?;
+    Ok((recovery, report))
 }

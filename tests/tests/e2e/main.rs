@@ -20,6 +20,7 @@ mod storaged_graceful_stop;
 mod storaged_kill9;
 mod storaged_load_shedding;
 mod storaged_metrics;
+mod storaged_offline_tools;
 mod storaged_operations;
 mod storaged_refuses_connections;
 mod storaged_store_lock;

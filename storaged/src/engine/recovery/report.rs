@@ -109,10 +109,15 @@ impl Refusal {
     fn advice(&self) -> &'static str {
         match self.problem {
             Problem::Corruption => {
-                "restore from a backup, or open with recovery mode `salvage` to keep the valid \
-                 prefix (acknowledged commits after the damage will be lost and reported)"
+                "restore from a backup, or keep the valid prefix offline with \
+                 `photondb-storaged recover --data-dir DIR --mode salvage` (acknowledged commits \
+                 after the damage are lost and reported; `--mode point-in-time --until-lsn` \
+                 stops earlier), then `verify`"
             }
-            Problem::TornTail => "open with the default `torn-tail` mode to truncate the torn tail",
+            Problem::TornTail => {
+                "open with the default `torn-tail` mode (or `photondb-storaged recover \
+                 --data-dir DIR --mode torn-tail`) to cut the torn tail into quarantine/"
+            }
             Problem::ControlFile => {
                 "restore the control file from a backup; the data was not touched"
             }
