@@ -180,7 +180,9 @@ impl RawConfig {
             }
         };
         let pool_mib = positive(errors, "buffer_pool_mib", self.buffer_pool_mib, 64);
+        let pool_mib = at_most(errors, "buffer_pool_mib", pool_mib, MAX_MIB, 64);
         let wal_mib = positive(errors, "checkpoint.wal_mib", self.checkpoint.wal_mib, 64);
+        let wal_mib = at_most(errors, "checkpoint.wal_mib", wal_mib, MAX_MIB, 64);
         let interval = positive(
             errors,
             "checkpoint.interval_secs",
@@ -296,6 +298,17 @@ fn addr(errors: &mut Vec<String>, name: &str, value: &str) -> SocketAddr {
     })
 }
 
+/// 1 PiB: sizes in MiB above this are typos (and would overflow as bytes).
+const MAX_MIB: u64 = 1 << 30;
+
+fn at_most(errors: &mut Vec<String>, name: &str, value: u64, max: u64, default: u64) -> u64 {
+    if value > max {
+        errors.push(format!("{name}: must be at most {max}"));
+        return default;
+    }
+    value
+}
+
 fn positive(errors: &mut Vec<String>, name: &str, value: Option<u64>, default: u64) -> u64 {
     match value {
         Some(0) => {
@@ -316,8 +329,11 @@ mod tests {
         let raw: RawConfig = toml::from_str(
             r#"
             listen = "nowhere"
+            buffer_pool_mib = 18014398509481984
             [limits]
             max_message_bytes = 0
+            [checkpoint]
+            wal_mib = 18014398509481984
             [recovery]
             mode = "salvage"
             "#,
@@ -332,6 +348,8 @@ mod tests {
             "tls.allowed_clients",
             "limits.max_message_bytes",
             "recovery.mode",
+            "buffer_pool_mib: must be at most",
+            "checkpoint.wal_mib: must be at most",
         ] {
             assert!(
                 errors.iter().any(|e| e.starts_with(needle)),
