@@ -314,3 +314,38 @@ fn point_in_time_before_pages_a_cut_off_checkpoint_wrote_is_refused() {
     assert_eq!(present(&e, 3), Some(lsns[3]));
     assert!(e.verify().unwrap().is_clean());
 }
+
+/// Salvage after the same cut-off checkpoint, with damage before the pages it wrote: the store
+/// opens (salvage always does) and its report warns that it may mix two points in time; a
+/// salvage without such pages does not warn.
+#[test]
+fn salvage_warns_when_the_data_file_holds_pages_from_after_its_cut() {
+    let salvage = |fs: &SimFs| {
+        let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+        Engine::open_with(io, Path::new(DIR), opts(RecoveryMode::Salvage))
+            .map(|(_, report)| report)
+            .unwrap()
+    };
+    let (fs, lsns, _) = small_wal(4);
+    let damaged = fs.crash(0);
+    damaged.corrupt(Path::new(SEGMENT), lsns[2] + 40, &[0xEE]);
+    let cut = salvage(&damaged).cut.expect("salvage cut");
+    assert_eq!((cut.kind, cut.newer_page), (CutKind::Corruption, None));
+
+    let e = open(&fs, RecoveryMode::TornTail).unwrap();
+    let control = Path::new("/db/control");
+    let before = fs.read_file(control).unwrap();
+    e.checkpoint().unwrap();
+    drop(e);
+    fs.corrupt(control, 0, &before);
+    let damaged = fs.crash(0);
+    damaged.corrupt(Path::new(SEGMENT), lsns[2] + 40, &[0xEE]);
+    let report = salvage(&damaged);
+    let cut = report.cut.as_ref().expect("salvage cut");
+    let (_, lsn) = cut.newer_page.expect("a warning about newer pages");
+    assert!(lsn >= lsns[2], "{report}");
+    assert!(
+        report.to_string().contains("may mix two points in time"),
+        "{report}"
+    );
+}

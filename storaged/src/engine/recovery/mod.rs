@@ -105,8 +105,21 @@ pub(crate) fn recover(
     let mut control = load_control(&*control_file, mode)?;
     let until = point_in_time_target(mode, &control)?;
     let data_file = io.open(&layout::data(dir), false)?;
-    if let Some(until) = until {
-        refuse_if_pages_newer(&*data_file, until)?;
+    // A checkpoint cut off after writing pages but before its control slot leaves pages newer
+    // than the control file says; replay cannot roll back those changed only after the point
+    // recovery stops at. Point-in-time refuses such a target; salvage warns in its report.
+    let newest = match mode {
+        RecoveryMode::PointInTime { .. } | RecoveryMode::Salvage => newest_page(&*data_file)?,
+        _ => None,
+    };
+    if let (Some(until), Some((page_no, lsn))) = (until, newest)
+        && lsn > until
+    {
+        return Err(OpenError::InvalidOptions(format!(
+            "point-in-time target {until:#x} is before changes the data file already holds \
+             (page {page_no} is at {lsn:#x}, written by a checkpoint that was cut off); \
+             choose a target at {lsn:#x} or later"
+        )));
     }
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
@@ -115,7 +128,11 @@ pub(crate) fn recover(
         replay.apply(lsn, p)
     })?;
     let cut = match decide(mode, &end, &control).map_err(refused)? {
-        Some((kind, at, reason)) => Some(cut_report(io, dir, &end, &control, kind, at, reason)?),
+        Some((kind, at, reason)) => {
+            let mut cut = cut_report(io, dir, &end, &control, kind, at, reason)?;
+            cut.newer_page = newest.filter(|&(_, lsn)| lsn >= at);
+            Some(cut)
+        }
         None => None,
     };
     let active = sync_active_segment(io, &wal_dir, &end, &control)?;
@@ -177,24 +194,19 @@ fn point_in_time_target(
     }
 }
 
-/// A checkpoint cut off after writing pages but before its control slot leaves pages newer
-/// than the control file says. Replay up to `until` would not roll back those changed only
-/// after it, so recovery to a point before them is refused (unreadable pages are left to
-/// replay and verify, as in any recovery).
-fn refuse_if_pages_newer(data_file: &dyn IoFile, until: u64) -> Result<(), OpenError> {
+/// The page of the data file with the newest LSN, and that LSN (unreadable pages are left to
+/// replay and verify, as in any recovery). Reads the whole file: only the offline modes ask.
+fn newest_page(data_file: &dyn IoFile) -> Result<Option<(u64, u64)>, StorageError> {
     let pages = data_file.len()? / PAGE_SIZE as u64;
+    let mut newest = None;
     for page_no in 0..pages {
         if let Ok((_, lsn)) = read_page(data_file, page_no)
-            && lsn > until
+            && newest.is_none_or(|(_, n)| lsn > n)
         {
-            return Err(OpenError::InvalidOptions(format!(
-                "point-in-time target {until:#x} is before changes the data file already holds \
-                 (page {page_no} is at {lsn:#x}, written by a checkpoint that was cut off); \
-                 choose a target at {lsn:#x} or later"
-            )));
+            newest = Some((page_no, lsn));
         }
     }
-    Ok(())
+    Ok(newest)
 }
 
 /// Opens the segment the log continues in and syncs it: the records just replayed may be only
@@ -245,6 +257,7 @@ fn cut_report(
         bytes: cut.bytes,
         reason,
         quarantined: cut.files,
+        newer_page: None,
     })
 }
 

@@ -24,6 +24,10 @@ pub struct CutReport {
     pub reason: String,
     /// Where the cut bytes were copied before being removed from the log.
     pub quarantined: Vec<PathBuf>,
+    /// Salvage: a page (number, LSN) the data file already held from at or after the cut, left
+    /// by a checkpoint cut off before its control slot. The store may then mix two points in
+    /// time.
+    pub newer_page: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +80,16 @@ impl fmt::Display for RecoveryReport {
                 )?;
                 cut.quarantined
                     .iter()
-                    .try_for_each(|p| writeln!(f, "  quarantined: {}", p.display()))
+                    .try_for_each(|p| writeln!(f, "  quarantined: {}", p.display()))?;
+                match cut.newer_page {
+                    Some((page_no, lsn)) => writeln!(
+                        f,
+                        "  warning: page {page_no} in the data file is at LSN {lsn:#x}, not \
+                         before the cut (a checkpoint that was cut off wrote it): the store may \
+                         mix two points in time; run verify, and prefer a backup"
+                    ),
+                    None => Ok(()),
+                }
             }
         }
     }
