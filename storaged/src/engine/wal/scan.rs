@@ -284,16 +284,19 @@ fn last_nonzero(buf: &[u8]) -> Option<usize> {
 }
 
 /// The first later record, valid on its own, that says everything up to and including
-/// `offset` was durable before it was written.
+/// `offset` was durable before it was written. A valid record is stepped over whole: what lies
+/// inside it is its payload (document values among it), never a record of its own, so a value
+/// shaped like a record cannot pass for proof.
 fn later_proof_of_durability(start: u64, data: &[u8], offset: usize) -> Option<u64> {
     let at = start + offset as u64;
     let mut q = offset + record::ALIGN as usize;
     while q + RECORD_HEADER_LEN <= data.len() {
         let lsn = start + q as u64;
-        if record::decode(&data[q..], lsn).is_ok_and(|(h, _)| h.durable_before > at) {
-            return Some(lsn);
+        match record::decode(&data[q..], lsn) {
+            Ok((h, _)) if h.durable_before > at => return Some(lsn),
+            Ok((h, _)) => q += record::record_len(h.payload_len as usize) as usize,
+            Err(_) => q += record::ALIGN as usize,
         }
-        q += record::ALIGN as usize;
     }
     None
 }
@@ -386,6 +389,40 @@ mod tests {
     #[test]
     fn a_damaged_record_followed_by_one_from_the_same_unsynced_write_is_a_torn_tail() {
         let (fs, lsns) = log_with_damaged_second(|lsns| lsns[1]);
+        assert!(matches!(end_of(&fs), EndKind::TornTail { at, .. } if at == lsns[1]));
+    }
+
+    #[test]
+    fn a_record_shaped_value_inside_a_valid_record_is_no_proof() {
+        // The damaged second record, then a valid record from the same unsynced write whose
+        // payload (a document value, say) holds a well-formed record at its own position
+        // claiming everything was durable: still a torn tail.
+        let (fs, lsns) = log_with_damaged_second(|lsns| lsns[1]);
+        let third = lsns[2];
+        let payload_at = third + RECORD_HEADER_LEN as u64;
+        let forged_at = payload_at.next_multiple_of(record::ALIGN) + record::ALIGN;
+        let forged = encode(
+            &RecordHeader {
+                payload_len: 0,
+                lsn: forged_at,
+                prev_lsn: lsns[1],
+                durable_before: u64::MAX / 2,
+                kind: KIND_COMMIT,
+            },
+            b"forged",
+        );
+        let mut value = vec![0x11; (forged_at - payload_at) as usize];
+        value.extend_from_slice(&forged);
+        value.extend_from_slice(&[0x22; 5]);
+        let carrier = RecordHeader {
+            payload_len: 0,
+            lsn: third,
+            prev_lsn: lsns[1],
+            durable_before: lsns[1],
+            kind: KIND_COMMIT,
+        };
+        let file = fs.open(&Path::new(DIR).join(file_name(0)), false).unwrap();
+        file.write_at(third, &encode(&carrier, &value)).unwrap();
         assert!(matches!(end_of(&fs), EndKind::TornTail { at, .. } if at == lsns[1]));
     }
 
