@@ -166,6 +166,16 @@ impl fmt::Display for InspectReport {
             "wal: {} records after the redo point, last LSN {:#x}, {}",
             self.wal_records, self.wal_last_lsn, self.wal_end
         )?;
+        if !self.recent_records.is_empty() {
+            writeln!(
+                f,
+                "newest {} records (a point-in-time target is one of these LSNs):",
+                self.recent_records.len()
+            )?;
+        }
+        for r in &self.recent_records {
+            writeln!(f, "  {:#x} {} ({} pages)", r.lsn, r.summary, r.pages)?;
+        }
         writeln!(
             f,
             "data file: {} pages {:?}, {} free, unreadable: {:?}",

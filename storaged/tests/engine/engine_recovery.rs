@@ -217,6 +217,9 @@ fn inspect_describes_the_files_without_changing_them() {
     assert!(report.control_slots.iter().any(|s| s.is_ok()));
     assert!(report.unreadable_pages.is_empty());
     assert!(report.to_string().contains("clean end"), "{report}");
+    // The printed report lists the records with the LSNs a point-in-time target takes.
+    let listed = format!("{:#x} put d/t/k1", lsns[1]);
+    assert!(report.to_string().contains(&listed), "{report}");
     assert_eq!(fs.read_file(Path::new(SEGMENT)), before);
 }
 
