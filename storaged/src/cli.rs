@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::audit::Audit;
 use crate::config::RawConfig;
 use crate::engine::{self, Engine, EngineOptions, RecoveryMode};
 use crate::server::{self, Stopped};
@@ -54,6 +55,10 @@ enum Command {
         /// hex with 0x as `inspect` and the reports print it).
         #[arg(long, value_name = "LSN", value_parser = parse_lsn, required_if_eq("mode", "point-in-time"))]
         until_lsn: Option<u64>,
+        /// storaged's audit log (`audit_log` in its config): the outcome is appended to its
+        /// hash chain, so what an offline recovery cut is on record like the daemon's own.
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
     },
     /// Print control slots, WAL segments and LSNs, page counts by type and free space.
     Inspect {
@@ -90,7 +95,8 @@ pub fn run(cli: Cli) -> ExitCode {
             data_dir,
             mode,
             until_lsn,
-        } => recover(&data_dir, mode, until_lsn),
+            audit_log,
+        } => recover(&data_dir, mode, until_lsn, audit_log.as_deref()),
         Command::Inspect { data_dir } => inspect(&data_dir),
     }
 }
@@ -189,11 +195,29 @@ fn verify(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCode {
+fn recover(
+    dir: &std::path::Path,
+    mode: Mode,
+    until_lsn: Option<u64>,
+    audit_log: Option<&std::path::Path>,
+) -> ExitCode {
     if until_lsn.is_some() && !matches!(mode, Mode::PointInTime) {
         eprintln!("photondb-storaged: --until-lsn goes with --mode point-in-time");
         return ExitCode::from(EXIT_CONFIG);
     }
+    // Opened first: a daemon holding the log (and so the store) refuses this before any change.
+    let audit = match audit_log.map(Audit::open).transpose() {
+        Ok(audit) => audit,
+        Err(err) => {
+            let path = audit_log.unwrap_or(std::path::Path::new("")).display();
+            return fail(&format!("cannot open the audit log {path}: {err}"));
+        }
+    };
+    let record = |kind: &str, text: String| {
+        if let Some(audit) = &audit {
+            audit.record(kind, [("report", text.into()), ("offline", true.into())]);
+        }
+    };
     let recovery = match mode {
         Mode::TornTail => RecoveryMode::TornTail,
         Mode::Strict => RecoveryMode::Strict,
@@ -210,12 +234,14 @@ fn recover(dir: &std::path::Path, mode: Mode, until_lsn: Option<u64>) -> ExitCod
     match Engine::open(dir, opts) {
         Ok((engine, report)) => {
             print!("{report}");
+            record("recovery", report.to_string());
             match engine.checkpoint() {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(err) => fail(&format!("checkpoint after recovery failed: {err}")),
             }
         }
         Err(err @ engine::OpenError::Refused(_)) => {
+            record("recovery_refused", err.to_string());
             eprintln!("photondb-storaged: recovery refused:\n{err}");
             ExitCode::from(2)
         }

@@ -1,6 +1,7 @@
 //! The offline tools (`verify`, `recover`) on the real binary: a mistyped directory is an
 //! error that creates nothing (never a new, empty, "clean" store), `--until-lsn` takes the hex
-//! LSNs the reports print and only goes with point-in-time, and a refusal is exit 2.
+//! LSNs the reports print and only goes with point-in-time, a refusal is exit 2, and
+//! `--audit-log` puts an offline recovery in the daemon's hash-chained audit log.
 
 use photondb_tests::{Overrides, Storaged, TestCerts, create_table, pb, run_storaged, table};
 
@@ -81,6 +82,8 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("is not an LSN"), "{}", text(&out));
 
+    let audit_log = storaged.audit_log_path();
+    let events_before = storaged.audit_chain_len()?;
     let out = run_storaged(&[
         "recover",
         "--data-dir",
@@ -89,8 +92,19 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
         "point-in-time",
         "--until-lsn",
         &lsn,
+        "--audit-log",
+        audit_log.to_str().expect("utf-8 path"),
     ])?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // On record in the daemon's hash chain, which still verifies end to end.
+    assert_eq!(storaged.audit_chain_len()?, events_before + 1);
+    let event = storaged.audit_events().pop().expect("an audit event");
+    assert_eq!(
+        (&event["kind"], &event["offline"]),
+        (&"recovery".into(), &true.into())
+    );
+    let report = event["report"].as_str().unwrap_or_default();
+    assert!(report.contains("point-in-time"), "{event}");
 
     let out = run_storaged(&["verify", "--data-dir", dir])?;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
