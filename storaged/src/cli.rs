@@ -39,14 +39,17 @@ enum Command {
     ///
     /// Normal torn-tail recovery runs first; if it cut a torn tail, that is reported too.
     Verify {
+        /// The store's directory (`data_dir` in storaged's config).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
     /// Run recovery in a chosen mode, then checkpoint. Cut WAL bytes go to DIR/quarantine.
     ///
     /// Exit 0: recovered (the report says what was cut); 1: could not open or checkpoint
-    /// (DIR holds no store, it is in use, an I/O error); 2: recovery refused, with a report.
+    /// (DIR holds no store, it is in use, an I/O error); 2: recovery refused, with a report
+    /// (also a point-in-time target it cannot honour); 64: a usage error.
     Recover {
+        /// The store's directory (`data_dir` in storaged's config).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
         #[arg(long, value_enum)]
@@ -62,6 +65,7 @@ enum Command {
     },
     /// Print control slots, WAL segments and LSNs, page counts by type and free space.
     Inspect {
+        /// The store's directory (`data_dir` in storaged's config).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
     },
@@ -79,8 +83,22 @@ enum Mode {
     Salvage,
 }
 
+/// Parses the command line; a usage error exits 64 (EX_USAGE), so that 2 keeps its meaning for
+/// `verify` (cannot open) and `recover` (refused). `--help` and `--version` exit 0.
+pub fn parse() -> Cli {
+    Cli::try_parse().unwrap_or_else(|err| {
+        let code = if err.use_stderr() {
+            i32::from(EXIT_CONFIG)
+        } else {
+            0
+        };
+        let _ = err.print();
+        std::process::exit(code)
+    })
+}
+
 fn parse_lsn(text: &str) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x") {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),
     };
@@ -206,6 +224,10 @@ fn recover(
         return ExitCode::from(EXIT_CONFIG);
     }
     // Opened first: a daemon holding the log (and so the store) refuses this before any change.
+    // It must exist (storaged creates it on first start): a mistyped path is not a new chain.
+    if let Some(path) = audit_log.filter(|p| !p.is_file()) {
+        return fail(&format!("the audit log {} does not exist", path.display()));
+    }
     let audit = match audit_log.map(Audit::open).transpose() {
         Ok(audit) => audit,
         Err(err) => {
@@ -234,13 +256,20 @@ fn recover(
     match Engine::open(dir, opts) {
         Ok((engine, report)) => {
             print!("{report}");
-            record("recovery", report.to_string());
             match engine.checkpoint() {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(err) => fail(&format!("checkpoint after recovery failed: {err}")),
+                Ok(_) => {
+                    record("recovery", report.to_string());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    let failed = format!("checkpoint after recovery failed: {err}");
+                    record("recovery_failed", format!("{report}\n{failed}"));
+                    fail(&failed)
+                }
             }
         }
-        Err(err @ engine::OpenError::Refused(_)) => {
+        // The only invalid option `recover` can pass is a point-in-time target it cannot honour.
+        Err(err @ (engine::OpenError::Refused(_) | engine::OpenError::InvalidOptions(_))) => {
             record("recovery_refused", err.to_string());
             eprintln!("photondb-storaged: recovery refused:\n{err}");
             ExitCode::from(2)

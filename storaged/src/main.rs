@@ -1,7 +1,5 @@
 //! photondb-storaged: parse the command line, set up tracing, hand over to the library.
 
-use clap::Parser as _;
-
 fn main() -> std::process::ExitCode {
     let filter = std::env::var("PHOTONDB_LOGGING")
         .ok()
@@ -12,5 +10,5 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    photondb_storaged::cli::run(photondb_storaged::cli::Cli::parse())
+    photondb_storaged::cli::run(photondb_storaged::cli::parse())
 }

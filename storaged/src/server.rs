@@ -2,7 +2,7 @@
 //! gRPC over mTLS with health, reflection, limits and tracing until told to stop.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use anyhow::Context as _;
 use photondb_proto::v1::admin_server::AdminServer;
@@ -92,7 +92,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let fatal = Arc::new(Notify::new());
     // A failure no call sees (a checkpoint on the background thread) stops the daemon too.
     tokio::spawn(stop_when_failed(
-        engine.clone(),
+        Arc::downgrade(&engine),
         fatal.clone(),
         audit.clone(),
     ));
@@ -139,16 +139,24 @@ async fn open_engine(config: &Config, audit: &Audit) -> anyhow::Result<Engine> {
 /// How often the daemon looks for an engine stopped by an I/O failure outside any call.
 const FAILURE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Returns once the engine has failed (it never recovers without a reopen).
-async fn until_failed(engine: &Engine) {
+/// Returns true once the engine has failed (it never recovers without a reopen), false if it
+/// was dropped first. Holds no strong reference, so the store's lock goes with the engine.
+async fn until_failed(engine: &Weak<Engine>) -> bool {
     let mut tick = tokio::time::interval(FAILURE_POLL);
-    while !engine.has_failed() {
+    loop {
+        match engine.upgrade() {
+            Some(e) if e.has_failed() => return true,
+            Some(_) => {}
+            None => return false,
+        }
         tick.tick().await;
     }
 }
 
-async fn stop_when_failed(engine: Arc<Engine>, fatal: Arc<Notify>, audit: Arc<Audit>) {
-    until_failed(&engine).await;
+async fn stop_when_failed(engine: Weak<Engine>, fatal: Arc<Notify>, audit: Arc<Audit>) {
+    if !until_failed(&engine).await {
+        return;
+    }
     tracing::error!("the engine stopped after an I/O failure; stopping the daemon");
     audit.record(
         "storage_failure_stopping",
@@ -237,7 +245,7 @@ mod tests {
         );
         let engine = Arc::new(opened.unwrap().0);
         engine.create_database("d").unwrap();
-        let watching = engine.clone();
+        let watching = Arc::downgrade(&engine);
         let noticed = tokio::spawn(async move { until_failed(&watching).await });
         tokio::time::sleep(FAILURE_POLL * 2).await;
         assert!(
@@ -246,9 +254,23 @@ mod tests {
         );
         fs.fail_sync_after(0);
         assert!(engine.checkpoint().is_err());
-        tokio::time::timeout(FAILURE_POLL * 10, noticed)
+        let failed = tokio::time::timeout(FAILURE_POLL * 10, noticed)
             .await
             .expect("the failure was not noticed")
             .unwrap();
+        assert!(failed);
+
+        // Watching holds the engine open no longer than its owner does.
+        let opened = Engine::open_with(
+            Arc::new(SimFs::new()),
+            Path::new("/db"),
+            EngineOptions::default(),
+        );
+        let engine = Arc::new(opened.unwrap().0);
+        let watching = Arc::downgrade(&engine);
+        let watcher = tokio::spawn(async move { until_failed(&watching).await });
+        drop(engine);
+        let failed = tokio::time::timeout(FAILURE_POLL * 10, watcher).await;
+        assert!(!failed.expect("the watcher outlived the engine").unwrap());
     }
 }

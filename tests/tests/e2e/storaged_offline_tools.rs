@@ -79,8 +79,24 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
         "--until-lsn",
         "0xzz",
     ])?;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // A usage error is 64, never 2 (which means "refused, with a report").
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
     assert!(text(&out).contains("is not an LSN"), "{}", text(&out));
+
+    // A mistyped audit log is an error, not the start of a new hash chain.
+    let typo = storaged.work_dir().join("audit-typo.log");
+    let out = run_storaged(&[
+        "recover",
+        "--data-dir",
+        dir,
+        "--mode",
+        "torn-tail",
+        "--audit-log",
+        typo.to_str().expect("utf-8 path"),
+    ])?;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    assert!(!typo.exists());
 
     let audit_log = storaged.audit_log_path();
     let events_before = storaged.audit_chain_len()?;
