@@ -16,6 +16,30 @@ fn signal(storaged: &Storaged, sig: &str) {
     let pid = storaged.pid().unwrap().to_string();
     let ok = Command::new("kill").args([sig, &pid]).status().unwrap();
     assert!(ok.success(), "kill {sig} {pid}");
+    if sig == "-STOP" {
+        wait_stopped(&pid);
+    }
+}
+
+/// `kill` returns before every thread has stopped; a thread still running could answer one
+/// more call. Waits until each of the process's threads is in state T (stopped).
+fn wait_stopped(pid: &str) {
+    let stopped = || -> Option<bool> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        let mut all = true;
+        for task in tasks {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // "pid (comm) S ...": the state follows the last ')'.
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            all &= state == "T";
+        }
+        Some(all)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stopped() != Some(true) {
+        assert!(Instant::now() < deadline, "storaged {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn no_leak(r: &Reply, storaged: &Storaged) {
