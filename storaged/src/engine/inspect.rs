@@ -3,7 +3,7 @@
 use crate::engine::buffer::read_page;
 use crate::engine::control::{self, ControlState};
 use crate::engine::error::{OpenError, StorageError};
-use crate::engine::io::{IoBackend, StdFs, read_exact_at};
+use crate::engine::io::{IoBackend, ReadOnly, StdFs, read_exact_at};
 use crate::engine::layout;
 use crate::engine::page::{Node, PAGE_SIZE};
 use crate::engine::wal::files::list_segments;
@@ -54,8 +54,13 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, OpenError> {
     inspect_with(&StdFs, dir)
 }
 
-/// `inspect` through any I/O backend (tests use the simulated filesystem).
-pub fn inspect_with(io: &dyn IoBackend, dir: &Path) -> Result<InspectReport, OpenError> {
+/// `inspect` through any I/O backend (tests use the simulated filesystem), made read-only:
+/// any attempt to change a file is an error, never a change.
+pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectReport, OpenError> {
+    let io = &ReadOnly(io.clone());
+    if !io.exists(&layout::control(dir))? {
+        return Err(OpenError::NotAStore(dir.to_path_buf()));
+    }
     let control_file = io.open(&layout::control(dir), false)?;
     let control_slots = control::read_slots(&*control_file)?;
     let wal_dir = layout::wal(dir);

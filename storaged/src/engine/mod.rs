@@ -33,7 +33,7 @@ pub use control::ControlState;
 pub use engine::Engine;
 pub use error::{Error, OpenError, StorageError, What};
 pub use inspect::{InspectReport, RecordSummary, SegmentInfo, inspect, inspect_with};
-pub use io::{IoBackend, IoFile, LatchedIo, SimFs, StdFs};
+pub use io::{IoBackend, IoFile, LatchedIo, ReadOnly, SimFs, StdFs};
 pub use ops::{MAX_SCAN_BYTES, MAX_SCAN_LIMIT};
 pub use recovery::{CutKind, CutReport, Problem, RecoveryReport, Refusal};
 pub use types::{

@@ -26,6 +26,9 @@ fn a_directory_without_a_store_is_refused_and_left_alone() -> anyhow::Result<()>
     let out = run_storaged(&["recover", "--data-dir", path, "--mode", "salvage"])?;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("holds no store"), "{}", text(&out));
+    let out = run_storaged(&["inspect", "--data-dir", path])?;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("holds no store"), "{}", text(&out));
     assert!(!missing.exists(), "an offline tool created {path}");
 
     // An existing but empty directory stays empty.
@@ -57,6 +60,15 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
     let dir = storaged.data_dir();
     let dir = dir.to_str().expect("utf-8 path");
     let lsn = format!("{version:#x}");
+
+    // inspect lists the put with the LSN a point-in-time target takes.
+    let out = run_storaged(&["inspect", "--data-dir", dir])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{lsn} put app/t/k")),
+        "{}",
+        text(&out)
+    );
 
     let out = run_storaged(&[
         "recover",

@@ -1,10 +1,12 @@
 //! The disk I/O boundary: a small backend trait, the real filesystem, a latch, and a simulator.
 
 mod latch;
+mod read_only;
 mod real;
 mod sim;
 
 pub use latch::LatchedIo;
+pub use read_only::ReadOnly;
 pub use real::StdFs;
 pub use sim::SimFs;
 
@@ -27,6 +29,11 @@ pub trait IoFile: Send + Sync {
 /// A filesystem as the engine needs it. Directory changes are durable only after `sync_dir`.
 pub trait IoBackend: Send + Sync {
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn IoFile>>;
+    /// Opens an existing file for reading only (the real filesystem asks the OS for no write
+    /// access, so a read-only mount or snapshot opens).
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        self.open(path, false)
+    }
     fn exists(&self, path: &Path) -> io::Result<bool>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;

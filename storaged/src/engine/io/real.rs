@@ -40,6 +40,9 @@ impl IoBackend for StdFs {
             .open(path)?;
         Ok(Arc::new(StdFile(file)))
     }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        Ok(Arc::new(StdFile(File::open(path)?)))
+    }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
     }
