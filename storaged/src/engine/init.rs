@@ -8,6 +8,7 @@ use crate::engine::layout;
 use crate::engine::page::{Leaf, Meta, Node, PAGE_SIZE, seal};
 use crate::engine::txn::META_PAGE;
 use crate::engine::wal::files::{create_segment, list_segments};
+use crate::engine::wal::scan::last_nonzero;
 use crate::engine::wal::segment::{NO_PREVIOUS, SEGMENT_HEADER_LEN, SegmentHeader, file_name};
 use std::path::Path;
 
@@ -89,7 +90,7 @@ fn records_empty(io: &dyn IoBackend, path: &Path) -> Result<bool, StorageError> 
         if n == 0 {
             break;
         }
-        if buf[..n].iter().any(|&b| b != 0) {
+        if last_nonzero(&buf[..n]).is_some() {
             return Ok(false);
         }
         at += n as u64;

@@ -103,7 +103,6 @@ pub(crate) fn recover(
     let started = Instant::now();
     let control_file = io.open(&layout::control(dir), false)?;
     let mut control = load_control(&*control_file, mode)?;
-    let until = point_in_time_target(mode, &control)?;
     let data_file = io.open(&layout::data(dir), false)?;
     // A checkpoint cut off after writing pages but before its control slot leaves pages newer
     // than the control file says; replay cannot roll back those changed only after the point
@@ -112,15 +111,7 @@ pub(crate) fn recover(
         RecoveryMode::PointInTime { .. } | RecoveryMode::Salvage => newest_page(&*data_file)?,
         _ => None,
     };
-    if let (Some(until), Some((page_no, lsn))) = (until, newest)
-        && lsn > until
-    {
-        return Err(OpenError::InvalidOptions(format!(
-            "point-in-time target {until:#x} is before changes the data file already holds \
-             (page {page_no} is at {lsn:#x}, written by a checkpoint that was cut off); \
-             choose a target at {lsn:#x} or later"
-        )));
-    }
+    let until = point_in_time_target(mode, &control, newest)?;
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
     let mut replay = Replay::new(&*data_file);
@@ -177,21 +168,30 @@ pub(crate) fn recover(
     })
 }
 
-/// The LSN to stop after, for point-in-time recovery; it cannot precede the data file.
+/// The LSN to stop after, for point-in-time recovery; it cannot precede the data file: neither
+/// the last checkpoint nor `newest`, the data file's newest page (number, LSN).
 fn point_in_time_target(
     mode: RecoveryMode,
     control: &ControlState,
+    newest: Option<(u64, u64)>,
 ) -> Result<Option<u64>, OpenError> {
-    match mode {
-        RecoveryMode::PointInTime { until_lsn } if until_lsn < control.last_lsn => {
-            Err(OpenError::InvalidOptions(format!(
-                "point-in-time target {until_lsn:#x} is before the last checkpoint ({:#x})",
-                control.last_lsn
-            )))
-        }
-        RecoveryMode::PointInTime { until_lsn } => Ok(Some(until_lsn)),
-        _ => Ok(None),
+    let RecoveryMode::PointInTime { until_lsn } = mode else {
+        return Ok(None);
+    };
+    if until_lsn < control.last_lsn {
+        return Err(OpenError::InvalidOptions(format!(
+            "point-in-time target {until_lsn:#x} is before the last checkpoint ({:#x})",
+            control.last_lsn
+        )));
     }
+    if let Some((page_no, lsn)) = newest.filter(|&(_, lsn)| lsn > until_lsn) {
+        return Err(OpenError::InvalidOptions(format!(
+            "point-in-time target {until_lsn:#x} is before changes the data file already holds \
+             (page {page_no} is at {lsn:#x}, written by a checkpoint that was cut off); \
+             choose a target at {lsn:#x} or later"
+        )));
+    }
+    Ok(Some(until_lsn))
 }
 
 /// The page of the data file with the newest LSN, and that LSN (unreadable pages are left to

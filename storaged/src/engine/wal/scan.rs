@@ -270,7 +270,7 @@ impl Scanner<'_> {
 
 /// The index of the last nonzero byte. The tail of the active segment is mostly zeros (up to
 /// the whole segment), so this compares wide chunks rather than single bytes.
-fn last_nonzero(buf: &[u8]) -> Option<usize> {
+pub(crate) fn last_nonzero(buf: &[u8]) -> Option<usize> {
     const CHUNK: usize = 256;
     let mut end = buf.len();
     let head = end % CHUNK;
