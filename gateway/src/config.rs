@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use photondb_proto::limits::{MAX_BATCH_OPERATIONS, MAX_MESSAGE_BYTES, MAX_SCAN_LIMIT};
 use serde::{Deserialize, Serialize};
+
+use crate::tls::{self, TlsFiles};
 
 /// Environment variables read as overrides (DESIGN §7).
 pub const ENV_DEV_MODE: &str = "PHOTONDB_DEV_MODE";
@@ -40,6 +43,14 @@ impl std::error::Error for ConfigErrors {}
 /// [`GatewayConfig`] validation builds it; the dev-only pipeline slots demand it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DevMode(());
+
+#[cfg(test)]
+impl DevMode {
+    /// Unit tests of the pipeline run the dev slots without a config.
+    pub(crate) fn for_tests() -> Self {
+        Self(())
+    }
+}
 
 /// The file as written: every field has a default, nothing is trusted yet.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -91,7 +102,7 @@ pub struct RawLimits {
     pub max_headers: usize,
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
-    pub idle_timeout_secs: u64,
+    pub idle_timeout_ms: u64,
     pub h2_max_concurrent_streams: u32,
     pub h2_max_pending_reset_streams: usize,
     pub h2_max_local_error_resets: usize,
@@ -119,8 +130,8 @@ pub struct RawMetrics {
 #[serde(default, deny_unknown_fields)]
 pub struct RawServer {
     pub threads: usize,
-    pub grace_period_secs: u64,
-    pub graceful_shutdown_timeout_secs: u64,
+    pub grace_period_ms: u64,
+    pub graceful_shutdown_timeout_ms: u64,
 }
 
 impl Default for RawConfig {
@@ -170,14 +181,14 @@ impl Default for RawLimits {
         Self {
             max_body_bytes: 1 << 20,
             max_json_depth: 32,
-            max_batch_operations: photondb_proto::limits::MAX_BATCH_OPERATIONS,
-            max_scan_limit: 1_000,
+            max_batch_operations: MAX_BATCH_OPERATIONS,
+            max_scan_limit: MAX_SCAN_LIMIT as u32,
             max_connections: 4_096,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
-            idle_timeout_secs: 60,
+            idle_timeout_ms: 60_000,
             h2_max_concurrent_streams: 100,
             h2_max_pending_reset_streams: 20,
             h2_max_local_error_resets: 256,
@@ -203,8 +214,8 @@ impl Default for RawServer {
     fn default() -> Self {
         Self {
             threads: 2,
-            grace_period_secs: 5,
-            graceful_shutdown_timeout_secs: 5,
+            grace_period_ms: 5_000,
+            graceful_shutdown_timeout_ms: 5_000,
         }
     }
 }
@@ -223,12 +234,6 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     pub metrics_listen: Option<SocketAddr>,
     pub server: ServerConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -254,7 +259,7 @@ pub struct Limits {
     pub max_headers: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
-    pub idle_timeout_secs: u64,
+    pub idle_timeout: Duration,
     pub h2_max_concurrent_streams: u32,
     pub h2_max_pending_reset_streams: usize,
     pub h2_max_local_error_resets: usize,
@@ -262,6 +267,13 @@ pub struct Limits {
     pub shed_writes_at: usize,
     /// `None`: per-IP limiting off.
     pub ip_rate: Option<(u32, u32)>,
+}
+
+impl Default for Limits {
+    /// The defaults of the config file.
+    fn default() -> Self {
+        RawLimits::default().to_domain()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -274,8 +286,8 @@ pub struct BreakerConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct ServerConfig {
     pub threads: usize,
-    pub grace_period_secs: u64,
-    pub graceful_shutdown_timeout_secs: u64,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -384,6 +396,12 @@ impl Check {
         None
     }
 
+    fn at_least(&mut self, field: &str, value: u64, min: u64) {
+        if value < min {
+            self.fail(format!("{field} must be at least {min}"));
+        }
+    }
+
     fn positive(&mut self, field: &str, value: u64) {
         if value == 0 {
             self.fail(format!("{field} must be greater than 0"));
@@ -475,7 +493,7 @@ impl RawTls {
             cert: cert?,
             key: key?,
         };
-        if let Err(e) = crate::tls::load_certified_key(&files) {
+        if let Err(e) = tls::load_certified_key(&files) {
             c.fail(format!("tls: {e}"));
             return None;
         }
@@ -514,7 +532,7 @@ impl RawLimits {
         c.at_most(
             "limits.max_body_bytes",
             self.max_body_bytes as u64,
-            64 << 20,
+            MAX_MESSAGE_BYTES as u64,
         );
         c.positive("limits.max_json_depth", self.max_json_depth as u64);
         c.at_most("limits.max_json_depth", self.max_json_depth as u64, 128);
@@ -526,9 +544,14 @@ impl RawLimits {
         c.at_most(
             "limits.max_batch_operations",
             self.max_batch_operations as u64,
-            photondb_proto::limits::MAX_BATCH_OPERATIONS as u64,
+            MAX_BATCH_OPERATIONS as u64,
         );
         c.positive("limits.max_scan_limit", self.max_scan_limit.into());
+        c.at_most(
+            "limits.max_scan_limit",
+            self.max_scan_limit.into(),
+            MAX_SCAN_LIMIT as u64,
+        );
         c.positive("limits.max_connections", self.max_connections as u64);
         c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
         c.at_most(
@@ -540,7 +563,7 @@ impl RawLimits {
         c.at_most("limits.max_headers", self.max_headers as u64, 256);
         c.positive("limits.header_timeout_ms", self.header_timeout_ms);
         c.positive("limits.body_timeout_ms", self.body_timeout_ms);
-        c.positive("limits.idle_timeout_secs", self.idle_timeout_secs);
+        c.at_least("limits.idle_timeout_ms", self.idle_timeout_ms, 1_000);
         c.positive(
             "limits.h2_max_concurrent_streams",
             self.h2_max_concurrent_streams.into(),
@@ -566,7 +589,7 @@ impl RawLimits {
             max_headers: self.max_headers,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             body_timeout: Duration::from_millis(self.body_timeout_ms),
-            idle_timeout_secs: self.idle_timeout_secs,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             h2_max_concurrent_streams: self.h2_max_concurrent_streams,
             h2_max_pending_reset_streams: self.h2_max_pending_reset_streams,
             h2_max_local_error_resets: self.h2_max_local_error_resets,
@@ -594,16 +617,16 @@ impl RawServer {
     fn validate(&self, c: &mut Check) -> ServerConfig {
         c.positive("server.threads", self.threads as u64);
         c.at_most("server.threads", self.threads as u64, 256);
-        c.at_most("server.grace_period_secs", self.grace_period_secs, 3_600);
+        c.at_most("server.grace_period_ms", self.grace_period_ms, 3_600_000);
         c.at_most(
-            "server.graceful_shutdown_timeout_secs",
-            self.graceful_shutdown_timeout_secs,
-            3_600,
+            "server.graceful_shutdown_timeout_ms",
+            self.graceful_shutdown_timeout_ms,
+            3_600_000,
         );
         ServerConfig {
             threads: self.threads,
-            grace_period_secs: self.grace_period_secs,
-            graceful_shutdown_timeout_secs: self.graceful_shutdown_timeout_secs,
+            grace_period: Duration::from_millis(self.grace_period_ms),
+            graceful_shutdown_timeout: Duration::from_millis(self.graceful_shutdown_timeout_ms),
         }
     }
 }

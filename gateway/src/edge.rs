@@ -1,11 +1,13 @@
-//! The pingora application: reads each request's header within a deadline, runs the
-//! [`Pipeline`], and writes the whole answer itself (the gateway terminates requests; it
-//! never proxies bytes). Also the per-connection limit and the HTTP/2 limits.
+//! The pingora adapter: reads each request's header within a deadline, hands the pipeline a
+//! [`RequestHead`] and the session as a [`BodySource`], and writes the whole answer itself
+//! (the gateway terminates requests; it never proxies bytes). Also the connection limit and
+//! the HTTP/2 limits.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use photondb_proto::signing::HEADER_REQUEST_ID;
 use pingora::apps::{
     HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp,
 };
@@ -15,13 +17,11 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
 use pingora::server::ShutdownWatch;
 use tokio::sync::Semaphore;
-use tracing::Instrument;
 
 use crate::answer::Answer;
 use crate::pipeline::Pipeline;
-
-/// The request-id header, accepted from the client when it is a UUID.
-pub const REQUEST_ID: &str = "x-request-id";
+use crate::pipeline::body::{BodyBroken, BodySource};
+use crate::pipeline::head::RequestHead;
 
 /// Serves every request on the public listener.
 pub struct Edge {
@@ -32,9 +32,7 @@ pub struct Edge {
 impl Edge {
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
         let mut options = HttpServerOptions::default();
-        options.h2_idle_timeout = Some(std::time::Duration::from_secs(
-            pipeline.limits.idle_timeout_secs,
-        ));
+        options.h2_idle_timeout = Some(pipeline.limits.idle_timeout);
         options.keepalive_request_limit = Some(10_000);
         Self { pipeline, options }
     }
@@ -49,16 +47,29 @@ impl Edge {
     }
 }
 
-/// The client's `x-request-id` if it is a UUID, else a new one.
-fn request_id(s: &ServerSession) -> String {
-    let given = s
-        .get_header(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v).ok());
-    given
-        .unwrap_or_else(uuid::Uuid::new_v4)
-        .hyphenated()
-        .to_string()
+/// The session's request body, read by the pipeline.
+struct SessionBody<'a>(&'a mut ServerSession);
+
+#[async_trait]
+impl BodySource for SessionBody<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyBroken> {
+        self.0.read_request_body().await.map_err(|_| BodyBroken)
+    }
+
+    fn is_done(&mut self) -> bool {
+        self.0.is_body_done()
+    }
+}
+
+/// The pipeline's view of the session's request head.
+fn head_of(s: &ServerSession) -> RequestHead {
+    let req = s.req_header();
+    RequestHead::new(
+        req.method.clone(),
+        &req.uri,
+        req.headers.clone(),
+        s.is_http2(),
+    )
 }
 
 #[async_trait]
@@ -68,21 +79,27 @@ impl HttpServerApp for Edge {
         mut s: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        s.set_keepalive(Some(self.pipeline.limits.idle_timeout_secs));
+        // pingora counts keep-alive in whole seconds; config is in ms (at least 1 s).
+        s.set_keepalive(Some(self.pipeline.limits.idle_timeout.as_secs()));
         if !self.read_header(&mut s).await {
             return None;
         }
-        let started = Instant::now();
-        let rid = request_id(&s);
-        let span = tracing::info_span!("request", request_id = %rid);
-        let outcome = self.pipeline.serve(&mut s, &rid).instrument(span).await;
+        let clock = &self.pipeline.clock;
+        let started = clock.now();
+        let head = head_of(&s);
+        let client = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let outcome = self
+            .pipeline
+            .serve(&head, &mut SessionBody(&mut s), client)
+            .await;
         if outcome.close || *shutdown.borrow() {
             s.set_keepalive(None);
         }
         let status = outcome.answer.status.as_u16();
-        self.pipeline
-            .metrics
-            .request(outcome.label, status, started.elapsed().as_secs_f64());
+        let elapsed = clock.now().saturating_duration_since(started);
+        let metrics = &self.pipeline.metrics;
+        metrics.request(outcome.label, status, elapsed.as_secs_f64());
+        let rid = outcome.request_id;
         tracing::debug!(request_id = %rid, route = outcome.label, status, "request");
         write_answer(&mut s, outcome.answer, &rid).await.ok()?;
         let settings = HttpPersistentSettings::for_session(&s);
@@ -110,7 +127,7 @@ async fn write_answer(s: &mut ServerSession, answer: Answer, rid: &str) -> pingo
     for (name, value) in answer.headers {
         h.insert_header(name, value)?;
     }
-    h.insert_header(REQUEST_ID, rid)?;
+    h.insert_header(HEADER_REQUEST_ID, rid)?;
     h.insert_header("cache-control", "no-store")?;
     let trailers = answer.trailers.filter(|_| s.is_http2());
     if trailers.is_none() {

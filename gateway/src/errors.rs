@@ -1,15 +1,12 @@
 //! Refusals: every way the gateway says no, as small values, with ONE table ([`Refusal::describe`])
 //! giving each its HTTP status, stable `code` and gRPC code, and ONE mapping from upstream
 //! gRPC status ([`Refusal::from_upstream`]). No upstream or internal text reaches a client.
+//! A leaf: each module that has its own error type converts it here with `From`.
 
 use http::StatusCode;
 use tonic::Code;
 
-use crate::grpc::GrpcError;
-use crate::json::JsonError;
-use crate::names::NameError;
-use crate::operation::{Action, PayloadError, Resource};
-use crate::route::RouteError;
+use photondb_proto::names::NameError;
 
 /// Why a request was not answered with success.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +27,10 @@ pub enum Refusal {
     BodyTimeout,
     BadBody,
     UnexpectedBody,
-    BadJson(JsonError),
+    JsonNotUtf8,
+    JsonTooDeep,
+    JsonMalformed,
+    DocumentNotObject,
     BadBatch,
     TooManyOperations,
     GrpcUnknownMethod,
@@ -42,9 +42,10 @@ pub enum Refusal {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// Policy denied `action` (e.g. `table.write`) on `resource` (e.g. `db:a/table:b`).
     Forbidden {
-        action: Action,
-        resource: Resource,
+        action: &'static str,
+        resource: String,
     },
     ReadOnly,
     Overloaded,
@@ -166,25 +167,25 @@ impl Refusal {
                 "This route takes no request body",
                 Code::InvalidArgument,
             ),
-            Self::BadJson(JsonError::NotUtf8) => d(
+            Self::JsonNotUtf8 => d(
                 S::BAD_REQUEST,
                 "json_not_utf8",
                 "Body is not UTF-8",
                 Code::InvalidArgument,
             ),
-            Self::BadJson(JsonError::TooDeep) => d(
+            Self::JsonTooDeep => d(
                 S::BAD_REQUEST,
                 "json_too_deep",
                 "JSON nesting too deep",
                 Code::InvalidArgument,
             ),
-            Self::BadJson(JsonError::Malformed) => d(
+            Self::JsonMalformed => d(
                 S::BAD_REQUEST,
                 "json_malformed",
                 "Body is not well-formed JSON",
                 Code::InvalidArgument,
             ),
-            Self::BadJson(JsonError::NotAnObject) => d(
+            Self::DocumentNotObject => d(
                 S::BAD_REQUEST,
                 "document_not_object",
                 "Documents must be JSON objects",
@@ -313,7 +314,7 @@ impl Refusal {
         match self {
             Self::MethodNotAllowed(allow) => Some(format!("allowed: {allow}")),
             Self::Forbidden { action, resource } => {
-                Some(format!("{} on {resource} is not allowed", action.as_str()))
+                Some(format!("{action} on {resource} is not allowed"))
             }
             _ => None,
         }
@@ -356,47 +357,11 @@ impl Refusal {
     }
 }
 
-impl From<RouteError> for Refusal {
-    fn from(e: RouteError) -> Self {
-        match e {
-            RouteError::NotFound => Self::NotFound,
-            RouteError::MethodNotAllowed(allow) => Self::MethodNotAllowed(allow),
-            RouteError::PathNotNormal => Self::PathNotNormal,
-            RouteError::BadQuery => Self::BadQuery,
-            RouteError::Name(n) => n.into(),
-            RouteError::BadPrecondition => Self::BadPrecondition,
-        }
-    }
-}
-
 impl From<NameError> for Refusal {
     fn from(e: NameError) -> Self {
         match e {
             NameError::BadName => Self::BadName,
             NameError::BadKey => Self::BadKey,
-        }
-    }
-}
-
-impl From<PayloadError> for Refusal {
-    fn from(e: PayloadError) -> Self {
-        match e {
-            PayloadError::Json(j) => Self::BadJson(j),
-            PayloadError::Name(n) => n.into(),
-            PayloadError::BadBatch => Self::BadBatch,
-            PayloadError::TooManyOperations => Self::TooManyOperations,
-            PayloadError::UnexpectedBody => Self::UnexpectedBody,
-        }
-    }
-}
-
-impl From<GrpcError> for Refusal {
-    fn from(e: GrpcError) -> Self {
-        match e {
-            GrpcError::UnknownMethod => Self::GrpcUnknownMethod,
-            GrpcError::Compressed => Self::GrpcCompressed,
-            GrpcError::BadFrame | GrpcError::BadMessage => Self::GrpcBadMessage,
-            GrpcError::Name(n) => n.into(),
         }
     }
 }

@@ -6,9 +6,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use photondb_proto::v1 as pb;
 use prost::Message;
 
-use crate::names::{Key, Name, NameError, TableRef};
-use crate::operation::{Draft, Operation, from_pb_precondition};
-use crate::upstream::Reply;
+use photondb_proto::names::{Key, MAX_KEY_BYTES, Name, NameError, TableRef};
+
+use crate::draft::{Draft, PayloadError, PayloadLimits};
+use crate::errors::Refusal;
+use crate::json;
+use crate::operation::{BatchOp, Kind, Operation, Precondition, Reply};
 
 /// The gRPC service the gateway accepts.
 pub const SERVICE: &str = "photondb.v1.Storage";
@@ -50,21 +53,32 @@ impl From<NameError> for GrpcError {
     }
 }
 
+impl From<GrpcError> for Refusal {
+    fn from(e: GrpcError) -> Self {
+        match e {
+            GrpcError::UnknownMethod => Self::GrpcUnknownMethod,
+            GrpcError::Compressed => Self::GrpcCompressed,
+            GrpcError::BadFrame | GrpcError::BadMessage => Self::GrpcBadMessage,
+            GrpcError::Name(n) => n.into(),
+        }
+    }
+}
+
 impl GrpcMethod {
-    /// A stable label for metrics.
-    pub fn label(self) -> &'static str {
+    /// What the method does (its label).
+    pub fn kind(self) -> Kind {
         match self {
-            Self::ListDatabases => "grpc_list_databases",
-            Self::CreateDatabase => "grpc_create_database",
-            Self::DropDatabase => "grpc_drop_database",
-            Self::ListTables => "grpc_list_tables",
-            Self::CreateTable => "grpc_create_table",
-            Self::DropTable => "grpc_drop_table",
-            Self::Get => "grpc_get",
-            Self::Put => "grpc_put",
-            Self::Delete => "grpc_delete",
-            Self::Scan => "grpc_scan",
-            Self::Batch => "grpc_batch",
+            Self::ListDatabases => Kind::ListDatabases,
+            Self::CreateDatabase => Kind::CreateDatabase,
+            Self::DropDatabase => Kind::DropDatabase,
+            Self::ListTables => Kind::ListTables,
+            Self::CreateTable => Kind::CreateTable,
+            Self::DropTable => Kind::DropTable,
+            Self::Get => Kind::Get,
+            Self::Put => Kind::Put,
+            Self::Delete => Kind::Delete,
+            Self::Scan => Kind::Scan,
+            Self::Batch => Kind::Batch,
         }
     }
 
@@ -143,7 +157,7 @@ fn put(m: pb::PutRequest) -> Result<Draft, GrpcError> {
     Ok(Draft::Put {
         table: table(m.table)?,
         key: Key::parse(&m.key)?,
-        precondition: from_pb_precondition(m.precondition),
+        precondition: Precondition::from_pb(m.precondition),
         value: Bytes::from(m.value),
     })
 }
@@ -153,12 +167,12 @@ fn delete(m: pb::DeleteRequest) -> Result<Draft, GrpcError> {
     Ok(Draft::Ready(Operation::Delete {
         table,
         key,
-        precondition: from_pb_precondition(m.precondition),
+        precondition: Precondition::from_pb(m.precondition),
     }))
 }
 
 fn scan(m: pb::ScanRequest) -> Result<Draft, GrpcError> {
-    let too_long = m.prefix.len() > Key::MAX_BYTES || m.start_after.len() > Key::MAX_BYTES;
+    let too_long = m.prefix.len() > MAX_KEY_BYTES || m.start_after.len() > MAX_KEY_BYTES;
     if too_long {
         return Err(GrpcError::Name(NameError::BadKey));
     }
@@ -176,6 +190,35 @@ fn batch(m: pb::BatchRequest) -> Result<Draft, GrpcError> {
         table: table(m.table)?,
         ops: m.operations,
     })
+}
+
+/// Step 10 for a gRPC batch: its operations, each checked.
+pub fn batch_ops(
+    table: TableRef,
+    ops: Vec<pb::BatchOperation>,
+    limits: &PayloadLimits,
+) -> Result<Operation, PayloadError> {
+    limits.check_batch_len(ops.len())?;
+    let ops = ops
+        .into_iter()
+        .map(|op| batch_op(op, limits))
+        .collect::<Result<_, _>>()?;
+    Ok(Operation::Batch { table, ops })
+}
+
+fn batch_op(op: pb::BatchOperation, limits: &PayloadLimits) -> Result<BatchOp, PayloadError> {
+    use pb::batch_operation::Op;
+    match op.op.ok_or(PayloadError::BadBatch)? {
+        Op::Put(p) => Ok(BatchOp::Put {
+            key: Key::parse(&p.key)?,
+            value: json::document(Bytes::from(p.value), limits.max_json_depth)?,
+            precondition: Precondition::from_pb(p.precondition),
+        }),
+        Op::Delete(d) => Ok(BatchOp::Delete {
+            key: Key::parse(&d.key)?,
+            precondition: Precondition::from_pb(d.precondition),
+        }),
+    }
 }
 
 /// The single message of a unary request: flag 0 (uncompressed), a big-endian length, and

@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use crate::errors::Refusal;
+
 /// Why a JSON payload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonError {
@@ -10,6 +12,17 @@ pub enum JsonError {
     TooDeep,
     Malformed,
     NotAnObject,
+}
+
+impl From<JsonError> for Refusal {
+    fn from(e: JsonError) -> Self {
+        match e {
+            JsonError::NotUtf8 => Self::JsonNotUtf8,
+            JsonError::TooDeep => Self::JsonTooDeep,
+            JsonError::Malformed => Self::JsonMalformed,
+            JsonError::NotAnObject => Self::DocumentNotObject,
+        }
+    }
 }
 
 /// A checked document: a JSON object, as the client sent it.

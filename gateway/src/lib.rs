@@ -1,15 +1,8 @@
-//! photondb-gateway: the public edge (pingora + rustls) and the `photonctl` operator tool.
-
-/// Certificates for the internal CA, storaged, the gateway's client identity and its public
-/// TLS endpoint (`photonctl certs init`; tests use the same code).
-pub mod certs;
-/// The `photonctl` subcommands (the binary in `src/bin/photonctl.rs` only parses arguments).
-pub mod ctl;
+//! photondb-gateway: the public edge (pingora + rustls). The `photonctl` binary lives in
+//! `src/bin/photonctl/` and uses only what the gateway exposes for itself (the upstream client).
 
 /// Refusal and success answers: problem+json and gRPC status renderings.
 pub mod answer;
-/// Pipeline step 5: bounded, hashed request bodies; `Content-Encoding` refused.
-pub mod body;
 /// Circuit breaker on storaged failures.
 pub mod breaker;
 /// The injected clock.
@@ -18,25 +11,21 @@ pub mod clock;
 pub mod config;
 /// Read-only degraded mode: operator switch and overload shedding.
 pub mod degraded;
+/// A request whose names are checked and whose payload is not yet.
+pub mod draft;
 /// The pingora application answering every request, and connection limits.
 pub mod edge;
 /// Refusals and the one mapping to HTTP status, codes and gRPC status.
 pub mod errors;
-/// Pipeline step 11: read-only, overload and breaker gate; health document.
-pub mod gate;
 /// Native gRPC at the edge: unframe, decode, re-encode.
 pub mod grpc;
-/// Pipeline step 3: per-client-IP rate limit.
-pub mod ip_limit;
 /// JSON document validation.
 pub mod json;
 /// Prometheus metrics and the private `/metrics` listener.
 pub mod metrics;
-/// Validated names and keys.
-pub mod names;
-/// Typed storage operations, policy targets, batch bodies.
+/// Typed storage operations, storaged's replies, policy targets, operation labels.
 pub mod operation;
-/// The request pipeline of DESIGN §2 and its slots (auth, replay, rate limit, policy).
+/// The request pipeline of DESIGN §2 as a library function, every step in order.
 pub mod pipeline;
 /// REST/JSON <-> gRPC mapping.
 pub mod rest;

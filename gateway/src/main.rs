@@ -17,8 +17,10 @@ struct Args {
     config: PathBuf,
 }
 
-/// EX_CONFIG from sysexits.h.
-const EXIT_CONFIG: u8 = 64;
+/// Usage and configuration errors (unreadable or invalid certificates included) exit 64,
+/// EX_USAGE in sysexits.h, as every PhotonDB binary does: the operator must fix the
+/// invocation. (EX_CONFIG would be 78; one code for "fix what you gave me" is simpler.)
+const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -32,7 +34,7 @@ fn main() -> ExitCode {
             for e in errors {
                 eprintln!("config error: {e}");
             }
-            ExitCode::from(EXIT_CONFIG)
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

@@ -4,14 +4,10 @@
 use http::Method;
 use photondb_proto::signing::{path, query};
 
-use crate::names::{Key, Name, NameError, TableRef};
+use photondb_proto::names::{Key, MAX_KEY_BYTES, Name, NameError, TableRef};
 
-/// A version precondition from `If-Match: "<version>"` or `If-None-Match: *`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precondition {
-    IfVersion(u64),
-    IfAbsent,
-}
+use crate::errors::Refusal;
+use crate::operation::{Kind, Precondition};
 
 /// `GET .../docs?prefix=&after=&limit=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,6 +69,42 @@ pub enum RouteError {
 impl From<NameError> for RouteError {
     fn from(e: NameError) -> Self {
         Self::Name(e)
+    }
+}
+
+impl From<RouteError> for Refusal {
+    fn from(e: RouteError) -> Self {
+        match e {
+            RouteError::NotFound => Self::NotFound,
+            RouteError::MethodNotAllowed(allow) => Self::MethodNotAllowed(allow),
+            RouteError::PathNotNormal => Self::PathNotNormal,
+            RouteError::BadQuery => Self::BadQuery,
+            RouteError::Name(n) => n.into(),
+            RouteError::BadPrecondition => Self::BadPrecondition,
+        }
+    }
+}
+
+impl Route {
+    /// What the route does (its label).
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::PublicHealth => Kind::PublicHealth,
+            Self::V1Health => Kind::Health,
+            Self::PublicGetDoc { .. } => Kind::PublicGet,
+            Self::ListDbs => Kind::ListDatabases,
+            Self::CreateDb(_) => Kind::CreateDatabase,
+            Self::DropDb(_) => Kind::DropDatabase,
+            Self::ListTables(_) => Kind::ListTables,
+            Self::CreateTable(_) => Kind::CreateTable,
+            Self::DropTable(_) => Kind::DropTable,
+            Self::GetDoc { .. } => Kind::Get,
+            Self::PutDoc { .. } => Kind::Put,
+            Self::DeleteDoc { .. } => Kind::Delete,
+            Self::Scan { .. } => Kind::Scan,
+            Self::Batch(_) => Kind::Batch,
+            Self::Verify => Kind::Verify,
+        }
     }
 }
 
@@ -218,7 +250,7 @@ fn scan_query(raw: Option<&str>) -> Result<ScanQuery, RouteError> {
             _ => return Err(RouteError::BadQuery),
         }
     }
-    let too_long = q.prefix.len() > Key::MAX_BYTES || q.after.len() > Key::MAX_BYTES;
+    let too_long = q.prefix.len() > MAX_KEY_BYTES || q.after.len() > MAX_KEY_BYTES;
     if too_long {
         Err(RouteError::BadQuery)
     } else {

@@ -21,9 +21,9 @@ use crate::clock::SystemClock;
 use crate::config::GatewayConfig;
 use crate::degraded::Degraded;
 use crate::edge::{ConnectionLimit, Edge};
-use crate::gate::{DEV_MODE_WARNING, Gate};
-use crate::ip_limit::IpLimiter;
 use crate::metrics::Metrics;
+use crate::pipeline::gate::{DEV_MODE_WARNING, Gate};
+use crate::pipeline::ip_limit::IpLimiter;
 use crate::pipeline::{Pipeline, Slots};
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
@@ -55,15 +55,16 @@ impl Gateway {
                 .ip_rate
                 .map(|(rate, burst)| IpLimiter::new(rate, burst, clock.clone())),
             gate: Gate {
-                breaker: Breaker::new(cfg.breaker, clock),
+                breaker: Breaker::new(cfg.breaker, clock.clone()),
                 degraded: Degraded::new(
                     cfg.read_only_flag.clone(),
                     l.shed_writes_at,
                     l.max_inflight,
                 ),
             },
-            upstream,
+            upstream: Arc::new(upstream),
             metrics: Metrics::new(),
+            clock: clock.clone(),
             dev_mode: true,
         };
         Ok(Self {
@@ -102,8 +103,9 @@ impl Gateway {
         let s = &self.cfg.server;
         ServerConf {
             threads: s.threads,
-            grace_period_seconds: Some(s.grace_period_secs),
-            graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_secs),
+            // pingora counts both in whole seconds; round up so a short setting is not zero.
+            grace_period_seconds: Some(whole_secs(s.grace_period)),
+            graceful_shutdown_timeout_seconds: Some(whole_secs(s.graceful_shutdown_timeout)),
             pid_file: std::env::temp_dir()
                 .join("photondb-gateway.pid")
                 .display()
@@ -134,6 +136,10 @@ impl Gateway {
         }
         service
     }
+}
+
+fn whole_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1_000) as u64
 }
 
 /// pingora binds inside its service threads and only logs a failure there, leaving a process

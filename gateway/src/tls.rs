@@ -11,7 +11,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
-use crate::config::TlsFiles;
+/// The public certificate chain and its private key, as files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {}", path.display(), e.kind()))
@@ -53,6 +58,8 @@ pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
 pub struct CertResolver {
     files: TlsFiles,
     current: RwLock<(Vec<u8>, Arc<CertifiedKey>)>,
+    /// The stamp of the last pair that failed to load, so a bad edit is logged once.
+    failed: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl CertResolver {
@@ -62,13 +69,19 @@ impl CertResolver {
         Ok(Self {
             files,
             current: RwLock::new((stamp, Arc::new(key))),
+            failed: std::sync::Mutex::new(None),
         })
     }
 
-    /// Loads the files again if they changed; a bad pair is logged and the old one kept.
+    /// Loads the files again if they changed; a bad pair is logged (once per change) and the
+    /// old one kept.
     pub fn reload(&self) -> bool {
         let stamp = stamp(&self.files);
         if self.current.read().unwrap_or_else(|p| p.into_inner()).0 == stamp {
+            return false;
+        }
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.as_ref() == Some(&stamp) {
             return false;
         }
         match load_certified_key(&self.files) {
@@ -79,6 +92,7 @@ impl CertResolver {
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
+                *failed = Some(stamp);
                 false
             }
         }
@@ -143,6 +157,9 @@ mod tests {
         let second = served(&r);
         assert_ne!(first, second);
         std::fs::write(&files.key, "not a key").unwrap();
+        assert!(!r.reload());
+        // The failure is remembered by content, so the next poll neither retries nor logs.
+        assert_eq!(r.failed.lock().unwrap().as_ref(), Some(&stamp(&files)));
         assert!(!r.reload());
         assert_eq!(served(&r), second);
     }

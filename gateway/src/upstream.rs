@@ -1,10 +1,16 @@
 //! Pipeline step 12: the typed tonic client to storaged over mTLS — one lazily created,
 //! pooled HTTP/2 channel, a deadline per call, the request id and principal in metadata,
-//! and retries only for reads.
+//! and retries only for reads. [`endpoint`] is the one place a client to storaged is built
+//! (photonctl's bench uses it too).
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use photondb_proto::limits::MAX_MESSAGE_BYTES;
+use photondb_proto::metadata;
+use photondb_proto::names::TableRef;
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_client::AdminClient;
 use photondb_proto::v1::storage_client::StorageClient;
@@ -13,31 +19,43 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use crate::config::UpstreamConfig;
-use crate::gate::Admission;
-use crate::names::TableRef;
-use crate::operation::{BatchOp, Operation};
-use crate::pipeline::Cleared;
-use crate::route::Precondition;
+use crate::operation::{BatchOp, Operation, Precondition, Reply};
+use crate::pipeline::cleared::Cleared;
+use crate::pipeline::gate::Admission;
 
-/// Metadata keys sent to storaged.
-pub const META_REQUEST_ID: &str = "x-request-id";
-pub const META_PRINCIPAL: &str = "x-photondb-principal";
+/// Where forwarded operations go: storaged ([`Upstream`]) or, in the pipeline's tests, a fake.
+#[async_trait]
+pub trait Forward: Send + Sync {
+    /// Forwards a cleared operation. Needs the proofs of steps 6–9 ([`Cleared`]) and of
+    /// step 11 ([`Admission`]).
+    async fn call(
+        &self,
+        op: &Operation,
+        cleared: &Cleared,
+        admitted: &Admission<'_>,
+    ) -> Result<Reply, Status>;
+}
 
-/// storaged's answer, one variant per operation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    ListDatabases(pb::ListDatabasesResponse),
-    CreateDatabase(pb::CreateDatabaseResponse),
-    DropDatabase(pb::DropDatabaseResponse),
-    ListTables(pb::ListTablesResponse),
-    CreateTable(pb::CreateTableResponse),
-    DropTable(pb::DropTableResponse),
-    Get(pb::GetResponse),
-    Put(pb::PutResponse),
-    Delete(pb::DeleteResponse),
-    Scan(pb::ScanResponse),
-    Batch(pb::BatchResponse),
-    Verify(pb::VerifyResponse),
+/// The mTLS client identity and trust for storaged, as files.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientTls<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// The name storaged's certificate must carry.
+    pub server_name: &'a str,
+}
+
+/// An endpoint to storaged at `address` over mTLS (reads the files; connects on first use).
+pub fn endpoint(address: &str, tls: ClientTls<'_>) -> Result<Endpoint, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), e.kind()));
+    let config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(tls.ca)?))
+        .identity(Identity::from_pem(read(tls.cert)?, read(tls.key)?))
+        .domain_name(tls.server_name.to_owned());
+    Endpoint::from_shared(format!("https://{address}"))
+        .and_then(|e| e.tls_config(config))
+        .map_err(|_| "upstream: invalid endpoint or TLS settings".to_string())
 }
 
 /// The request id and principal as gRPC metadata. A value that cannot be metadata is an
@@ -76,19 +94,13 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Builds the endpoint (reads the CA and client identity); connects on first use.
     pub fn new(cfg: &UpstreamConfig) -> Result<Self, String> {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| format!("{}: {}", p.display(), e.kind()))
+        let tls = ClientTls {
+            ca: &cfg.ca,
+            cert: &cfg.client_cert,
+            key: &cfg.client_key,
+            server_name: &cfg.server_name,
         };
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(&cfg.ca)?))
-            .identity(Identity::from_pem(
-                read(&cfg.client_cert)?,
-                read(&cfg.client_key)?,
-            ))
-            .domain_name(cfg.server_name.clone());
-        let endpoint = Endpoint::from_shared(format!("https://{}", cfg.address))
-            .and_then(|e| e.tls_config(tls))
-            .map_err(|_| "upstream: invalid endpoint or TLS settings".to_string())?
+        let endpoint = endpoint(&cfg.address.to_string(), tls)?
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -108,14 +120,7 @@ impl Upstream {
             .clone()
     }
 
-    /// Forwards a cleared operation; reads are retried on `UNAVAILABLE`.
-    /// Needs the proofs of steps 6–9 ([`Cleared`]) and of step 11 ([`Admission`]).
-    pub async fn call(
-        &self,
-        op: &Operation,
-        cleared: &Cleared,
-        _admitted: &Admission<'_>,
-    ) -> Result<Reply, Status> {
+    async fn call_with_retries(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Status> {
         let meta = CallMeta::of(cleared)?;
         let attempts = if op.is_read() {
             1 + self.read_retries
@@ -145,13 +150,15 @@ impl Upstream {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.timeout);
         let m = req.metadata_mut();
-        m.insert(META_REQUEST_ID, meta.request_id.clone());
-        m.insert(META_PRINCIPAL, meta.principal.clone());
+        m.insert(metadata::REQUEST_ID, meta.request_id.clone());
+        m.insert(metadata::PRINCIPAL, meta.principal.clone());
         req
     }
 
     async fn dispatch(&self, op: &Operation, cl: &CallMeta) -> Result<Reply, Status> {
-        let mut s = StorageClient::new(self.channel());
+        let mut s = StorageClient::new(self.channel())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(match op {
             Operation::ListDatabases => Reply::ListDatabases(
                 s.list_databases(self.request(pb::ListDatabasesRequest {}, cl))
@@ -212,7 +219,7 @@ impl Upstream {
                     table: Some(pb_table(table)),
                     key: key.as_str().into(),
                     value: value.bytes().to_vec(),
-                    precondition: pb_precondition(*precondition),
+                    precondition: Precondition::to_pb(*precondition),
                 };
                 Reply::Put(s.put(self.request(msg, cl)).await?.into_inner())
             }
@@ -224,7 +231,7 @@ impl Upstream {
                 let msg = pb::DeleteRequest {
                     table: Some(pb_table(table)),
                     key: key.as_str().into(),
-                    precondition: pb_precondition(*precondition),
+                    precondition: Precondition::to_pb(*precondition),
                 };
                 Reply::Delete(s.delete(self.request(msg, cl)).await?.into_inner())
             }
@@ -250,7 +257,8 @@ impl Upstream {
                 Reply::Batch(s.batch(self.request(msg, cl)).await?.into_inner())
             }
             Operation::Verify => {
-                let mut admin = AdminClient::new(self.channel());
+                let mut admin =
+                    AdminClient::new(self.channel()).max_decoding_message_size(MAX_MESSAGE_BYTES);
                 Reply::Verify(
                     admin
                         .verify(self.request(pb::VerifyRequest {}, cl))
@@ -262,22 +270,24 @@ impl Upstream {
     }
 }
 
+#[async_trait]
+impl Forward for Upstream {
+    /// Reads are retried on `UNAVAILABLE`; writes never are.
+    async fn call(
+        &self,
+        op: &Operation,
+        cleared: &Cleared,
+        _admitted: &Admission<'_>,
+    ) -> Result<Reply, Status> {
+        self.call_with_retries(op, cleared).await
+    }
+}
+
 fn pb_table(t: &TableRef) -> pb::TableRef {
     pb::TableRef {
         db: t.db.to_string(),
         table: t.table.to_string(),
     }
-}
-
-fn pb_precondition(p: Option<Precondition>) -> Option<pb::Precondition> {
-    use pb::precondition::Condition;
-    let condition = match p? {
-        Precondition::IfVersion(v) => Condition::IfVersion(v),
-        Precondition::IfAbsent => Condition::IfAbsent(true),
-    };
-    Some(pb::Precondition {
-        condition: Some(condition),
-    })
 }
 
 fn pb_batch_op(op: &BatchOp) -> pb::BatchOperation {
@@ -290,11 +300,11 @@ fn pb_batch_op(op: &BatchOp) -> pb::BatchOperation {
         } => Op::Put(pb::BatchPut {
             key: key.as_str().into(),
             value: value.bytes().to_vec(),
-            precondition: pb_precondition(*precondition),
+            precondition: Precondition::to_pb(*precondition),
         }),
         BatchOp::Delete { key, precondition } => Op::Delete(pb::BatchDelete {
             key: key.as_str().into(),
-            precondition: pb_precondition(*precondition),
+            precondition: Precondition::to_pb(*precondition),
         }),
     };
     pb::BatchOperation { op: Some(op) }

@@ -1,8 +1,11 @@
-//! photondb-proto: what both sides of the wire share — the protobuf services and the
-//! Ed25519 request-signing scheme (DESIGN §3.2–3.3).
+//! photondb-proto: what both sides of the wire share — the protobuf services, the shape of
+//! names and keys, every wire limit, the gRPC metadata keys, and the Ed25519 request-signing
+//! scheme (DESIGN §3.2–3.3).
 
 pub mod audit;
 pub mod limits;
+pub mod metadata;
+pub mod names;
 pub mod signing;
 
 /// Generated protobuf and tonic code for `photondb.v1` (committed; see `tests/codegen.rs`).

@@ -2,12 +2,14 @@
 //! (HTTP/2 or HTTP/1.1 over rustls) that signs its requests as partners do.
 //!
 //! pingora takes an address string and cannot report the port it bound, so [`Gateway::start`]
-//! picks a port by binding `127.0.0.1:0` and dropping it, and starts again on a new port if
-//! the gateway exits (someone took the port meanwhile). Ready means: a TLS handshake succeeds.
+//! picks its ports (the public listener and the private metrics listener) by binding
+//! `127.0.0.1:0` and dropping the listeners, and starts again on new ports if the gateway exits
+//! (someone took a port meanwhile). Ready means: a TLS handshake succeeds and the metrics
+//! listener accepts.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use photondb_gateway::certs::files;
+use photondb_pki::files;
 pub use photondb_gateway::config::RawConfig;
 use photondb_proto::signing::{self, AuthFields, BodyDigest, RequestParts, SecretKey, Timestamp};
 use rustls::pki_types::pem::PemObject as _;
@@ -40,10 +42,35 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Two distinct ports that were free a moment ago (both bound at once, so never the same).
+fn two_free_ports() -> anyhow::Result<(u16, u16)> {
+    let a = TcpListener::bind("127.0.0.1:0")?;
+    let b = TcpListener::bind("127.0.0.1:0")?;
+    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+}
+
+/// The gateway binary with `--config config`, stderr to `stderr`, and none of the
+/// environment overrides set (each caller decides about `PHOTONDB_DEV_MODE`).
+fn gateway_command(config: &Path, stderr: std::fs::File) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(gateway_binary()?);
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("PHOTONDB_DEV_MODE")
+        .env_remove("PHOTONDB_TLS_CERT")
+        .env_remove("PHOTONDB_TLS_KEY")
+        .env_remove("PHOTONDB_DISABLE_TLS")
+        .env_remove("PHOTONDB_TLS_DISABLE_VERIFY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    Ok(cmd)
+}
+
 /// A running dev-mode `photondb-gateway`, killed on drop.
 pub struct Gateway {
     child: Option<Child>,
     addr: SocketAddr,
+    metrics: SocketAddr,
     work: tempfile::TempDir,
     ca_pem: String,
 }
@@ -69,12 +96,13 @@ impl Gateway {
         c.limits.ip_rate_per_sec = 0;
         c.limits.ip_burst = 0;
         c.server.threads = 1;
-        c.server.grace_period_secs = 0;
-        c.server.graceful_shutdown_timeout_secs = 1;
+        c.server.grace_period_ms = 0;
+        c.server.graceful_shutdown_timeout_ms = 1_000;
         c
     }
 
     /// Starts a gateway in front of `upstream` with [`Gateway::config`] changed by `tweak`.
+    /// `listen` and `metrics.listen` are always set here, to free loopback ports.
     pub fn start(
         certs: &TestCerts,
         upstream: SocketAddr,
@@ -83,14 +111,18 @@ impl Gateway {
         let mut gw = Self {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
             work: tempfile::tempdir()?,
             ca_pem: certs.ca_pem().to_owned(),
         };
         let mut config = Self::config(certs, upstream);
         tweak(&mut config);
         for _ in 0..5 {
-            gw.addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let (listen, metrics) = two_free_ports()?;
+            gw.addr = SocketAddr::from(([127, 0, 0, 1], listen));
+            gw.metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
             config.listen = gw.addr.to_string();
+            config.metrics.listen = Some(gw.metrics.to_string());
             std::fs::write(gw.config_path(), toml::to_string(&config)?)?;
             if gw.spawn()? {
                 return Ok(gw);
@@ -99,20 +131,43 @@ impl Gateway {
         bail!("the gateway did not start; stderr:\n{}", gw.stderr())
     }
 
-    /// Starts the process and waits until it completes TLS handshakes; `false` if it exited.
+    /// Runs the gateway on [`Gateway::config`] changed by `tweak` (with `listen` set to a free
+    /// loopback port first, and no `PHOTONDB_*` overrides: the file decides dev mode) and
+    /// waits (bounded) for it to exit, as it must when it refuses to start. Returns the exit
+    /// status and everything it wrote to stderr.
+    pub fn run_to_exit(
+        certs: &TestCerts,
+        upstream: SocketAddr,
+        tweak: impl Fn(&mut RawConfig),
+    ) -> anyhow::Result<(ExitStatus, String)> {
+        let work = tempfile::tempdir()?;
+        let mut config = Self::config(certs, upstream);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], free_port()?)).to_string();
+        tweak(&mut config);
+        let path = work.path().join("gateway.toml");
+        std::fs::write(&path, toml::to_string(&config)?)?;
+        let stderr_path = work.path().join("stderr.log");
+        let mut child = gateway_command(&path, std::fs::File::create(&stderr_path)?)?
+            .spawn()
+            .context("spawning photondb-gateway")?;
+        let status = poll_until(START_TIMEOUT, || child.try_wait().ok().flatten());
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        match status {
+            Some(status) => Ok((status, stderr)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the gateway was still running after {START_TIMEOUT:?}; stderr:\n{stderr}")
+            }
+        }
+    }
+
+    /// Starts the process and waits until it completes TLS handshakes and its metrics
+    /// listener accepts; `false` if it exited.
     fn spawn(&mut self) -> anyhow::Result<bool> {
         let stderr = std::fs::File::create(self.stderr_path())?;
-        let child = Command::new(gateway_binary()?)
-            .arg("--config")
-            .arg(self.config_path())
+        let child = gateway_command(&self.config_path(), stderr)?
             .env("PHOTONDB_DEV_MODE", "1")
-            .env_remove("PHOTONDB_TLS_CERT")
-            .env_remove("PHOTONDB_TLS_KEY")
-            .env_remove("PHOTONDB_DISABLE_TLS")
-            .env_remove("PHOTONDB_TLS_DISABLE_VERIFY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
             .spawn()
             .context("spawning photondb-gateway")?;
         self.child = Some(child);
@@ -122,7 +177,9 @@ impl Gateway {
             if !matches!(child.try_wait(), Ok(None)) {
                 return Some(false);
             }
-            handshake_ok(self.addr, &tls).then_some(true)
+            let metrics_up =
+                || TcpStream::connect_timeout(&self.metrics, Duration::from_millis(200)).is_ok();
+            (handshake_ok(self.addr, &tls) && metrics_up()).then_some(true)
         });
         match outcome {
             Some(true) => Ok(true),
@@ -139,6 +196,26 @@ impl Gateway {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The private metrics listener (plain HTTP on loopback).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+    }
+
+    /// The whole HTTP response (head and Prometheus text) to `GET /metrics` on the metrics
+    /// listener.
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        let mut tcp = tokio::net::TcpStream::connect(self.metrics).await?;
+        let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        tcp.write_all(request.as_bytes()).await?;
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut out)).await??;
+        anyhow::ensure!(
+            out.starts_with("HTTP/1.1 200"),
+            "the metrics listener answered: {out:?}"
+        );
+        Ok(out)
     }
 
     /// `localhost:<port>`: what clients put in `Host` / `:authority`.
@@ -211,7 +288,7 @@ impl Gateway {
     }
 
     /// SIGTERM, then waits (bounded) for the exit.
-    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let mut child = self.child.take().context("not running")?;
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -424,7 +501,6 @@ impl HttpsClient {
         if !body.is_empty() {
             builder = builder.header(http::header::CONTENT_TYPE, "application/json");
         }
-        builder = builder.header(signing::HEADER_REQUEST_ID, request_id);
         for (name, value) in self.signature(method, target, &body, request_id) {
             builder = builder.header(name, value);
         }
@@ -434,8 +510,8 @@ impl HttpsClient {
         Ok(builder.body(Full::new(body))?)
     }
 
-    /// The signature headers, or none where the scheme refuses the request (a path not in
-    /// normal form): an attacker's request is sent unsigned.
+    /// The signature headers (request id included), or only the request id where the scheme
+    /// refuses the request (a path not in normal form): an attacker's request is sent unsigned.
     fn signature(
         &self,
         method: &str,
@@ -453,15 +529,8 @@ impl HttpsClient {
             body: BodyDigest::of(body),
         };
         let signed = AuthFields::new(PARTNER, request_id, &timestamp)
-            .and_then(|fields| signing::sign(&self.key, &parts, &fields));
-        match signed {
-            Ok(signature) => vec![
-                (signing::HEADER_PARTNER_ID, PARTNER.to_owned()),
-                (signing::HEADER_TIMESTAMP, timestamp),
-                (signing::HEADER_SIGNATURE, signature.to_base64()),
-            ],
-            Err(_) => Vec::new(),
-        }
+            .and_then(|fields| signing::signature_headers(&self.key, &parts, &fields, None));
+        signed.unwrap_or_else(|_| vec![(signing::HEADER_REQUEST_ID, request_id.to_owned())])
     }
 }
 

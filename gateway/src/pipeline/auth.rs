@@ -25,16 +25,23 @@ enum Proof {
     Dev,
 }
 
-/// Proof that step 6 ran: only this module builds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Proof that step 6 ran for one request: only this module builds it, and it can be neither
+/// cloned nor copied into another request (the later proofs carry its request id).
+#[derive(Debug)]
 pub struct Authenticated {
     principal: Principal,
     proof: Proof,
+    request_id: String,
 }
 
 impl Authenticated {
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The request this proof vouches for.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
     }
 
     /// Whether the request carried a signature whose id the replay guard must remember.
@@ -45,10 +52,11 @@ impl Authenticated {
     }
 
     /// The principal of unauthenticated `/public/*` reads.
-    pub(crate) fn anonymous() -> Self {
+    pub(crate) fn anonymous(request_id: &str) -> Self {
         Self {
             principal: Principal("anonymous".into()),
             proof: Proof::Anonymous,
+            request_id: request_id.to_owned(),
         }
     }
 }
@@ -56,6 +64,8 @@ impl Authenticated {
 /// What authentication sees of a request.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthRequest<'a> {
+    /// The gateway's id for the request (the client's `X-Request-Id` when it is a UUID).
+    pub request_id: &'a str,
     pub method: &'a str,
     pub host: &'a str,
     pub path: &'a str,
@@ -89,10 +99,11 @@ impl DevAuthenticator {
 }
 
 impl Authenticator for DevAuthenticator {
-    fn authenticate(&self, _req: &AuthRequest<'_>) -> Result<Authenticated, AuthFailure> {
+    fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Authenticated, AuthFailure> {
         Ok(Authenticated {
             principal: Principal(DEV_PRINCIPAL.into()),
             proof: Proof::Dev,
+            request_id: req.request_id.to_owned(),
         })
     }
 }

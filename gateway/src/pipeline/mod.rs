@@ -1,33 +1,46 @@
-//! The request pipeline of DESIGN §2, in order. Each step is a small function; forwarding
-//! needs a [`Cleared`], which only [`Pipeline`] builds and only from the proofs of steps 6–9
-//! (`Authenticated`, `Fresh`, `WithinLimit`, `Permit`), so a skipped step does not compile.
+//! The request pipeline of DESIGN §2, in order, as a library function: [`Pipeline::serve`]
+//! takes a [`RequestHead`], a [`BodySource`] and the client's address and returns the answer.
+//! The server (pingora, in `edge.rs`) only adapts its session to these; no step sees a
+//! server type. Forwarding needs a [`Cleared`], built only from the proofs of steps 6–9.
 
 pub mod auth;
+pub mod body;
+pub mod cleared;
+pub mod gate;
+pub mod head;
+pub mod ip_limit;
+pub mod payload;
 pub mod policy;
 pub mod rate_limit;
 pub mod replay;
+#[cfg(test)]
+mod tests;
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
-use pingora::protocols::http::ServerSession;
+use http::StatusCode;
+use tracing::Instrument;
 
 use crate::answer::Answer;
-use crate::body::{self, Body};
+use crate::clock::Clock;
 use crate::config::{DevMode, Limits};
+use crate::draft::{Draft, PayloadLimits};
 use crate::errors::Refusal;
-use crate::gate::Gate;
 use crate::grpc::{self, GrpcMethod};
-use crate::ip_limit::IpLimiter;
 use crate::metrics::Metrics;
-use crate::operation::{Action, Draft, Operation, PayloadLimits, Target};
+use crate::operation::{Action, Kind, Operation, Reply, Target};
 use crate::rest;
 use crate::route::{self, Route, RouteInput};
-use crate::upstream::{Reply, Upstream};
-use auth::{AuthRequest, Authenticated, Authenticator, Principal};
-use policy::{Denied, Permit, Policy};
+use crate::upstream::Forward;
+use auth::{AuthRequest, Authenticated, Authenticator};
+use body::{Body, BodySource};
+use cleared::Cleared;
+use gate::Gate;
+use head::RequestHead;
+use ip_limit::IpLimiter;
+use policy::{Denied, Policy};
 use rate_limit::{PrincipalLimiter, WithinLimit};
 use replay::{Fresh, ReplayGuard};
 
@@ -52,26 +65,6 @@ impl Slots {
     }
 }
 
-/// Steps 6–9 passed: the only ticket to storaged.
-#[derive(Debug)]
-pub struct Cleared {
-    request_id: String,
-    auth: Authenticated,
-    _fresh: Fresh,
-    _within: WithinLimit,
-    permit: Permit,
-}
-
-impl Cleared {
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    pub fn principal(&self) -> &Principal {
-        self.auth.principal()
-    }
-}
-
 /// Steps 6–8 passed.
 struct Identified {
     auth: Authenticated,
@@ -86,53 +79,23 @@ enum Routed {
     Grpc(GrpcMethod),
 }
 
-/// The request line and headers, owned (the session is borrowed again to read the body).
-#[derive(Debug, Clone)]
-struct Head {
-    method: http::Method,
-    path: String,
-    query: Option<String>,
-    host: String,
-    headers: HeaderMap,
-    http2: bool,
-}
-
-impl Head {
-    fn of(req: &pingora::http::RequestHeader, http2: bool) -> Self {
-        let host = req.uri.authority().map(|a| a.as_str().to_owned());
-        let host = host.or_else(|| {
-            req.headers
-                .get(http::header::HOST)?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        });
-        Self {
-            method: req.method.clone(),
-            path: req.uri.path().to_owned(),
-            query: req.uri.query().map(str::to_owned),
-            host: host.unwrap_or_default(),
-            headers: req.headers.clone(),
-            http2,
+impl Routed {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Rest(r) => r.kind(),
+            Self::Grpc(m) => m.kind(),
         }
     }
-
-    fn header(&self, name: http::header::HeaderName) -> Option<&str> {
-        self.headers.get(name)?.to_str().ok()
-    }
-
-    /// gRPC needs HTTP/2 (trailers); over HTTP/1 such a request is routed as REST (404).
-    fn is_grpc(&self) -> bool {
-        self.http2 && grpc::is_grpc(self.header(http::header::CONTENT_TYPE))
-    }
 }
 
-/// The result of one request, for the edge to write and count.
+/// The result of one request, for the server to write and count.
 #[derive(Debug)]
 pub struct Outcome {
+    pub request_id: String,
     pub answer: Answer,
+    /// What the request did, for metrics (`unrouted` before step 4 decided).
     pub label: &'static str,
-    /// The body may be partly unread: do not reuse the connection.
+    /// The body was not read to its end: the connection cannot carry another request.
     pub close: bool,
 }
 
@@ -142,27 +105,35 @@ pub struct Pipeline {
     pub limits: Limits,
     pub ip: Option<IpLimiter>,
     pub gate: Gate,
-    pub upstream: Upstream,
+    pub upstream: Arc<dyn Forward>,
     pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
     pub dev_mode: bool,
 }
 
 impl Pipeline {
-    /// Runs the pipeline for one request whose header has been read.
-    pub async fn serve(&self, s: &mut ServerSession, request_id: &str) -> Outcome {
-        let head = Head::of(s.req_header(), s.is_http2());
+    /// Runs the pipeline for one request whose head has been read.
+    pub async fn serve(
+        &self,
+        head: &RequestHead,
+        body: &mut dyn BodySource,
+        client: Option<IpAddr>,
+    ) -> Outcome {
+        let request_id = head.request_id();
+        let span = tracing::info_span!("request", request_id = %request_id);
         let mut label = "unrouted";
-        let result = self.run(s, &head, request_id, &mut label).await;
-        let close = result.is_err();
-        let answer = result.unwrap_or_else(|r| self.refuse(&r, &head, request_id));
+        let run = self.run(head, body, client, &request_id, &mut label);
+        let result = run.instrument(span).await;
+        let answer = result.unwrap_or_else(|r| self.refuse(&r, head, &request_id));
         Outcome {
             answer,
             label,
-            close,
+            close: !body.is_done(),
+            request_id,
         }
     }
 
-    fn refuse(&self, r: &Refusal, head: &Head, request_id: &str) -> Answer {
+    fn refuse(&self, r: &Refusal, head: &RequestHead, request_id: &str) -> Answer {
         self.metrics.refusal(r.describe().code);
         if head.is_grpc() {
             Answer::grpc_refusal(r)
@@ -173,44 +144,45 @@ impl Pipeline {
 
     async fn run(
         &self,
-        s: &mut ServerSession,
-        head: &Head,
+        head: &RequestHead,
+        source: &mut dyn BodySource,
+        client: Option<IpAddr>,
         rid: &str,
         label: &mut &'static str,
     ) -> Result<Answer, Refusal> {
-        self.check_headers(s.req_header())?; // 2
-        self.admit_ip(s.client_addr())?; // 3
+        self.check_headers(head)?; // 2
+        self.admit_ip(client)?; // 3
         let routed = route_request(head)?; // 4
-        *label = label_of(&routed);
+        *label = routed.kind().label();
         if matches!(routed, Routed::Rest(Route::PublicHealth)) {
             return Ok(self.health());
         }
         body::refuse_content_encoding(&head.headers)?; // 5
-        let body = body::read(s, self.limits.max_body_bytes, self.limits.body_timeout).await?;
+        let limits = &self.limits;
+        let body = body::read(
+            &head.headers,
+            source,
+            limits.max_body_bytes,
+            limits.body_timeout,
+        );
+        let body = body.await?;
         let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
-        let who = self.identify(head, &body, public)?; // 6-8
+        let who = self.identify(head, &body, public, rid)?; // 6-8
         // Only now is the body decoded (gRPC) into the typed request policy decides on.
         let draft = draft(routed, body.bytes)?;
         let cleared = self.authorize(who, draft.as_ref(), rid)?; // 9
         let Some(draft) = draft else {
             return Ok(self.health());
         };
-        let op = draft.check(&self.payload_limits())?; // 10
+        let op = payload::check(draft, &self.payload_limits())?; // 10
         let reply = self.forward(&op, &cleared).await?; // 11-12
         respond(reply, head.is_grpc()) // 13
     }
 
-    /// Step 2 (the part pingora does not bound tightly enough): header count and size.
-    fn check_headers(&self, req: &pingora::http::RequestHeader) -> Result<(), Refusal> {
-        let size: usize = req
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
-        let size = size + req.uri.to_string().len();
-        let too_big =
-            req.headers.len() > self.limits.max_headers || size > self.limits.max_header_bytes;
-        if too_big {
+    /// Step 2 (the part the server does not bound tightly enough): header count and size.
+    fn check_headers(&self, head: &RequestHead) -> Result<(), Refusal> {
+        let (count, bytes) = head.size();
+        if count > self.limits.max_headers || bytes > self.limits.max_header_bytes {
             Err(Refusal::HeadersTooLarge)
         } else {
             Ok(())
@@ -218,12 +190,8 @@ impl Pipeline {
     }
 
     /// Step 3.
-    fn admit_ip(
-        &self,
-        addr: Option<&pingora::protocols::l4::socket::SocketAddr>,
-    ) -> Result<(), Refusal> {
-        let (Some(limiter), Some(ip)) = (&self.ip, addr.and_then(|a| a.as_inet()).map(|a| a.ip()))
-        else {
+    fn admit_ip(&self, client: Option<IpAddr>) -> Result<(), Refusal> {
+        let (Some(limiter), Some(ip)) = (&self.ip, client) else {
             return Ok(());
         };
         limiter.admit(ip).map_err(|l| Refusal::IpRateLimited {
@@ -232,18 +200,24 @@ impl Pipeline {
     }
 
     /// Steps 6–8, in order.
-    fn identify(&self, head: &Head, body: &Body, public: bool) -> Result<Identified, Refusal> {
+    fn identify(
+        &self,
+        head: &RequestHead,
+        body: &Body,
+        public: bool,
+        rid: &str,
+    ) -> Result<Identified, Refusal> {
         let auth = if public {
-            Authenticated::anonymous()
+            Authenticated::anonymous(rid)
         } else {
-            self.authenticate(head, body)?
+            self.authenticate(head, body, rid)?
         };
         let fresh = self
             .slots
             .replay
             .check(&auth)
             .map_err(|_| Refusal::Replayed)?;
-        let within = self.slots.limiter.admit(auth.principal());
+        let within = self.slots.limiter.admit(&auth);
         let within = within.map_err(|l| Refusal::RateLimited {
             retry_after_secs: l.retry_after_secs,
         })?;
@@ -261,28 +235,26 @@ impl Pipeline {
         draft: Option<&Draft>,
         rid: &str,
     ) -> Result<Cleared, Refusal> {
-        let Identified {
-            auth,
-            fresh,
-            within,
-        } = who;
         let target = draft.map_or(Target::all(Action::HealthRead), Draft::target);
-        let permit = self.slots.policy.authorize(auth.principal(), &target);
+        let permit = self.slots.policy.authorize(&who.auth, &target);
         let permit = permit.map_err(|Denied(t)| Refusal::Forbidden {
-            action: t.action,
-            resource: t.resource,
+            action: t.action.as_str(),
+            resource: t.resource.to_string(),
         })?;
-        Ok(Cleared {
-            request_id: rid.to_owned(),
-            auth,
-            _fresh: fresh,
-            _within: within,
-            permit,
+        Cleared::new(who.auth, who.fresh, who.within, permit).map_err(|_| {
+            tracing::error!(request_id = rid, "proofs vouch for different requests");
+            Refusal::Internal
         })
     }
 
-    fn authenticate(&self, head: &Head, body: &Body) -> Result<Authenticated, Refusal> {
+    fn authenticate(
+        &self,
+        head: &RequestHead,
+        body: &Body,
+        rid: &str,
+    ) -> Result<Authenticated, Refusal> {
         let req = AuthRequest {
+            request_id: rid,
             method: head.method.as_str(),
             host: &head.host,
             path: &head.path,
@@ -306,7 +278,7 @@ impl Pipeline {
 
     /// Steps 11 and 12: the health gate, then the typed call.
     async fn forward(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Refusal> {
-        if cleared.permit.target() != &op.target() {
+        if cleared.permit().target() != &op.target() {
             tracing::error!(
                 request_id = cleared.request_id(),
                 "permit does not cover the operation"
@@ -314,11 +286,12 @@ impl Pipeline {
             return Err(Refusal::Internal);
         }
         let admission = self.gate.admit(op.is_read())?;
-        let started = Instant::now();
+        let started = self.clock.now();
         let result = self.upstream.call(op, cleared, &admission).await;
-        self.metrics
-            .upstream(op.name(), started.elapsed().as_secs_f64());
-        let result = result.map_err(|status| upstream_refusal(&status, op, cleared));
+        let elapsed = self.clock.now().saturating_duration_since(started);
+        let label = op.kind().label();
+        self.metrics.upstream(label, elapsed.as_secs_f64());
+        let result = result.map_err(|status| upstream_refusal(&status, label, cleared));
         admission.finish(result.as_ref().is_err_and(Refusal::is_upstream_failure));
         result
     }
@@ -332,9 +305,9 @@ impl Pipeline {
 }
 
 /// storaged's status as a refusal; its message is logged at most, never answered.
-fn upstream_refusal(status: &tonic::Status, op: &Operation, cleared: &Cleared) -> Refusal {
+fn upstream_refusal(status: &tonic::Status, op: &'static str, cleared: &Cleared) -> Refusal {
     let refusal = Refusal::from_upstream(status.code());
-    let (rid, code, op) = (cleared.request_id(), status.code(), op.name());
+    let (rid, code) = (cleared.request_id(), status.code());
     if refusal.is_upstream_failure() {
         tracing::warn!(
             request_id = rid,
@@ -350,7 +323,7 @@ fn upstream_refusal(status: &tonic::Status, op: &Operation, cleared: &Cleared) -
 }
 
 /// Step 4: a gRPC method or a REST route; the path must be in normal form either way.
-fn route_request(head: &Head) -> Result<Routed, Refusal> {
+fn route_request(head: &RequestHead) -> Result<Routed, Refusal> {
     if head.is_grpc() {
         let segs = route::segments(&head.path)?;
         if head.method != http::Method::POST {
@@ -382,28 +355,5 @@ fn respond(reply: Reply, grpc: bool) -> Result<Answer, Refusal> {
         Ok(Answer::grpc_ok(grpc::encode_reply(&reply)))
     } else {
         rest::answer(reply)
-    }
-}
-
-fn label_of(routed: &Routed) -> &'static str {
-    match routed {
-        Routed::Grpc(m) => m.label(),
-        Routed::Rest(r) => match r {
-            Route::PublicHealth => "public_health",
-            Route::V1Health => "health",
-            Route::PublicGetDoc { .. } => "public_get_doc",
-            Route::ListDbs => "list_dbs",
-            Route::CreateDb(_) => "create_db",
-            Route::DropDb(_) => "drop_db",
-            Route::ListTables(_) => "list_tables",
-            Route::CreateTable(_) => "create_table",
-            Route::DropTable(_) => "drop_table",
-            Route::GetDoc { .. } => "get_doc",
-            Route::PutDoc { .. } => "put_doc",
-            Route::DeleteDoc { .. } => "delete_doc",
-            Route::Scan { .. } => "scan",
-            Route::Batch(_) => "batch",
-            Route::Verify => "verify",
-        },
     }
 }

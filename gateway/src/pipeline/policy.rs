@@ -3,17 +3,31 @@
 
 use crate::config::DevMode;
 use crate::operation::Target;
-use crate::pipeline::auth::Principal;
+use crate::pipeline::auth::Authenticated;
 
-/// Proof that step 9 allowed this target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Proof that step 9 allowed one target for one request; neither `Clone` nor `Copy`.
+#[derive(Debug)]
 pub struct Permit {
+    request_id: String,
     target: Target,
 }
 
 impl Permit {
+    /// The request this proof vouches for.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// What it allows.
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    fn of(auth: &Authenticated, target: &Target) -> Self {
+        Self {
+            request_id: auth.request_id().to_owned(),
+            target: target.clone(),
+        }
     }
 }
 
@@ -23,7 +37,7 @@ pub struct Denied(pub Target);
 
 /// The step-9 slot.
 pub trait Policy: Send + Sync {
-    fn authorize(&self, principal: &Principal, target: &Target) -> Result<Permit, Denied>;
+    fn authorize(&self, auth: &Authenticated, target: &Target) -> Result<Permit, Denied>;
 }
 
 /// Dev mode only: permits everything.
@@ -37,9 +51,7 @@ impl DevAllowAll {
 }
 
 impl Policy for DevAllowAll {
-    fn authorize(&self, _principal: &Principal, target: &Target) -> Result<Permit, Denied> {
-        Ok(Permit {
-            target: target.clone(),
-        })
+    fn authorize(&self, auth: &Authenticated, target: &Target) -> Result<Permit, Denied> {
+        Ok(Permit::of(auth, target))
     }
 }

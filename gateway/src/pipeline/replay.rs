@@ -4,9 +4,24 @@
 use crate::config::DevMode;
 use crate::pipeline::auth::Authenticated;
 
-/// Proof that step 7 ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fresh(());
+/// Proof that step 7 ran for one request; neither `Clone` nor `Copy`, bound to its request id.
+#[derive(Debug)]
+pub struct Fresh {
+    request_id: String,
+}
+
+impl Fresh {
+    /// The request this proof vouches for.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn of(auth: &Authenticated) -> Self {
+        Self {
+            request_id: auth.request_id().to_owned(),
+        }
+    }
+}
 
 /// The request id was seen before, or the timestamp is outside the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +47,7 @@ impl ReplayGuard for DevReplayGuard {
         if auth.is_signed() {
             Err(Replayed)
         } else {
-            Ok(Fresh(()))
+            Ok(Fresh::of(auth))
         }
     }
 }

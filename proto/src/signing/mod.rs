@@ -60,6 +60,28 @@ pub fn sign(
     Ok(key.sign(message.as_bytes()))
 }
 
+/// Signs a request and returns the headers that carry the signature (DESIGN §3.2), in the
+/// order people read them: partner id, request id, timestamp, signature, key version.
+/// The one place a client builds them (photonctl `sign`, `request` and `bench`, tests).
+pub fn signature_headers(
+    key: &SecretKey,
+    parts: &RequestParts<'_>,
+    fields: &AuthFields,
+    key_version: Option<u32>,
+) -> Result<Vec<(&'static str, String)>, SigningError> {
+    let signature = sign(key, parts, fields)?;
+    let mut headers = vec![
+        (HEADER_PARTNER_ID, fields.partner_id().to_owned()),
+        (HEADER_REQUEST_ID, fields.request_id().to_owned()),
+        (HEADER_TIMESTAMP, fields.timestamp().to_owned()),
+        (HEADER_SIGNATURE, signature.to_base64()),
+    ];
+    if let Some(version) = key_version {
+        headers.push((HEADER_KEY_VERSION, version.to_string()));
+    }
+    Ok(headers)
+}
+
 /// Verifies a signed request strictly (non-canonical signatures and small-order keys fail).
 pub fn verify(
     key: &PublicKey,

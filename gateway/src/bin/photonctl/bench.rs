@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
+use photondb_gateway::upstream::{self, ClientTls};
+use photondb_pki::files;
 use photondb_proto::signing::{self, AuthFields, BodyDigest, RequestParts, SecretKey, Timestamp};
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::storage_client::StorageClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-use crate::certs::files;
+use crate::sign::read_key;
 
 const DB: &str = "bench";
 const TABLE: &str = "docs";
@@ -34,7 +35,7 @@ pub(super) struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     certs: PathBuf,
     /// The DNS name on storaged's certificate.
-    #[arg(long, default_value = crate::certs::DEFAULT_STORAGED_NAME)]
+    #[arg(long, default_value = photondb_pki::DEFAULT_STORAGED_NAME)]
     storaged_name: String,
     /// Signing key and partner id for the gateway requests.
     #[arg(long, value_name = "FILE")]
@@ -221,20 +222,19 @@ async fn load_http(
 }
 
 async fn load_grpc(args: &BenchArgs, addr: &str) -> anyhow::Result<Figures> {
-    let read = |name: &str| {
-        std::fs::read(args.certs.join(name)).with_context(|| format!("reading {name}"))
+    let (ca, cert, key) = (
+        args.certs.join(files::CA_CERT),
+        args.certs.join(files::GATEWAY_CLIENT_CERT),
+        args.certs.join(files::GATEWAY_CLIENT_KEY),
+    );
+    let tls = ClientTls {
+        ca: &ca,
+        cert: &cert,
+        key: &key,
+        server_name: &args.storaged_name,
     };
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(files::CA_CERT)?))
-        .identity(Identity::from_pem(
-            read(files::GATEWAY_CLIENT_CERT)?,
-            read(files::GATEWAY_CLIENT_KEY)?,
-        ))
-        .domain_name(args.storaged_name.clone());
-    let channel = Channel::from_shared(format!("https://{addr}"))?
-        .tls_config(tls)?
-        .connect()
-        .await?;
+    let endpoint = upstream::endpoint(addr, tls).map_err(anyhow::Error::msg)?;
+    let channel = endpoint.connect().await?;
     let client = StorageClient::new(channel);
     let op = args.op;
     Ok(drive("storaged gRPC (direct)", args, move |i| {
@@ -356,25 +356,15 @@ fn signed_request(
         query: "",
         body: BodyDigest::of(&body),
     };
-    let signature = signing::sign(key, &parts, &fields)?;
-    Ok(http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(format!("https://{authority}{path}"))
         .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(signing::HEADER_PARTNER_ID, partner)
-        .header(signing::HEADER_REQUEST_ID, request_id)
-        .header(signing::HEADER_TIMESTAMP, timestamp)
-        .header(signing::HEADER_SIGNATURE, signature.to_base64())
-        .body(Full::new(Bytes::from(body)))?)
-}
-
-fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
-    let pem = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-    );
-    SecretKey::from_pkcs8_pem(&pem)
-        .map_err(|_| anyhow::anyhow!("{} is not a PKCS#8 Ed25519 key", path.display()))
+        .header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in signing::signature_headers(key, &parts, &fields, None)? {
+        request = request.header(name, value);
+    }
+    Ok(request.body(Full::new(Bytes::from(body)))?)
 }
 
 fn print_report(args: &BenchArgs, results: &[Figures]) {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use photondb_proto::signing::SecretKey;
 
-use crate::certs::write_new;
+use photondb_pki::write_new;
 
 pub(super) fn run(out: &Path) -> anyhow::Result<ExitCode> {
     let key = SecretKey::generate();

@@ -7,6 +7,27 @@ use crate::breaker::{Allowed, Breaker, BreakerState};
 use crate::degraded::{Degraded, InFlight, Shed};
 use crate::errors::Refusal;
 
+/// Why step 11 did not admit a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Writes are refused (operator switch, or shed first under load).
+    ReadOnly,
+    /// Too many calls in flight.
+    Overloaded,
+    /// The circuit breaker is open.
+    BreakerOpen,
+}
+
+impl From<Closed> for Refusal {
+    fn from(c: Closed) -> Self {
+        match c {
+            Closed::ReadOnly => Self::ReadOnly,
+            Closed::Overloaded => Self::Overloaded,
+            Closed::BreakerOpen => Self::BreakerOpen,
+        }
+    }
+}
+
 /// Proof that step 11 admitted a call. Report the outcome with [`Admission::finish`]; one
 /// dropped unfinished (the client went away mid-call) counts as a failure, so a half-open
 /// probe is never lost.
@@ -47,12 +68,12 @@ pub const DEV_MODE_WARNING: &str =
 
 impl Gate {
     /// Admits an operation, shedding writes first under load or in read-only mode.
-    pub fn admit(&self, is_read: bool) -> Result<Admission<'_>, Refusal> {
+    pub fn admit(&self, is_read: bool) -> Result<Admission<'_>, Closed> {
         let inflight = self.degraded.enter(is_read).map_err(|shed| match shed {
-            Shed::Writes => Refusal::ReadOnly,
-            Shed::All => Refusal::Overloaded,
+            Shed::Writes => Closed::ReadOnly,
+            Shed::All => Closed::Overloaded,
         })?;
-        let allowed = self.breaker.allow().map_err(|_| Refusal::BreakerOpen)?;
+        let allowed = self.breaker.allow().map_err(|_| Closed::BreakerOpen)?;
         Ok(Admission {
             breaker: &self.breaker,
             allowed: Some(allowed),

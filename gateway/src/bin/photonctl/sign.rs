@@ -82,16 +82,7 @@ pub(super) fn build(args: &SignArgs) -> anyhow::Result<SignedRequest> {
         query: uri.query().unwrap_or(""),
         body: BodyDigest::of(&body),
     };
-    let signature = signing::sign(&key, &parts, &fields)?;
-    let mut headers = vec![
-        (signing::HEADER_PARTNER_ID, fields.partner_id().to_owned()),
-        (signing::HEADER_REQUEST_ID, request_id),
-        (signing::HEADER_TIMESTAMP, timestamp),
-        (signing::HEADER_SIGNATURE, signature.to_base64()),
-    ];
-    if let Some(version) = args.key_version {
-        headers.push((signing::HEADER_KEY_VERSION, version.to_string()));
-    }
+    let headers = signing::signature_headers(&key, &parts, &fields, args.key_version)?;
     let host = authority.as_str().to_owned();
     Ok(SignedRequest {
         method,
@@ -102,7 +93,8 @@ pub(super) fn build(args: &SignArgs) -> anyhow::Result<SignedRequest> {
     })
 }
 
-fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
+/// A PKCS#8 Ed25519 private key from a PEM file (the text is zeroized once parsed).
+pub(super) fn read_key(path: &std::path::Path) -> anyhow::Result<SecretKey> {
     let pem = Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?,
     );

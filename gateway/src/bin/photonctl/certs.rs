@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::certs::{self, CertsSpec, files};
+use photondb_pki::{self as certs, CertsSpec, files};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CertsCommand {

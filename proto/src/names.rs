@@ -1,7 +1,13 @@
-//! Validated identifiers: database and table names (`[a-z0-9_-]{1,64}`) and document keys
-//! (1–512 bytes of UTF-8). Holding one of these types means the check passed.
+//! The shape of identifiers on the wire: database and table names (`[a-z0-9_-]{1,64}`) and
+//! document keys (1–512 bytes of UTF-8). Holding a [`Name`] or a [`Key`] means the check passed;
+//! the gateway and storaged both check with these, and nothing else defines the rule.
 
 use std::fmt;
+
+/// The longest database or table name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// The longest document key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 512;
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,16 +16,38 @@ pub enum NameError {
     BadKey,
 }
 
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameError::BadName => "names must match [a-z0-9_-]{1,64}",
+            NameError::BadKey => "keys must be 1 to 512 bytes of UTF-8",
+        })
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// Whether `s` is a valid database or table name.
+pub fn is_name(s: &str) -> bool {
+    (1..=MAX_NAME_BYTES).contains(&s.len())
+        && s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Whether `s` is a valid document key (a `&str` is UTF-8 already).
+pub fn is_key(s: &str) -> bool {
+    (1..=MAX_KEY_BYTES).contains(&s.len())
+}
+
 /// A database or table name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Name(String);
 
 impl Name {
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let ok = (1..=64).contains(&s.len())
-            && s.bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
-        ok.then(|| Self(s.to_owned())).ok_or(NameError::BadName)
+        is_name(s)
+            .then(|| Self(s.to_owned()))
+            .ok_or(NameError::BadName)
     }
 
     pub fn as_str(&self) -> &str {
@@ -33,16 +61,15 @@ impl fmt::Display for Name {
     }
 }
 
-/// A document key: 1–512 bytes of UTF-8 (a `&str` is UTF-8 already).
+/// A document key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key(String);
 
 impl Key {
-    pub const MAX_BYTES: usize = 512;
-
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let ok = (1..=Self::MAX_BYTES).contains(&s.len());
-        ok.then(|| Self(s.to_owned())).ok_or(NameError::BadKey)
+        is_key(s)
+            .then(|| Self(s.to_owned()))
+            .ok_or(NameError::BadKey)
     }
 
     pub fn as_str(&self) -> &str {

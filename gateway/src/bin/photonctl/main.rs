@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 /// PhotonDB's command-line tool: signing keys, signed requests, certificates, load tests.
 #[derive(Debug, Parser)]
 #[command(name = "photonctl", version)]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +48,8 @@ enum Command {
 }
 
 /// Runs one parsed command line; errors are printed here and turned into an exit code.
-pub fn run(cli: Cli) -> ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Keygen { out } => keygen::run(&out),
         Command::Sign(args) => sign::run(&args),

@@ -1,6 +1,7 @@
-//! The internal PKI: a CA, storaged's server certificate, the gateway's client identity for
-//! mTLS, and the gateway's public TLS certificate. `photonctl certs init` and the tests both
-//! use this module, so tests run with the certificates operators get.
+//! photondb-pki: the internal PKI — a CA, storaged's server certificate, the gateway's client
+//! identity for mTLS, and the gateway's public TLS certificate. `photonctl certs init` and the
+//! tests of both daemons use this crate, so tests run with the certificates operators get; it
+//! links neither daemon.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
