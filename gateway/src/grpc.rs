@@ -223,7 +223,7 @@ fn batch_op(op: pb::BatchOperation, limits: &PayloadLimits) -> Result<BatchOp, P
 
 /// The single message of a unary request: flag 0 (uncompressed), a big-endian length, and
 /// exactly that many bytes.
-fn unframe(body: &[u8]) -> Result<&[u8], GrpcError> {
+pub(crate) fn unframe(body: &[u8]) -> Result<&[u8], GrpcError> {
     let (header, msg) = body.split_at_checked(5).ok_or(GrpcError::BadFrame)?;
     match header[0] {
         0 => {}
@@ -235,7 +235,7 @@ fn unframe(body: &[u8]) -> Result<&[u8], GrpcError> {
 }
 
 /// Frames one message for a gRPC response body.
-fn frame<M: Message>(m: &M) -> Bytes {
+pub(crate) fn frame<M: Message>(m: &M) -> Bytes {
     let len = m.encoded_len();
     let mut out = BytesMut::with_capacity(5 + len);
     out.put_u8(0);

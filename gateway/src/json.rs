@@ -63,7 +63,7 @@ pub fn document_from_value(value: &serde_json::Value) -> Result<Document, JsonEr
 }
 
 /// The deepest nesting of arrays and objects, without parsing (strings are skipped).
-fn depth(raw: &[u8]) -> usize {
+pub(crate) fn depth(raw: &[u8]) -> usize {
     let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &b in raw {
         if in_string {

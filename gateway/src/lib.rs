@@ -14,9 +14,14 @@ pub mod degraded;
 /// A request whose names are checked and whose payload is not yet.
 pub mod draft;
 /// The pingora application answering every request, and connection limits.
+#[cfg(feature = "server")]
 pub mod edge;
 /// Refusals and the one mapping to HTTP status, codes and gRPC status.
 pub mod errors;
+/// Entry points for the fuzz targets (`fuzz/`); not a stable API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzzing;
 /// Native gRPC at the edge: unframe, decode, re-encode.
 pub mod grpc;
 /// JSON document validation.
@@ -32,6 +37,7 @@ pub mod rest;
 /// Pipeline step 4: routing to typed operations.
 pub mod route;
 /// The pingora server: listeners, TLS, background services.
+#[cfg(feature = "server")]
 pub mod server;
 /// Public TLS: certificate loading and reload.
 pub mod tls;

@@ -6,6 +6,9 @@
 //! Also commits at 1 and 64 writers with 1 ms added to every fdatasync (`slowsync`).
 //! `PHOTONDB_BENCH_ONLY=commits[=N]`, `slowsync`, `reads`, `replay` or `open1g` runs one section.
 
+// A benchmark measures real time.
+#![allow(clippy::disallowed_methods)]
+
 use photondb_storaged::engine::{Condition, Engine, EngineOptions, IoBackend, IoFile, Scan, StdFs};
 use std::io;
 use std::ops::Range;

@@ -2,15 +2,20 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use photondb_proto::audit::{GENESIS, chain_line, line_hash};
+use photondb_proto::signing::Timestamp;
 use serde_json::{Map, Value};
+
+use crate::engine::{Clock, SystemClock};
 
 /// An append-only, hash-chained event log.
 #[derive(Debug)]
 pub struct Audit {
     state: Mutex<State>,
+    /// Stamps each event (the daemon passes the engine's clock).
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -20,8 +25,13 @@ struct State {
 }
 
 impl Audit {
-    /// Opens (or creates) the log and continues its chain.
+    /// Opens (or creates) the log and continues its chain, stamping events by the system clock.
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::open_with(path, Arc::new(SystemClock))
+    }
+
+    /// Opens (or creates) the log and continues its chain, stamping events by `clock`.
+    pub fn open_with(path: &Path, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -43,16 +53,18 @@ impl Audit {
             .map_or_else(|| GENESIS.to_owned(), line_hash);
         Ok(Self {
             state: Mutex::new(State { file, prev }),
+            clock,
         })
+    }
+
+    fn timestamp(&self) -> Timestamp {
+        Timestamp::from_unix(i64::try_from(self.clock.unix_ms() / 1000).unwrap_or(i64::MAX))
     }
 
     /// Appends one event. Failing to audit is logged, never fatal to the request.
     pub fn record<const N: usize>(&self, kind: &str, fields: [(&str, Value); N]) {
         let mut event = Map::new();
-        event.insert(
-            "ts".into(),
-            photondb_proto::signing::Timestamp::now().format().into(),
-        );
+        event.insert("ts".into(), self.timestamp().format().into());
         event.insert("source".into(), "storaged".into());
         event.insert("kind".into(), kind.into());
         for (name, value) in fields {

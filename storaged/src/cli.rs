@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::audit::Audit;
-use crate::config::RawConfig;
 use crate::engine::{self, Engine, EngineOptions, RecoveryMode};
 use crate::server::{self, Stopped};
 
-/// Exit code for configuration errors (EX_USAGE).
-pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for usage and configuration errors, unreadable or invalid TLS files included
+/// (EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
 /// Exit code when the daemon stopped because the disk failed (EX_SOFTWARE).
 pub const EXIT_STORAGE_FAILURE: u8 = 70;
 
@@ -28,7 +28,8 @@ pub struct Cli {
 enum Command {
     /// Run the daemon. Recovery runs first; on corruption it refuses to start with a report.
     ///
-    /// Exits 64 listing every configuration error, 70 if the disk failed while serving.
+    /// Exits 64 listing every configuration error (an unreadable or invalid certificate, key
+    /// or CA included) before the store is opened, 70 if the disk failed while serving.
     Serve {
         /// The TOML configuration (see deploy/storaged.example.toml).
         #[arg(long, short, value_name = "FILE", env = "PHOTONDB_STORAGED_CONFIG")]
@@ -88,7 +89,7 @@ enum Mode {
 pub fn parse() -> Cli {
     Cli::try_parse().unwrap_or_else(|err| {
         let code = if err.use_stderr() {
-            i32::from(EXIT_CONFIG)
+            i32::from(EXIT_USAGE)
         } else {
             0
         };
@@ -119,26 +120,17 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Validates everything (the configuration and the TLS files it names) before anything runs:
+/// a bad configuration exits 64 with no data directory opened, no recovery run, nothing bound.
 fn serve(path: &std::path::Path) -> ExitCode {
-    let config = RawConfig::load(path).and_then(|mut raw| {
-        let env_errors = raw.apply_env(|name| std::env::var(name).ok());
-        match (raw.validate(), env_errors.is_empty()) {
-            (Ok(config), true) => Ok(config),
-            (Ok(_), false) => Err(crate::config::ConfigErrors(env_errors)),
-            (Err(mut e), _) => {
-                e.0.extend(env_errors);
-                Err(e)
-            }
-        }
-    });
-    let config = match config {
+    let config = match crate::config::load(path, |name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("photondb-storaged: invalid configuration:");
             for line in &errors.0 {
                 eprintln!("  {line}");
             }
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -221,7 +213,7 @@ fn recover(
 ) -> ExitCode {
     if until_lsn.is_some() && !matches!(mode, Mode::PointInTime) {
         eprintln!("photondb-storaged: --until-lsn goes with --mode point-in-time");
-        return ExitCode::from(EXIT_CONFIG);
+        return ExitCode::from(EXIT_USAGE);
     }
     // Opened first: a daemon holding the log (and so the store) refuses this before any change.
     // It must exist (storaged creates it on first start): a mistyped path is not a new chain.

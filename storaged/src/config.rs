@@ -1,33 +1,37 @@
-//! storaged's configuration: a TOML file with defaults, environment overrides, then
-//! `validate()` listing every problem at once, then the domain types the daemon runs on.
+//! storaged's configuration: a TOML file whose every field has a serde default, environment
+//! overrides, then `validate()` listing every problem at once (field and problem, one per line),
+//! then the domain types the daemon runs on. Validation also parses the certificate, key and CA,
+//! so nothing is opened or bound with a configuration that cannot serve. Durations are `_ms`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use photondb_proto::limits::MAX_MESSAGE_BYTES;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineOptions, RecoveryMode};
+use crate::tls::TlsFiles;
 
-/// The file as written. Every field has a default except the TLS files.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// The file as written; `Default` holds every default. Only the TLS files have none.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     /// gRPC over mTLS.
-    pub listen: Option<String>,
-    /// Prometheus text over plain HTTP: keep it on a private address.
+    pub listen: String,
+    /// Prometheus text over plain HTTP: keep it on a private address. Absent: no metrics.
     pub metrics_listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    /// Audit log (JSON lines, hash-chained); default `<data_dir>/audit.log`.
+    pub data_dir: PathBuf,
+    /// Audit log (JSON lines, hash-chained). Absent: `<data_dir>/audit.log`.
     pub audit_log: Option<PathBuf>,
+    pub buffer_pool_mib: u64,
     pub tls: RawTls,
     pub limits: RawLimits,
     pub recovery: RawRecovery,
     pub checkpoint: RawCheckpoint,
-    pub buffer_pool_mib: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTls {
     pub cert: Option<PathBuf>,
@@ -36,35 +40,97 @@ pub struct RawTls {
     pub client_ca: Option<PathBuf>,
     /// Client identities (URI or DNS SANs) allowed to connect.
     pub allowed_clients: Vec<String>,
-    /// How often certificate files are checked for changes.
-    pub reload_interval_secs: Option<u64>,
+    /// How often the certificate files are read to see whether their contents changed.
+    pub reload_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawLimits {
     /// Requests served at once across all connections; more are refused (RESOURCE_EXHAUSTED).
-    pub max_concurrent_requests: Option<usize>,
-    pub max_message_bytes: Option<usize>,
-    pub request_timeout_ms: Option<u64>,
-    pub handshake_timeout_ms: Option<u64>,
-    pub max_connections: Option<usize>,
-    pub max_concurrent_streams: Option<u32>,
+    pub max_concurrent_requests: usize,
+    /// The largest request accepted; at most (and by default) the wire contract's
+    /// `MAX_MESSAGE_BYTES`. Lower it only knowing that legal batches may then be refused.
+    pub max_message_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub handshake_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawRecovery {
     /// `torn-tail` (default) or `strict`; `point-in-time` and `salvage` are offline
     /// (`photondb-storaged recover`).
-    pub mode: Option<String>,
+    pub mode: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCheckpoint {
-    pub wal_mib: Option<u64>,
-    pub interval_secs: Option<u64>,
+    /// Checkpoint after this much WAL since the last one.
+    pub wal_mib: u64,
+    /// Checkpoint when the last one is older than this.
+    pub interval_ms: u64,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7443".into(),
+            metrics_listen: None,
+            data_dir: PathBuf::from("data"),
+            audit_log: None,
+            buffer_pool_mib: 64,
+            tls: RawTls::default(),
+            limits: RawLimits::default(),
+            recovery: RawRecovery::default(),
+            checkpoint: RawCheckpoint::default(),
+        }
+    }
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            client_ca: None,
+            allowed_clients: Vec::new(),
+            reload_interval_ms: 5_000,
+        }
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 512,
+            max_message_bytes: MAX_MESSAGE_BYTES,
+            request_timeout_ms: 30_000,
+            handshake_timeout_ms: 10_000,
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+impl Default for RawRecovery {
+    fn default() -> Self {
+        Self {
+            mode: "torn-tail".into(),
+        }
+    }
+}
+
+impl Default for RawCheckpoint {
+    fn default() -> Self {
+        Self {
+            wal_mib: 64,
+            interval_ms: 300_000,
+        }
+    }
 }
 
 /// A validated configuration.
@@ -77,15 +143,6 @@ pub struct Config {
     pub tls: TlsFiles,
     pub limits: Limits,
     pub engine: EngineOptions,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: PathBuf,
-    pub allowed_clients: Vec<String>,
-    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +159,24 @@ pub struct Limits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.join("\n"))]
 pub struct ConfigErrors(pub Vec<String>);
+
+/// Reads `path`, applies the environment overrides from `env`, and validates: the one way the
+/// daemon gets its configuration.
+pub fn load(
+    path: &std::path::Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut raw = RawConfig::load(path)?;
+    let mut errors = raw.apply_env(env);
+    match raw.validate() {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
 
 impl RawConfig {
     /// Reads and parses a TOML file.
@@ -132,191 +207,187 @@ impl RawConfig {
 
     /// Checks every field and builds the domain configuration, or lists every problem.
     pub fn validate(&self) -> Result<Config, ConfigErrors> {
-        let mut errors = Vec::new();
-        let listen = addr(
-            &mut errors,
-            "listen",
-            self.listen.as_deref().unwrap_or("127.0.0.1:7443"),
-        );
-        let metrics_listen = self
-            .metrics_listen
-            .as_deref()
-            .map(|a| addr(&mut errors, "metrics_listen", a));
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("data"));
+        let mut c = Check::default();
+        let listen = c.addr("listen", &self.listen);
+        // Outer `None`: invalid; inner `None`: no metrics listener.
+        let metrics_listen = match &self.metrics_listen {
+            None => Some(None),
+            Some(at) => c.addr("metrics_listen", at).map(Some),
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            c.fail("data_dir: must not be empty");
+        }
         let audit_log = self
             .audit_log
             .clone()
-            .unwrap_or_else(|| data_dir.join("audit.log"));
-        let tls = self.tls.validate(&mut errors);
-        let limits = self.limits.validate(&mut errors);
-        let engine = self.engine_options(&mut errors);
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
+            .unwrap_or_else(|| self.data_dir.join("audit.log"));
+        let tls = self.tls.validate(&mut c);
+        let limits = self.limits.validate(&mut c);
+        let engine = self.engine_options(&mut c);
+        match (listen, metrics_listen, tls, limits, engine) {
+            (Some(listen), Some(metrics_listen), Some(tls), Some(limits), Some(engine))
+                if c.0.is_empty() =>
+            {
+                Ok(Config {
+                    listen,
+                    metrics_listen,
+                    data_dir: self.data_dir.clone(),
+                    audit_log,
+                    tls,
+                    limits,
+                    engine,
+                })
+            }
+            _ => Err(ConfigErrors(c.0)),
         }
-        Ok(Config {
-            listen,
-            metrics_listen,
-            data_dir,
-            audit_log,
-            tls,
-            limits,
-            engine,
-        })
     }
 
-    fn engine_options(&self, errors: &mut Vec<String>) -> EngineOptions {
-        let defaults = EngineOptions::default();
-        let recovery = match self.recovery.mode.as_deref().unwrap_or("torn-tail") {
-            "torn-tail" => RecoveryMode::TornTail,
-            "strict" => RecoveryMode::Strict,
+    fn engine_options(&self, c: &mut Check) -> Option<EngineOptions> {
+        let recovery = match self.recovery.mode.as_str() {
+            "torn-tail" => Some(RecoveryMode::TornTail),
+            "strict" => Some(RecoveryMode::Strict),
             other => {
-                errors.push(format!(
+                c.fail(format!(
                     "recovery.mode: {other:?} is not torn-tail or strict (point-in-time and salvage run offline: photondb-storaged recover)"
                 ));
-                RecoveryMode::TornTail
+                None
             }
         };
-        let pool_mib = positive(errors, "buffer_pool_mib", self.buffer_pool_mib, 64);
-        let pool_mib = at_most(errors, "buffer_pool_mib", pool_mib, MAX_MIB, 64);
-        let wal_mib = positive(errors, "checkpoint.wal_mib", self.checkpoint.wal_mib, 64);
-        let wal_mib = at_most(errors, "checkpoint.wal_mib", wal_mib, MAX_MIB, 64);
-        let interval = positive(
-            errors,
-            "checkpoint.interval_secs",
-            self.checkpoint.interval_secs,
-            300,
-        );
-        EngineOptions {
-            buffer_pool_bytes: usize::try_from(pool_mib << 20).unwrap_or(usize::MAX),
-            checkpoint_wal_bytes: wal_mib << 20,
-            checkpoint_interval: Duration::from_secs(interval),
-            recovery,
-            ..defaults
-        }
+        c.positive("buffer_pool_mib", self.buffer_pool_mib);
+        c.at_most("buffer_pool_mib", self.buffer_pool_mib, MAX_MIB);
+        c.positive("checkpoint.wal_mib", self.checkpoint.wal_mib);
+        c.at_most("checkpoint.wal_mib", self.checkpoint.wal_mib, MAX_MIB);
+        c.positive("checkpoint.interval_ms", self.checkpoint.interval_ms);
+        let pool_bytes = self.buffer_pool_mib.saturating_mul(1 << 20);
+        Some(EngineOptions {
+            buffer_pool_bytes: usize::try_from(pool_bytes).unwrap_or(usize::MAX),
+            checkpoint_wal_bytes: self.checkpoint.wal_mib.saturating_mul(1 << 20),
+            checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
+            recovery: recovery?,
+            ..EngineOptions::default()
+        })
+    }
+}
+
+impl TryFrom<&RawConfig> for Config {
+    type Error = ConfigErrors;
+
+    fn try_from(raw: &RawConfig) -> Result<Self, ConfigErrors> {
+        raw.validate()
     }
 }
 
 impl RawTls {
-    fn validate(&self, errors: &mut Vec<String>) -> TlsFiles {
-        let mut file = |name: &str, value: &Option<PathBuf>| match value {
-            Some(path) if path.is_file() => path.clone(),
-            Some(path) => {
-                errors.push(format!(
-                    "tls.{name}: {} is not a readable file",
-                    path.display()
-                ));
-                path.clone()
-            }
-            None => {
-                errors.push(format!(
-                    "tls.{name}: required (storaged only serves mutual TLS)"
-                ));
-                PathBuf::new()
-            }
-        };
-        let cert = file("cert", &self.cert);
-        let key = file("key", &self.key);
-        let client_ca = file("client_ca", &self.client_ca);
+    fn validate(&self, c: &mut Check) -> Option<TlsFiles> {
+        let cert = c.file("tls.cert", &self.cert);
+        let key = c.file("tls.key", &self.key);
+        let client_ca = c.file("tls.client_ca", &self.client_ca);
         if self.allowed_clients.is_empty() {
-            errors.push("tls.allowed_clients: list at least one gateway identity, e.g. \"spiffe://photondb.local/gateway\"".into());
+            c.fail("tls.allowed_clients: list at least one gateway identity, e.g. \"spiffe://photondb.local/gateway\"");
         }
         for id in &self.allowed_clients {
-            if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                errors.push(format!("tls.allowed_clients: {id:?} is not an identity"));
+            if id.is_empty() || id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                c.fail(format!("tls.allowed_clients: {id:?} is not an identity"));
             }
         }
-        let reload = positive(
-            errors,
-            "tls.reload_interval_secs",
-            self.reload_interval_secs,
-            5,
-        );
-        TlsFiles {
-            cert,
-            key,
-            client_ca,
+        c.positive("tls.reload_interval_ms", self.reload_interval_ms);
+        let files = TlsFiles {
+            cert: cert?,
+            key: key?,
+            client_ca: client_ca?,
             allowed_clients: self.allowed_clients.clone(),
-            reload_interval: Duration::from_secs(reload),
+            reload_interval: Duration::from_millis(self.reload_interval_ms),
+        };
+        // Unreadable or invalid PEM is a configuration error like any other (exit 64).
+        if let Err(e) = crate::tls::check(&files) {
+            c.fail(format!("tls: {e:#}"));
+            return None;
         }
+        Some(files)
     }
 }
 
 impl RawLimits {
-    fn validate(&self, errors: &mut Vec<String>) -> Limits {
-        let max_message_bytes = positive(
-            errors,
+    fn validate(&self, c: &mut Check) -> Option<Limits> {
+        let requests = self.max_concurrent_requests as u64;
+        c.positive("limits.max_concurrent_requests", requests);
+        c.at_most("limits.max_concurrent_requests", requests, MAX_COUNT);
+        let message = self.max_message_bytes as u64;
+        c.positive("limits.max_message_bytes", message);
+        c.at_most(
             "limits.max_message_bytes",
-            self.max_message_bytes.map(|v| v as u64),
-            4 << 20,
+            message,
+            MAX_MESSAGE_BYTES as u64,
         );
-        let streams = positive(
-            errors,
+        c.positive("limits.request_timeout_ms", self.request_timeout_ms);
+        c.positive("limits.handshake_timeout_ms", self.handshake_timeout_ms);
+        let connections = self.max_connections as u64;
+        c.positive("limits.max_connections", connections);
+        c.at_most("limits.max_connections", connections, MAX_COUNT);
+        c.positive(
             "limits.max_concurrent_streams",
-            self.max_concurrent_streams.map(u64::from),
-            256,
+            u64::from(self.max_concurrent_streams),
         );
-        Limits {
-            max_concurrent_requests: positive(
-                errors,
-                "limits.max_concurrent_requests",
-                self.max_concurrent_requests.map(|v| v as u64),
-                512,
-            ) as usize,
-            max_message_bytes: max_message_bytes as usize,
-            request_timeout: Duration::from_millis(positive(
-                errors,
-                "limits.request_timeout_ms",
-                self.request_timeout_ms,
-                30_000,
-            )),
-            handshake_timeout: Duration::from_millis(positive(
-                errors,
-                "limits.handshake_timeout_ms",
-                self.handshake_timeout_ms,
-                10_000,
-            )),
-            max_connections: positive(
-                errors,
-                "limits.max_connections",
-                self.max_connections.map(|v| v as u64),
-                1024,
-            ) as usize,
-            max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
-        }
+        Some(Limits {
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_message_bytes: self.max_message_bytes,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_connections: self.max_connections,
+            max_concurrent_streams: self.max_concurrent_streams,
+        })
     }
-}
-
-fn addr(errors: &mut Vec<String>, name: &str, value: &str) -> SocketAddr {
-    value.parse().unwrap_or_else(|_| {
-        errors.push(format!(
-            "{name}: {value:?} is not an address like 127.0.0.1:7443"
-        ));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
 }
 
 /// 1 PiB: sizes in MiB above this are typos (and would overflow as bytes).
 const MAX_MIB: u64 = 1 << 30;
 
-fn at_most(errors: &mut Vec<String>, name: &str, value: u64, max: u64, default: u64) -> u64 {
-    if value > max {
-        errors.push(format!("{name}: must be at most {max}"));
-        return default;
-    }
-    value
-}
+/// Requests or connections at once: more than this is a typo (and past what a semaphore holds).
+const MAX_COUNT: u64 = 1 << 20;
 
-fn positive(errors: &mut Vec<String>, name: &str, value: Option<u64>, default: u64) -> u64 {
-    match value {
-        Some(0) => {
-            errors.push(format!("{name}: must be positive"));
-            default
+/// Collects field errors, so `validate` reports all of them: `field: problem`, one per line.
+#[derive(Default)]
+struct Check(Vec<String>);
+
+impl Check {
+    fn fail(&mut self, msg: impl Into<String>) {
+        self.0.push(msg.into());
+    }
+
+    fn addr(&mut self, field: &str, value: &str) -> Option<SocketAddr> {
+        let parsed = value.parse().ok();
+        if parsed.is_none() {
+            self.fail(format!(
+                "{field}: {value:?} is not an address like 127.0.0.1:7443"
+            ));
         }
-        Some(v) => v,
-        None => default,
+        parsed
+    }
+
+    fn file(&mut self, field: &str, value: &Option<PathBuf>) -> Option<PathBuf> {
+        match value {
+            None => self.fail(format!(
+                "{field}: required (storaged only serves mutual TLS)"
+            )),
+            Some(path) if !path.is_file() => self.fail(format!(
+                "{field}: {} is not a readable file",
+                path.display()
+            )),
+            Some(path) => return Some(path.clone()),
+        }
+        None
+    }
+
+    fn positive(&mut self, field: &str, value: u64) {
+        if value == 0 {
+            self.fail(format!("{field}: must be positive"));
+        }
+    }
+
+    fn at_most(&mut self, field: &str, value: u64, max: u64) {
+        if value > max {
+            self.fail(format!("{field}: must be at most {max}"));
+        }
     }
 }
 
@@ -330,6 +401,8 @@ mod tests {
             r#"
             listen = "nowhere"
             buffer_pool_mib = 18014398509481984
+            [tls]
+            reload_interval_ms = 0
             [limits]
             max_message_bytes = 0
             [checkpoint]
@@ -346,6 +419,7 @@ mod tests {
             "tls.key",
             "tls.client_ca",
             "tls.allowed_clients",
+            "tls.reload_interval_ms: must be positive",
             "limits.max_message_bytes",
             "recovery.mode",
             "buffer_pool_mib: must be at most",
@@ -356,6 +430,55 @@ mod tests {
                 "{needle} missing from {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_message_limit_may_only_be_lowered() {
+        let raw: RawConfig = toml::from_str(&format!(
+            "[limits]\nmax_message_bytes = {}",
+            MAX_MESSAGE_BYTES + 1
+        ))
+        .expect("parses");
+        let errors = raw.validate().expect_err("invalid").0;
+        let needle = format!("limits.max_message_bytes: must be at most {MAX_MESSAGE_BYTES}");
+        assert!(errors.contains(&needle), "{errors:?}");
+        assert_eq!(RawLimits::default().max_message_bytes, MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn durations_are_milliseconds() {
+        let raw: RawConfig =
+            toml::from_str("[tls]\nreload_interval_ms = 1500\n[checkpoint]\ninterval_ms = 250")
+                .expect("parses");
+        assert_eq!(raw.tls.reload_interval_ms, 1500);
+        assert_eq!(raw.checkpoint.interval_ms, 250);
+        for old in [
+            "[tls]\nreload_interval_secs = 5",
+            "[checkpoint]\ninterval_secs = 300",
+        ] {
+            assert!(toml::from_str::<RawConfig>(old).is_err(), "{old}");
+        }
+    }
+
+    #[test]
+    fn a_garbage_certificate_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        for name in ["cert.pem", "key.pem", "ca.pem"] {
+            std::fs::write(path(name), "not a pem file").unwrap();
+        }
+        let raw = RawConfig {
+            tls: RawTls {
+                cert: Some(path("cert.pem")),
+                key: Some(path("key.pem")),
+                client_ca: Some(path("ca.pem")),
+                allowed_clients: vec!["spiffe://photondb.local/gateway".into()],
+                ..RawTls::default()
+            },
+            ..RawConfig::default()
+        };
+        let errors = raw.validate().expect_err("invalid").0;
+        assert!(errors.iter().any(|e| e.starts_with("tls: ")), "{errors:?}");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Metadata keys the gateway sets.
-pub const REQUEST_ID: &str = "x-request-id";
-pub const PRINCIPAL: &str = "x-photondb-principal";
+use photondb_proto::metadata::{PRINCIPAL, REQUEST_ID};
+
+use crate::engine::Clock;
 
 #[derive(Debug, Clone)]
 pub struct CallContext {
@@ -16,7 +16,12 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub fn from_metadata(method: &'static str, metadata: &tonic::metadata::MetadataMap) -> Self {
+    /// Reads the call's metadata; the deadline counts from `clock`'s now.
+    pub fn from_metadata(
+        method: &'static str,
+        metadata: &tonic::metadata::MetadataMap,
+        clock: &dyn Clock,
+    ) -> Self {
         let text = |key: &str| {
             metadata
                 .get(key)
@@ -24,7 +29,7 @@ impl CallContext {
                 .filter(|v| !v.is_empty() && v.len() <= 128)
                 .map(str::to_owned)
         };
-        let started = Instant::now();
+        let started = clock.now();
         Self {
             method,
             request_id: text(REQUEST_ID).unwrap_or_else(|| "-".into()),
@@ -36,8 +41,8 @@ impl CallContext {
         }
     }
 
-    pub fn expired(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+    pub fn expired(&self, clock: &dyn Clock) -> bool {
+        self.deadline.is_some_and(|d| clock.now() >= d)
     }
 }
 
@@ -62,6 +67,23 @@ pub fn parse_grpc_timeout(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ManualClock;
+
+    #[test]
+    fn the_deadline_passes_when_the_clock_does() {
+        let clock = ManualClock::default();
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert("grpc-timeout", "250m".parse().unwrap());
+        metadata.insert(REQUEST_ID, "req-1".parse().unwrap());
+        let ctx = CallContext::from_metadata("Get", &metadata, &clock);
+        assert_eq!(ctx.request_id, "req-1");
+        assert_eq!(ctx.principal, "-");
+        assert!(!ctx.expired(&clock));
+        clock.advance(Duration::from_millis(249));
+        assert!(!ctx.expired(&clock));
+        clock.advance(Duration::from_millis(1));
+        assert!(ctx.expired(&clock));
+    }
 
     #[test]
     fn grpc_timeouts() {

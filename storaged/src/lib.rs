@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 /// Request id, principal and deadline from the gateway's metadata.
 pub mod context;
+/// The storage engine; it imports nothing above it (not even the wire contract).
 pub mod engine;
 /// Prometheus metrics on a private listener.
 pub mod metrics;
@@ -23,3 +24,5 @@ pub mod status;
 pub mod tls;
 /// Request tracing spans.
 pub mod trace;
+/// The wire contract (names, keys, limits) checked on every request before the engine.
+pub mod wire;

@@ -1,10 +1,12 @@
-//! Starting storaged: open the audit log and the engine (running recovery), bind, and serve
-//! gRPC over mTLS with health, reflection, limits and tracing until told to stop.
+//! Starting storaged from a validated configuration: open the audit log, load the TLS files,
+//! open the engine (running recovery), bind, and serve gRPC over mTLS with health,
+//! reflection, limits and tracing until told to stop.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 use anyhow::Context as _;
+use photondb_proto::limits::MAX_MESSAGE_BYTES;
 use photondb_proto::v1::admin_server::AdminServer;
 use photondb_proto::v1::storage_server::StorageServer;
 use tokio::sync::{Notify, mpsc};
@@ -54,13 +56,15 @@ impl Running {
 /// Opens everything and starts serving; returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let audit = Arc::new(
-        Audit::open(&config.audit_log)
+        Audit::open_with(&config.audit_log, config.engine.clock.clone())
             .with_context(|| format!("opening audit log {}", config.audit_log.display()))?,
     );
+    // Validation parsed the TLS files already; building them before the engine opens means a
+    // file that went bad since still stops the start before recovery runs.
+    let tls = Arc::new(Reloading::new(config.tls.clone(), audit.clone())?);
     let engine = Arc::new(open_engine(&config, &audit).await?);
     // Time-based checkpoints also happen when no commit arrives to trigger them.
     Engine::spawn_checkpointer(&engine);
-    let tls = Arc::new(Reloading::new(config.tls.clone(), audit.clone())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -189,9 +193,14 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building reflection")?;
-    let storage =
-        StorageServer::new(handler.clone()).max_decoding_message_size(limits.max_message_bytes);
-    let admin = AdminServer::new(handler).max_decoding_message_size(limits.max_message_bytes);
+    // Replies may always be as large as the wire contract allows (a full scan page); requests
+    // as large as the operator's cap, which validation keeps at or under the same limit.
+    let storage = StorageServer::new(handler.clone())
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let admin = AdminServer::new(handler)
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let outcome = Arc::new(std::sync::Mutex::new(Stopped::Requested));
     let recorded = outcome.clone();
     let shutdown = async move {

@@ -1,5 +1,6 @@
 //! The gRPC services `photondb.v1.Storage` and `photondb.v1.Admin` on the engine. Each handler
-//! converts its message, runs one blocking engine call, and maps the result in one place.
+//! checks its message against the wire contract (`wire`: INVALID_ARGUMENT before the engine is
+//! called), runs one blocking engine call, and maps the result in one place.
 
 use std::sync::Arc;
 
@@ -12,13 +13,10 @@ use tracing::Instrument as _;
 
 use crate::audit::Audit;
 use crate::context::CallContext;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Clock, Engine};
 use crate::metrics::Metrics;
 use crate::status::{self, Refusal};
-
-/// Scan pages: the default and the most a client can ask for.
-const DEFAULT_SCAN_LIMIT: usize = 100;
-const MAX_SCAN_LIMIT: usize = 1000;
+use crate::wire;
 
 /// Shared by both services.
 #[derive(Clone)]
@@ -29,6 +27,8 @@ pub struct Handler {
     audit: Arc<Audit>,
     /// Signalled when the disk failed: the daemon stops and recovery runs on restart.
     fatal: Arc<Notify>,
+    /// Deadlines and call durations (the engine's clock).
+    clock: Arc<dyn Clock>,
 }
 
 impl Handler {
@@ -40,13 +40,23 @@ impl Handler {
         fatal: Arc<Notify>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(max_concurrent));
+        let clock = engine.clock();
         Self {
             engine,
             permits,
             metrics,
             audit,
             fatal,
+            clock,
         }
+    }
+
+    fn context(
+        &self,
+        method: &'static str,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> CallContext {
+        CallContext::from_metadata(method, metadata, &*self.clock)
     }
 
     /// Runs `work` on the blocking pool, unless overloaded or past the deadline.
@@ -60,7 +70,7 @@ impl Handler {
         let code = result
             .as_ref()
             .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        let elapsed = ctx.started.elapsed();
+        let elapsed = self.clock.since(ctx.started);
         self.metrics.observe(ctx.method, code, elapsed);
         tracing::info!(
             method = ctx.method,
@@ -81,7 +91,7 @@ impl Handler {
         let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
             return Err(status::from_refusal(Refusal::Overloaded));
         };
-        if ctx.expired() {
+        if ctx.expired(&*self.clock) {
             return Err(status::from_refusal(Refusal::DeadlineExceeded));
         }
         let engine = self.engine.clone();
@@ -112,12 +122,6 @@ impl Handler {
     }
 }
 
-fn table_ref(table: Option<pb::TableRef>) -> Result<(String, String), Status> {
-    table
-        .map(|t| (t.db, t.table))
-        .ok_or_else(|| status::from_refusal(Refusal::MissingTable))
-}
-
 fn condition(p: Option<pb::Precondition>) -> engine::Condition {
     use pb::precondition::Condition as C;
     match p.and_then(|p| p.condition) {
@@ -135,7 +139,7 @@ fn document(d: engine::Document) -> pb::Document {
     }
 }
 
-fn batch_op(op: pb::BatchOperation) -> Result<engine::BatchOp, Status> {
+fn batch_op(op: pb::BatchOperation) -> Result<engine::BatchOp, wire::Invalid> {
     use pb::batch_operation::Op;
     match op.op {
         Some(Op::Put(p)) => Ok(engine::BatchOp::Put {
@@ -147,18 +151,7 @@ fn batch_op(op: pb::BatchOperation) -> Result<engine::BatchOp, Status> {
             key: d.key,
             condition: condition(d.precondition),
         }),
-        None => Err(Status::invalid_argument(
-            "batch operation without put or delete",
-        )),
-    }
-}
-
-fn scan_limit(requested: u32) -> usize {
-    match requested {
-        0 => DEFAULT_SCAN_LIMIT,
-        n => usize::try_from(n)
-            .unwrap_or(MAX_SCAN_LIMIT)
-            .min(MAX_SCAN_LIMIT),
+        None => Err(wire::Invalid::EmptyOperation),
     }
 }
 
@@ -168,7 +161,7 @@ impl Storage for Handler {
         &self,
         req: Request<pb::ListDatabasesRequest>,
     ) -> Result<Response<pb::ListDatabasesResponse>, Status> {
-        let ctx = CallContext::from_metadata("ListDatabases", req.metadata());
+        let ctx = self.context("ListDatabases", req.metadata());
         let databases = self.run(ctx, |e| e.list_databases()).await?;
         Ok(Response::new(pb::ListDatabasesResponse { databases }))
     }
@@ -177,9 +170,10 @@ impl Storage for Handler {
         &self,
         req: Request<pb::CreateDatabaseRequest>,
     ) -> Result<Response<pb::CreateDatabaseResponse>, Status> {
-        let ctx = CallContext::from_metadata("CreateDatabase", req.metadata());
-        let db = req.into_inner().db;
-        self.run(ctx, move |e| e.create_database(&db)).await?;
+        let ctx = self.context("CreateDatabase", req.metadata());
+        let db = wire::database(&req.into_inner().db)?;
+        self.run(ctx, move |e| e.create_database(db.as_str()))
+            .await?;
         Ok(Response::new(pb::CreateDatabaseResponse {}))
     }
 
@@ -187,9 +181,9 @@ impl Storage for Handler {
         &self,
         req: Request<pb::DropDatabaseRequest>,
     ) -> Result<Response<pb::DropDatabaseResponse>, Status> {
-        let ctx = CallContext::from_metadata("DropDatabase", req.metadata());
-        let db = req.into_inner().db;
-        self.run(ctx, move |e| e.drop_database(&db)).await?;
+        let ctx = self.context("DropDatabase", req.metadata());
+        let db = wire::database(&req.into_inner().db)?;
+        self.run(ctx, move |e| e.drop_database(db.as_str())).await?;
         Ok(Response::new(pb::DropDatabaseResponse {}))
     }
 
@@ -197,9 +191,9 @@ impl Storage for Handler {
         &self,
         req: Request<pb::ListTablesRequest>,
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
-        let ctx = CallContext::from_metadata("ListTables", req.metadata());
-        let db = req.into_inner().db;
-        let tables = self.run(ctx, move |e| e.list_tables(&db)).await?;
+        let ctx = self.context("ListTables", req.metadata());
+        let db = wire::database(&req.into_inner().db)?;
+        let tables = self.run(ctx, move |e| e.list_tables(db.as_str())).await?;
         Ok(Response::new(pb::ListTablesResponse { tables }))
     }
 
@@ -207,9 +201,12 @@ impl Storage for Handler {
         &self,
         req: Request<pb::CreateTableRequest>,
     ) -> Result<Response<pb::CreateTableResponse>, Status> {
-        let ctx = CallContext::from_metadata("CreateTable", req.metadata());
-        let (db, table) = table_ref(req.into_inner().table)?;
-        self.run(ctx, move |e| e.create_table(&db, &table)).await?;
+        let ctx = self.context("CreateTable", req.metadata());
+        let t = wire::table(req.into_inner().table)?;
+        self.run(ctx, move |e| {
+            e.create_table(t.db.as_str(), t.table.as_str())
+        })
+        .await?;
         Ok(Response::new(pb::CreateTableResponse {}))
     }
 
@@ -217,19 +214,24 @@ impl Storage for Handler {
         &self,
         req: Request<pb::DropTableRequest>,
     ) -> Result<Response<pb::DropTableResponse>, Status> {
-        let ctx = CallContext::from_metadata("DropTable", req.metadata());
-        let (db, table) = table_ref(req.into_inner().table)?;
-        self.run(ctx, move |e| e.drop_table(&db, &table)).await?;
+        let ctx = self.context("DropTable", req.metadata());
+        let t = wire::table(req.into_inner().table)?;
+        self.run(ctx, move |e| e.drop_table(t.db.as_str(), t.table.as_str()))
+            .await?;
         Ok(Response::new(pb::DropTableResponse {}))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let ctx = CallContext::from_metadata("Get", req.metadata());
+        let ctx = self.context("Get", req.metadata());
         let r = req.into_inner();
-        let (db, table) = table_ref(r.table)?;
+        let t = wire::table(r.table)?;
+        let key = wire::key(&r.key)?;
         let missing = engine::Error::NotFound(engine::What::Document);
         let doc = self
-            .run(ctx, move |e| e.get(&db, &table, &r.key)?.ok_or(missing))
+            .run(ctx, move |e| {
+                e.get(t.db.as_str(), t.table.as_str(), key.as_str())?
+                    .ok_or(missing)
+            })
             .await?;
         Ok(Response::new(pb::GetResponse {
             document: Some(document(doc)),
@@ -237,12 +239,22 @@ impl Storage for Handler {
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let ctx = CallContext::from_metadata("Put", req.metadata());
+        let ctx = self.context("Put", req.metadata());
         let r = req.into_inner();
-        let (db, table) = table_ref(r.table)?;
+        let t = wire::table(r.table)?;
+        let key = wire::key(&r.key)?;
+        wire::document(&r.value)?;
         let cond = condition(r.precondition);
         let version = self
-            .run(ctx, move |e| e.put(&db, &table, &r.key, &r.value, cond))
+            .run(ctx, move |e| {
+                e.put(
+                    t.db.as_str(),
+                    t.table.as_str(),
+                    key.as_str(),
+                    &r.value,
+                    cond,
+                )
+            })
             .await?;
         Ok(Response::new(pb::PutResponse { version }))
     }
@@ -251,12 +263,15 @@ impl Storage for Handler {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let ctx = CallContext::from_metadata("Delete", req.metadata());
+        let ctx = self.context("Delete", req.metadata());
         let r = req.into_inner();
-        let (db, table) = table_ref(r.table)?;
+        let t = wire::table(r.table)?;
+        let key = wire::key(&r.key)?;
         let cond = condition(r.precondition);
         let version = self
-            .run(ctx, move |e| e.delete(&db, &table, &r.key, cond))
+            .run(ctx, move |e| {
+                e.delete(t.db.as_str(), t.table.as_str(), key.as_str(), cond)
+            })
             .await?;
         Ok(Response::new(pb::DeleteResponse { version }))
     }
@@ -265,15 +280,19 @@ impl Storage for Handler {
         &self,
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
-        let ctx = CallContext::from_metadata("Scan", req.metadata());
+        let ctx = self.context("Scan", req.metadata());
         let r = req.into_inner();
-        let (db, table) = table_ref(r.table)?;
+        let t = wire::table(r.table)?;
+        wire::scan_bounds(&r.prefix, &r.start_after)?;
         let scan = engine::Scan {
             prefix: r.prefix,
             start_after: Some(r.start_after).filter(|s| !s.is_empty()),
-            limit: scan_limit(r.limit),
+            limit: wire::scan_limit(r.limit),
         };
-        let page = self.run(ctx, move |e| e.scan(&db, &table, &scan)).await?;
+        let page = self
+            .run(ctx, move |e| e.scan(t.db.as_str(), t.table.as_str(), &scan))
+            .await?;
+        let page = wire::scan_page(page);
         Ok(Response::new(pb::ScanResponse {
             documents: page.docs.into_iter().map(document).collect(),
             next_start_after: page.next_start_after.unwrap_or_default(),
@@ -284,15 +303,18 @@ impl Storage for Handler {
         &self,
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
-        let ctx = CallContext::from_metadata("Batch", req.metadata());
+        let ctx = self.context("Batch", req.metadata());
         let r = req.into_inner();
-        let (db, table) = table_ref(r.table)?;
+        let t = wire::table(r.table)?;
         let ops = r
             .operations
             .into_iter()
             .map(batch_op)
             .collect::<Result<Vec<_>, _>>()?;
-        let version = self.run(ctx, move |e| e.batch(&db, &table, ops)).await?;
+        wire::batch(&ops)?;
+        let version = self
+            .run(ctx, move |e| e.batch(t.db.as_str(), t.table.as_str(), ops))
+            .await?;
         Ok(Response::new(pb::BatchResponse { version }))
     }
 }
@@ -303,7 +325,7 @@ impl Admin for Handler {
         &self,
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let ctx = CallContext::from_metadata("Verify", req.metadata());
+        let ctx = self.context("Verify", req.metadata());
         let report = self.run(ctx, |e| e.verify()).await?;
         if !report.is_clean() {
             self.audit.record(
@@ -329,7 +351,7 @@ impl Admin for Handler {
         &self,
         req: Request<pb::StatsRequest>,
     ) -> Result<Response<pb::StatsResponse>, Status> {
-        let ctx = CallContext::from_metadata("Stats", req.metadata());
+        let ctx = self.context("Stats", req.metadata());
         let s = self.run(ctx, |e| Ok(e.stats())).await?;
         Ok(Response::new(pb::StatsResponse {
             commits: s.commits,
@@ -347,12 +369,99 @@ impl Admin for Handler {
         &self,
         req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
-        let ctx = CallContext::from_metadata("Checkpoint", req.metadata());
+        let ctx = self.context("Checkpoint", req.metadata());
         let c = self.run(ctx, |e| e.checkpoint()).await?;
         Ok(Response::new(pb::CheckpointResponse {
             redo_lsn: c.redo_lsn,
             pages_written: c.pages_written as u64,
             duration_micros: u64::try_from(c.duration.as_micros()).unwrap_or(u64::MAX),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineOptions, SimFs};
+    use std::path::Path;
+
+    fn handler() -> (Handler, tempfile::TempDir) {
+        let io = Arc::new(SimFs::new());
+        let (engine, _) =
+            Engine::open_with(io, Path::new("/db"), EngineOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(Audit::open(&dir.path().join("audit.log")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let handler = Handler::new(Arc::new(engine), 8, metrics, audit, Arc::new(Notify::new()));
+        (handler, dir)
+    }
+
+    fn invalid<T: std::fmt::Debug>(result: Result<T, Status>) -> String {
+        let status = result.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        status.message().to_owned()
+    }
+
+    /// The name's shape is the wire contract's rule: the service refuses it before the engine
+    /// (which only bounds a name's length) sees the call.
+    #[tokio::test]
+    async fn names_of_the_wrong_shape_are_refused_before_the_engine() {
+        let (h, _dir) = handler();
+        let create = |db: &str| Request::new(pb::CreateDatabaseRequest { db: db.into() });
+        for bad in ["Bad Name", "UPPER", "a.b", ""] {
+            let message = invalid(h.create_database(create(bad)).await);
+            assert_eq!(
+                message, "database name must match [a-z0-9_-]{1,64}",
+                "{bad:?}"
+            );
+        }
+        assert!(h.engine.list_databases().unwrap().is_empty());
+        h.create_database(create("app")).await.unwrap();
+        let table = Request::new(pb::CreateTableRequest {
+            table: Some(pb::TableRef {
+                db: "app".into(),
+                table: "Users".into(),
+            }),
+        });
+        let message = invalid(h.create_table(table).await);
+        assert_eq!(message, "table name must match [a-z0-9_-]{1,64}");
+        assert!(h.engine.list_tables("app").unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn documents_and_batches_over_the_wire_limits_are_refused() {
+        use photondb_proto::limits::{MAX_BATCH_OPERATIONS, MAX_DOCUMENT_BYTES};
+        let (h, _dir) = handler();
+        h.engine.create_database("app").unwrap();
+        h.engine.create_table("app", "t").unwrap();
+        let table = || {
+            Some(pb::TableRef {
+                db: "app".into(),
+                table: "t".into(),
+            })
+        };
+        let put = Request::new(pb::PutRequest {
+            table: table(),
+            key: "k".into(),
+            value: vec![0; MAX_DOCUMENT_BYTES + 1],
+            precondition: None,
+        });
+        let message = invalid(h.put(put).await);
+        assert!(message.contains("at most"), "{message}");
+        let op = |i: usize| pb::BatchOperation {
+            op: Some(pb::batch_operation::Op::Delete(pb::BatchDelete {
+                key: format!("k{i}"),
+                precondition: None,
+            })),
+        };
+        let batch = Request::new(pb::BatchRequest {
+            table: table(),
+            operations: (0..=MAX_BATCH_OPERATIONS).map(op).collect(),
+        });
+        let message = invalid(h.batch(batch).await);
+        assert_eq!(
+            message,
+            format!("a batch may carry at most {MAX_BATCH_OPERATIONS} operations")
+        );
     }
 }

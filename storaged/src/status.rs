@@ -6,13 +6,28 @@ use tonic::{Code, Status};
 
 use crate::context::CallContext;
 use crate::engine::{Error, StorageError};
+use crate::wire::Invalid;
 
 /// Why a call was refused before reaching the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     Overloaded,
     DeadlineExceeded,
-    MissingTable,
+    /// The request breaks the wire contract; the text says how, and nothing more.
+    Invalid(Invalid),
+}
+
+impl From<Invalid> for Refusal {
+    fn from(invalid: Invalid) -> Self {
+        Refusal::Invalid(invalid)
+    }
+}
+
+/// A request that breaks the wire contract, answered through `from_refusal` (so `?` works).
+impl From<Invalid> for Status {
+    fn from(invalid: Invalid) -> Self {
+        from_refusal(Refusal::Invalid(invalid))
+    }
 }
 
 /// Whether an error means the disk can no longer be trusted and the daemon must stop.
@@ -29,7 +44,7 @@ pub fn from_refusal(refusal: Refusal) -> Status {
         Refusal::DeadlineExceeded => {
             Status::deadline_exceeded("deadline passed before the work started")
         }
-        Refusal::MissingTable => Status::invalid_argument("table reference is required"),
+        Refusal::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
     }
 }
 

@@ -1,9 +1,9 @@
 //! Mutual TLS for storaged: TLS 1.3 only, a client certificate that chains to the internal CA
-//! and names an allowed gateway, and certificate files reloaded when they change.
+//! and names an allowed gateway, and certificate files reloaded when their contents change.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::Duration;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject as _;
@@ -11,9 +11,19 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use sha2::{Digest as _, Sha256};
 
 use crate::audit::Audit;
-use crate::config::TlsFiles;
+
+/// The TLS files and settings of a validated configuration.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub allowed_clients: Vec<String>,
+    pub reload_interval: Duration,
+}
 
 /// The identities (URI and DNS SANs) on a certificate.
 pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
@@ -40,7 +50,8 @@ pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
 struct AllowlistVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: Vec<String>,
-    audit: Arc<Audit>,
+    /// Where refused identities are recorded (none when only checking the files).
+    audit: Option<Arc<Audit>>,
 }
 
 impl ClientCertVerifier for AllowlistVerifier {
@@ -60,10 +71,12 @@ impl ClientCertVerifier for AllowlistVerifier {
         if names.iter().any(|n| self.allowed.contains(n)) {
             return Ok(ClientCertVerified::assertion());
         }
-        self.audit.record(
-            "mtls_identity_refused",
-            [("identities", names.join(",").into())],
-        );
+        if let Some(audit) = &self.audit {
+            audit.record(
+                "mtls_identity_refused",
+                [("identities", names.join(",").into())],
+            );
+        }
         Err(rustls::Error::InvalidCertificate(
             rustls::CertificateError::ApplicationVerificationFailure,
         ))
@@ -97,11 +110,31 @@ pub fn server_config(
     files: &TlsFiles,
     audit: Arc<Audit>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    build(files, Some(audit))
+}
+
+/// Reads and parses the certificate, key and CA into a server configuration that is then
+/// dropped: configuration validation runs this, so a bad file is a configuration error (exit
+/// 64) found before the store is opened or a port bound.
+pub fn check(files: &TlsFiles) -> anyhow::Result<()> {
+    build(files, None).map(drop)
+}
+
+fn build(files: &TlsFiles, audit: Option<Arc<Audit>>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use anyhow::Context as _;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("reading certificate {}", files.cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "certificate {} holds no PEM certificate",
+        files.cert.display()
+    );
+    for cert in &certs {
+        x509_parser::parse_x509_certificate(cert)
+            .map_err(|e| anyhow::anyhow!("parsing certificate {}: {e}", files.cert.display()))?;
+    }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading private key {}", files.key.display()))?;
     let mut roots = rustls::RootCertStore::empty();
@@ -127,21 +160,22 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The current server configuration, rebuilt when a certificate file changes.
+/// The current server configuration, rebuilt when a certificate file's contents change.
 pub struct Reloading {
     files: TlsFiles,
     audit: Arc<Audit>,
-    current: RwLock<(Arc<rustls::ServerConfig>, Vec<Option<SystemTime>>)>,
+    /// The configuration and the digest of the files it was built from (or last tried).
+    current: RwLock<(Arc<rustls::ServerConfig>, Vec<u8>)>,
 }
 
 impl Reloading {
     pub fn new(files: TlsFiles, audit: Arc<Audit>) -> anyhow::Result<Self> {
+        let seen = digest(&files);
         let config = server_config(&files, audit.clone())?;
-        let stamps = stamps(&files);
         Ok(Self {
             files,
             audit,
-            current: RwLock::new((config, stamps)),
+            current: RwLock::new((config, seen)),
         })
     }
 
@@ -153,9 +187,10 @@ impl Reloading {
             .unwrap_or_else(|p| p.into_inner().0.clone())
     }
 
-    /// Rebuilds if any file changed; a bad new file keeps the old configuration.
+    /// Rebuilds if any file's contents changed; a bad new file keeps the old configuration
+    /// and is reported once (until the files change again).
     pub fn reload_if_changed(&self) {
-        let now = stamps(&self.files);
+        let now = digest(&self.files);
         let changed = self.current.read().map(|c| c.1 != now).unwrap_or(false);
         if !changed {
             return;
@@ -184,13 +219,82 @@ impl Reloading {
     }
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
-    [&files.cert, &files.key, &files.client_ca]
-        .into_iter()
-        .map(|p: &std::path::PathBuf| modified(p))
-        .collect()
+/// A digest of the files' contents. Modification times miss a rewrite within the
+/// filesystem's timestamp granularity and a file swapped in with an older time (a renamed
+/// Kubernetes secret, `cp -p`); the contents do not. Nothing of the key is kept but the digest.
+fn digest(files: &TlsFiles) -> Vec<u8> {
+    let mut h = Sha256::new();
+    for path in [&files.cert, &files.key, &files.client_ca] {
+        match std::fs::read(path) {
+            // Length-prefixed, so bytes moving between files still change the digest.
+            Ok(bytes) => {
+                h.update([1u8]);
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+            Err(_) => h.update([0u8]),
+        }
+    }
+    h.finalize().to_vec()
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_with_the_same_modification_time_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+            client_ca: dir.path().join("ca.pem"),
+            allowed_clients: Vec::new(),
+            reload_interval: Duration::from_secs(1),
+        };
+        for (path, text) in [
+            (&files.cert, "one"),
+            (&files.key, "key"),
+            (&files.client_ca, "ca"),
+        ] {
+            std::fs::write(path, text).unwrap();
+        }
+        let before = digest(&files);
+        assert_eq!(digest(&files), before, "unchanged files digest the same");
+        let mtime = std::fs::metadata(&files.cert).unwrap().modified().unwrap();
+        std::fs::write(&files.cert, "two").unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(&files.cert)
+            .unwrap();
+        f.set_modified(mtime).unwrap();
+        assert_ne!(
+            digest(&files),
+            before,
+            "same size, same mtime, new contents"
+        );
+        std::fs::remove_file(&files.key).unwrap();
+        assert_ne!(digest(&files), before, "a missing file is a change too");
+    }
+
+    #[test]
+    fn unreadable_or_invalid_files_fail_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+            client_ca: dir.path().join("ca.pem"),
+            allowed_clients: vec!["spiffe://photondb.local/gateway".into()],
+            reload_interval: Duration::from_secs(1),
+        };
+        assert!(check(&files).is_err(), "missing files");
+        for path in [&files.cert, &files.key, &files.client_ca] {
+            std::fs::write(
+                path,
+                "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+            )
+            .unwrap();
+        }
+        assert!(check(&files).is_err(), "garbage PEM");
+    }
 }

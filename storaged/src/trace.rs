@@ -3,7 +3,7 @@
 pub fn span<B>(req: &http::Request<B>) -> tracing::Span {
     let request_id = req
         .headers()
-        .get(crate::context::REQUEST_ID)
+        .get(photondb_proto::metadata::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!("grpc", path = %req.uri().path(), request_id = %request_id)

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use photondb_pki::files;
 pub use photondb_gateway::config::RawConfig;
+use photondb_pki::files;
 use photondb_proto::signing::{self, AuthFields, BodyDigest, RequestParts, SecretKey, Timestamp};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -177,9 +177,9 @@ impl Gateway {
             if !matches!(child.try_wait(), Ok(None)) {
                 return Some(false);
             }
-            let metrics_up =
-                || TcpStream::connect_timeout(&self.metrics, Duration::from_millis(200)).is_ok();
-            (handshake_ok(self.addr, &tls) && metrics_up()).then_some(true)
+            let up = handshake_ok(self.addr, &tls)
+                && TcpStream::connect_timeout(&self.metrics, Duration::from_millis(200)).is_ok();
+            up.then_some(true)
         });
         match outcome {
             Some(true) => Ok(true),

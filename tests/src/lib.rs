@@ -2,6 +2,8 @@
 //!
 //! Every server binds `127.0.0.1:0` and reports its address on stdout; every helper waits on a
 //! condition with a bounded deadline, never a fixed sleep; children are killed on drop.
+// End-to-end helpers wait on real processes, so they read real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -13,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use pb::admin_client::AdminClient;
 use pb::storage_client::StorageClient;
-pub use photondb_gateway::certs;
-use photondb_gateway::certs::{Authority, CertsSpec, LeafSpec, Role, files};
+pub use photondb_pki as certs;
+use photondb_pki::{Authority, CertsSpec, LeafSpec, Role, files};
 pub use photondb_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -211,7 +213,8 @@ impl TestCerts {
 pub struct Overrides {
     /// Lines added under `[limits]`, e.g. `max_message_bytes = 65536`.
     pub limits: Vec<String>,
-    pub reload_interval_secs: u64,
+    /// `tls.reload_interval_ms`: how often storaged reads its certificate files.
+    pub reload_interval_ms: u64,
     /// Extra environment for the daemon.
     pub env: Vec<(String, String)>,
     /// Raw TOML appended after `[limits]`, e.g. `"[checkpoint]\nwal_mib = 1"`.
@@ -222,7 +225,7 @@ impl Default for Overrides {
     fn default() -> Self {
         Self {
             limits: Vec::new(),
-            reload_interval_secs: 5,
+            reload_interval_ms: 5_000,
             env: Vec::new(),
             extra_toml: String::new(),
         }
@@ -246,14 +249,14 @@ impl Storaged {
         let work = tempfile::tempdir()?;
         let q = |p: &Path| toml_string(&p.display().to_string());
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {}\naudit_log = {}\n\n[tls]\ncert = {}\nkey = {}\nclient_ca = {}\nallowed_clients = [{}]\nreload_interval_secs = {}\n\n[limits]\n",
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {}\naudit_log = {}\n\n[tls]\ncert = {}\nkey = {}\nclient_ca = {}\nallowed_clients = [{}]\nreload_interval_ms = {}\n\n[limits]\n",
             q(&work.path().join("data")),
             q(&work.path().join("audit.log")),
             q(&certs.path(files::STORAGED_CERT)),
             q(&certs.path(files::STORAGED_KEY)),
             q(&certs.path(files::CA_CERT)),
             toml_string(certs::DEFAULT_GATEWAY_IDENTITY),
-            overrides.reload_interval_secs,
+            overrides.reload_interval_ms,
         );
         for line in &overrides.limits {
             config.push_str(line);

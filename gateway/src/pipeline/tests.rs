@@ -182,6 +182,15 @@ fn code(o: &Outcome) -> String {
 
 const DOC: &str = "/v1/dbs/d/tables/t/docs/k";
 
+/// Failing steps, path, extra headers, body, expected code.
+type Case<'a> = (
+    Failing,
+    &'a str,
+    Vec<(&'static str, &'a str)>,
+    &'a [u8],
+    &'a str,
+);
+
 /// A PUT that would fail every step from `first` on: each scenario turns on one more
 /// failure at an earlier step, and the refusal must always be that earliest step's.
 #[tokio::test]
@@ -197,8 +206,7 @@ async fn each_refusal_comes_from_the_first_failing_step() {
     let many_headers: Vec<(&'static str, &str)> = vec![("x-a", "1"); 9];
     let bad_json = b"[1]".as_slice();
     let too_big = vec![b'x'; 65];
-    // (failing steps, path, extra headers, body, expected code)
-    let cases: Vec<(Failing, &str, Vec<(&'static str, &str)>, &[u8], &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             all,
             "/v1/dbs/d/./x",

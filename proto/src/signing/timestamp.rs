@@ -12,7 +12,9 @@ impl Timestamp {
         Self(secs)
     }
 
-    /// Now, from the system clock.
+    /// Now, from the system clock: what a signer (photonctl, a partner) stamps requests with.
+    /// Verifiers never call it; the gateway reads time through its injected clock.
+    #[allow(clippy::disallowed_methods)]
     pub fn now() -> Self {
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

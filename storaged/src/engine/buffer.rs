@@ -7,9 +7,10 @@
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoFile, read_exact_at};
 use crate::engine::page::{Node, PAGE_SIZE, seal_in_place, unseal};
+use crate::engine::sync::lock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 pub(crate) type Image = Arc<Vec<u8>>;
 
@@ -54,10 +55,6 @@ struct Frame {
     dirty: bool,
     last_use: u64,
     slot: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl PageStore {

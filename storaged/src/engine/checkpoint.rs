@@ -10,22 +10,17 @@
 //! touched since (each has a full image after it), including any torn by step 2.
 
 use crate::engine::control;
-use crate::engine::engine::{Engine, lock};
+use crate::engine::engine::Engine;
 use crate::engine::error::Error;
 use crate::engine::layout;
 use crate::engine::page::{Meta, Node};
+use crate::engine::sync::lock;
 use crate::engine::txn::META_PAGE;
 use crate::engine::types::CheckpointStats;
 use crate::engine::wal::files::retire_below;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+use std::time::Duration;
 
 impl Engine {
     /// Starts a thread that checks the checkpoint triggers (notably `checkpoint_interval`) even
@@ -54,7 +49,7 @@ impl Engine {
     }
 
     fn checkpoint_locked(&self) -> Result<CheckpointStats, Error> {
-        let started = Instant::now();
+        let started = self.opts.clock.now();
         let redo_lsn = self.wal.tail();
         let last_lsn = self.wal.last_lsn();
         self.wal.wait_durable(redo_lsn)?;
@@ -69,14 +64,14 @@ impl Engine {
         next.redo_lsn = redo_lsn;
         next.last_lsn = last_lsn;
         next.page_count = meta.page_count;
-        next.checkpoint_unix_ms = unix_ms();
+        next.checkpoint_unix_ms = self.opts.clock.unix_ms();
         control::store(&*self.control_file, &mut next)?;
         *lock(&self.control) = next;
         self.store.mark_clean(&dirty);
         let segment_size = self.wal.segment_size();
         let segments_retired =
             retire_below(&*self.io, &layout::wal(&self.dir), redo_lsn, segment_size)?;
-        let duration = started.elapsed();
+        let duration = self.opts.clock.since(started);
         self.note_checkpoint(duration);
         Ok(CheckpointStats {
             redo_lsn,
@@ -87,7 +82,7 @@ impl Engine {
     }
 
     fn note_checkpoint(&self, duration: std::time::Duration) {
-        *lock(&self.last_checkpoint) = Instant::now();
+        *lock(&self.last_checkpoint) = self.opts.clock.now();
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.counters
             .last_checkpoint_nanos
@@ -103,5 +98,58 @@ impl Engine {
             )
             .into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::clock::ManualClock;
+    use crate::engine::io::SimFs;
+    use crate::engine::{Engine, EngineOptions};
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// `checkpoint_interval` is measured on the injected clock: moving it is what makes a
+    /// checkpoint due, no sleeping involved.
+    #[test]
+    fn the_interval_checkpoints_once_the_clock_passes_it() {
+        let clock = ManualClock::default();
+        let opts = EngineOptions {
+            checkpoint_interval: Duration::from_secs(300),
+            clock: Arc::new(clock.clone()),
+            ..EngineOptions::default()
+        };
+        let io = Arc::new(SimFs::new());
+        let (engine, _) = Engine::open_with(io, Path::new("/db"), opts).unwrap();
+        engine.create_database("d").unwrap();
+        let before = engine.stats().checkpoints;
+        clock.advance(Duration::from_secs(299));
+        engine.maybe_checkpoint();
+        assert_eq!(
+            engine.stats().checkpoints,
+            before,
+            "not due before the interval"
+        );
+        clock.advance(Duration::from_secs(1));
+        engine.maybe_checkpoint();
+        assert_eq!(
+            engine.stats().checkpoints,
+            before + 1,
+            "due at the interval"
+        );
+        engine.maybe_checkpoint();
+        assert_eq!(
+            engine.stats().checkpoints,
+            before + 1,
+            "the interval restarts at the checkpoint"
+        );
+        clock.advance(Duration::from_secs(300));
+        engine.create_database("e").unwrap();
+        assert_eq!(
+            engine.stats().checkpoints,
+            before + 2,
+            "a commit checks the interval too"
+        );
     }
 }

@@ -9,8 +9,8 @@
 //! goes on to wait for its own batch's fsync, so running transactions and syncing the log
 //! overlap as in plain group commit.
 
-use crate::engine::engine::lock;
 use crate::engine::error::{Error, StorageError};
+use crate::engine::sync::lock;
 use crate::engine::txn::Txn;
 use std::sync::{Arc, Condvar, Mutex};
 

@@ -1,18 +1,20 @@
 //! The engine handle: its parts, and the two ways in (read and write) every operation uses.
 
 use crate::engine::buffer::{Changed, PageStore};
+use crate::engine::clock::Clock;
 use crate::engine::combine::{Body, Done, Job, Outcome, Queue, batch_errors};
 use crate::engine::control::ControlState;
 use crate::engine::error::{Error, StorageError};
 use crate::engine::io::{IoFile, LatchedIo};
 use crate::engine::redo::{Change, PageChange, Payload, diff};
+use crate::engine::sync::lock;
 use crate::engine::txn::{ReadView, Txn};
 use crate::engine::types::{EngineOptions, EngineStats};
 use crate::engine::wal::Wal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// An open store. `Send + Sync`; share it as `Arc<Engine>`. Every call blocks.
@@ -44,11 +46,12 @@ pub(crate) struct Counters {
     pub(crate) last_checkpoint_nanos: AtomicU64,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Engine {
+    /// The clock the engine runs on; the daemon times its calls with it too.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.opts.clock.clone()
+    }
+
     /// Whether an I/O failure (on any path: a commit, a checkpoint, the background
     /// checkpointer) stopped the engine; only reopening, which recovers from the WAL, clears it.
     pub fn has_failed(&self) -> bool {
@@ -236,7 +239,8 @@ impl Engine {
     pub(crate) fn maybe_checkpoint(&self) {
         let redo = lock(&self.control).redo_lsn;
         let wal_due = self.wal.tail().saturating_sub(redo) >= self.opts.checkpoint_wal_bytes;
-        let time_due = lock(&self.last_checkpoint).elapsed() >= self.opts.checkpoint_interval;
+        let since = self.opts.clock.since(*lock(&self.last_checkpoint));
+        let time_due = since >= self.opts.checkpoint_interval;
         if !(wal_due || time_due || self.store.over_budget()) {
             return;
         }

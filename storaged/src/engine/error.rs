@@ -1,6 +1,10 @@
 //! Error types: one `StorageError` for anything the disk did, wrapped by each operation's error.
+//! A leaf: every layer imports it, and it imports only std and the refusal report.
 
 use std::fmt;
+use std::io;
+
+use crate::engine::refusal::Refusal;
 
 /// What the disk did wrong. Every storage failure in the engine is one of these three.
 #[derive(Debug, thiserror::Error)]
@@ -29,9 +33,31 @@ impl StorageError {
     }
 }
 
+/// Marks the error a latched I/O backend returns, so it maps to `StorageError::PreviousIo`.
+#[derive(Debug)]
+struct PreviousIoMarker;
+
+impl fmt::Display for PreviousIoMarker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an earlier i/o error latched the backend")
+    }
+}
+
+impl std::error::Error for PreviousIoMarker {}
+
+/// The error every call on a latched backend returns.
+pub(crate) fn previous_io_error() -> io::Error {
+    io::Error::other(PreviousIoMarker)
+}
+
+pub(crate) fn is_previous_io(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<PreviousIoMarker>())
+}
+
 impl From<std::io::Error> for StorageError {
     fn from(e: std::io::Error) -> Self {
-        if crate::engine::io::is_previous_io(&e) {
+        if is_previous_io(&e) {
             StorageError::PreviousIo
         } else {
             StorageError::Io(e)
@@ -88,7 +114,7 @@ pub enum OpenError {
     InvalidOptions(String),
     /// Recovery found something the chosen mode does not accept; the report says what.
     #[error("{0}")]
-    Refused(Box<crate::engine::recovery::Refusal>),
+    Refused(Box<Refusal>),
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Another process (or another engine in this one) has the store open.

@@ -13,7 +13,6 @@ use crate::engine::{init, layout};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 impl Engine {
     /// Opens (creating if needed and allowed) the store in `dir` on the real filesystem. The
@@ -40,7 +39,8 @@ impl Engine {
         // Replayed pages are kept in up to three quarters of the pool (the rest is for the
         // working set) and written by the first checkpoint.
         let hold_pages = opts.buffer_pool_bytes / PAGE_SIZE / 4 * 3;
-        let rec = recovery::recover(&*io, dir, opts.recovery, hold_pages)?;
+        let clock = opts.clock.clone();
+        let rec = recovery::recover(&*io, dir, opts.recovery, hold_pages, &*clock)?;
         let wal_io: Arc<dyn IoBackend> = io.clone();
         let wal = Wal::new(
             wal_io,
@@ -48,6 +48,7 @@ impl Engine {
             rec.control.segment_size,
             rec.control.instance_id,
             rec.wal,
+            clock.clone(),
         );
         let engine = Engine {
             io,
@@ -60,7 +61,7 @@ impl Engine {
             control: Mutex::new(rec.control),
             control_file: rec.control_file,
             checkpoint_busy: Mutex::new(()),
-            last_checkpoint: Mutex::new(Instant::now()),
+            last_checkpoint: Mutex::new(clock.now()),
             counters: Counters::default(),
             dir_lock: None,
         };

@@ -7,13 +7,11 @@ use crate::engine::error::{Error, What};
 use crate::engine::page::{Cell, Value};
 use crate::engine::txn::{PageSource, Txn};
 use crate::engine::types::{BatchOp, Condition, Document, Scan, ScanPage};
-use crate::engine::{purge, validate, values};
-use photondb_proto::limits::MAX_BATCH_OPERATIONS;
-
-/// Most documents one scan page returns.
-pub const MAX_SCAN_LIMIT: usize = 10_000;
-/// A scan page stops after the document that brings its values to this many bytes.
-pub const MAX_SCAN_BYTES: usize = 4 << 20;
+use crate::engine::validate::{
+    self, ENGINE_MAX_BATCH_BYTES, ENGINE_MAX_BATCH_OPERATIONS, ENGINE_MAX_KEY_BYTES,
+    ENGINE_MAX_SCAN_BYTES, ENGINE_MAX_SCAN_ROWS,
+};
+use crate::engine::{purge, values};
 
 fn check_condition(condition: Condition, actual: Option<u64>) -> Result<(), Error> {
     match condition {
@@ -79,9 +77,9 @@ fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
             "a batch needs at least one operation".into(),
         ));
     }
-    if ops.len() > MAX_BATCH_OPERATIONS {
+    if ops.len() > ENGINE_MAX_BATCH_OPERATIONS {
         return Err(Error::InvalidArgument(format!(
-            "a batch may carry at most {MAX_BATCH_OPERATIONS} operations"
+            "a batch may carry at most {ENGINE_MAX_BATCH_OPERATIONS} operations"
         )));
     }
     let mut total = 0;
@@ -94,7 +92,7 @@ fn validate_batch(ops: &[BatchOp]) -> Result<(), Error> {
         validate::value(value)?;
         total += key.len() + value.len();
     }
-    if total > validate::MAX_BATCH_BYTES {
+    if total > ENGINE_MAX_BATCH_BYTES {
         return Err(Error::InvalidArgument(
             "a batch may carry at most 4 MiB".into(),
         ));
@@ -255,9 +253,9 @@ impl Engine {
         Ok(lsn)
     }
 
-    /// One page of documents in key order.
-    /// One page of documents in key order: at most `limit` documents, and it ends early once
-    /// their values reach `MAX_SCAN_BYTES` (so one request cannot pull gigabytes).
+    /// One page of documents in key order: at most `limit` documents (clamped to
+    /// `ENGINE_MAX_SCAN_ROWS`), and it ends early once their values reach
+    /// `ENGINE_MAX_SCAN_BYTES` (so one request cannot pull gigabytes).
     pub fn scan(&self, db: &str, table: &str, scan: &Scan) -> Result<ScanPage, Error> {
         validate::db_table(db, table)?;
         check_scan(scan)?;
@@ -269,7 +267,7 @@ impl Engine {
                 Some(after) if after >= prefix => (after, false),
                 _ => (prefix.clone(), true),
             };
-            let limit = scan.limit.min(MAX_SCAN_LIMIT);
+            let limit = scan.limit.min(ENGINE_MAX_SCAN_ROWS);
             let range = Range {
                 from: &from,
                 inclusive,
@@ -291,7 +289,7 @@ fn page_of(v: &mut impl PageSource, cells: Vec<Cell>, limit: usize) -> Result<Sc
         let doc = document(v, cell, 4)?;
         bytes += doc.value.len();
         docs.push(doc);
-        if bytes >= MAX_SCAN_BYTES {
+        if bytes >= ENGINE_MAX_SCAN_BYTES {
             break;
         }
     }
@@ -311,11 +309,11 @@ fn check_scan(scan: &Scan) -> Result<(), Error> {
     if scan.limit == 0 {
         return Err(Error::InvalidArgument("scan limit must be positive".into()));
     }
-    let too_long = |s: &str| s.len() > validate::MAX_KEY_LEN;
+    let too_long = |s: &str| s.len() > ENGINE_MAX_KEY_BYTES;
     if too_long(&scan.prefix) || scan.start_after.as_deref().is_some_and(too_long) {
-        return Err(Error::InvalidArgument(
-            "scan prefix and start_after are at most 512 bytes".into(),
-        ));
+        return Err(Error::InvalidArgument(format!(
+            "scan prefix and start_after are at most {ENGINE_MAX_KEY_BYTES} bytes"
+        )));
     }
     Ok(())
 }

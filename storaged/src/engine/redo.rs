@@ -110,19 +110,23 @@ impl Payload {
         }
         out
     }
+}
 
+/// Tests decode through the one parser recovery runs, then copy out.
+#[cfg(test)]
+impl Payload {
     pub(crate) fn decode(buf: &[u8]) -> Result<Payload, Malformed> {
-        let mut r = Reader::new(buf);
-        let len = r.u16()? as usize;
-        let summary = String::from_utf8_lossy(r.bytes(len)?).into_owned();
-        let count = r.u32()?;
-        let pages = (0..count)
-            .map(|_| decode_change(&mut r))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !r.is_empty() {
-            return Err(Malformed("bytes after the last page change".into()));
-        }
-        Ok(Payload { summary, pages })
+        let view = PayloadView::parse(buf)?;
+        let pages = view.pages.iter().map(|&(page_no, change)| {
+            Ok(PageChange {
+                page_no,
+                change: change.to_change()?,
+            })
+        });
+        Ok(Payload {
+            summary: String::from_utf8_lossy(view.summary).into_owned(),
+            pages: pages.collect::<Result<_, Malformed>>()?,
+        })
     }
 }
 
@@ -135,8 +139,9 @@ pub(crate) enum ChangeRef<'a> {
     Diff { count: u16, runs: &'a [u8] },
 }
 
-/// A payload validated exactly as `Payload::decode` validates it, but borrowing the record's
-/// bytes instead of copying every image and run: recovery applies these straight to its pages.
+/// A parsed payload borrowing the record's bytes instead of copying every image and run:
+/// recovery applies these straight to its pages. It is the only payload parser (the owned
+/// `Payload::decode` of the tests is a copy of a view).
 #[derive(Debug)]
 pub(crate) struct PayloadView<'a> {
     pub(crate) summary: &'a [u8],
@@ -187,17 +192,45 @@ pub(crate) fn apply_in_place(change: ChangeRef<'_>, page: &mut [u8]) -> Result<(
             page[..bytes.len()].copy_from_slice(bytes);
             page[bytes.len()..].fill(0);
         }
-        ChangeRef::Diff { count, runs } => {
-            let mut r = Reader::new(runs);
-            for _ in 0..count {
-                let at = r.u16()? as usize;
-                let len = r.u16()? as usize;
-                let bytes = bounded(len, at, &mut r)?;
-                page[at..at + len].copy_from_slice(bytes);
+        ChangeRef::Diff { count, runs } => for_each_run(count, runs, |at, bytes| {
+            page[at..at + bytes.len()].copy_from_slice(bytes);
+        })?,
+    }
+    Ok(())
+}
+
+/// Calls `f(offset, bytes)` for each of a diff's `count` runs, each checked to lie in a page.
+fn for_each_run<'a>(
+    count: u16,
+    runs: &'a [u8],
+    mut f: impl FnMut(usize, &'a [u8]),
+) -> Result<(), Malformed> {
+    let mut r = Reader::new(runs);
+    for _ in 0..count {
+        let at = r.u16()? as usize;
+        let len = r.u16()? as usize;
+        f(at, bounded(len, at, &mut r)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+impl ChangeRef<'_> {
+    fn to_change(self) -> Result<Change, Malformed> {
+        match self {
+            ChangeRef::Image(bytes) => Ok(Change::Image(bytes.to_vec())),
+            ChangeRef::Diff { count, runs } => {
+                let mut out = Vec::with_capacity(usize::from(count));
+                for_each_run(count, runs, |at, bytes| {
+                    out.push(Run {
+                        offset: at as u16,
+                        bytes: bytes.to_vec(),
+                    });
+                })?;
+                Ok(Change::Diff(out))
             }
         }
     }
-    Ok(())
 }
 
 fn truncated(s: &str) -> &str {
@@ -238,30 +271,6 @@ fn page_no(r: &mut Reader<'_>) -> Result<u64, Malformed> {
         n if n < MAX_PAGES => Ok(n),
         _ => Err(Malformed("page number out of range".into())),
     }
-}
-
-fn decode_change(r: &mut Reader<'_>) -> Result<PageChange, Malformed> {
-    let kind = r.u8()?;
-    let page_no = page_no(r)?;
-    let change = match kind {
-        IMAGE => Change::Image(bounded(r.u16()? as usize, 0, r)?.to_vec()),
-        DIFF => Change::Diff(
-            (0..r.u16()?)
-                .map(|_| decode_run(r))
-                .collect::<Result<_, _>>()?,
-        ),
-        _ => return Err(Malformed("unknown page change kind".into())),
-    };
-    Ok(PageChange { page_no, change })
-}
-
-fn decode_run(r: &mut Reader<'_>) -> Result<Run, Malformed> {
-    let offset = r.u16()?;
-    let len = r.u16()? as usize;
-    Ok(Run {
-        offset,
-        bytes: bounded(len, offset as usize, r)?.to_vec(),
-    })
 }
 
 /// Reads `len` bytes that must land inside a page when written at `offset`.

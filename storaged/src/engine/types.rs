@@ -1,6 +1,9 @@
 //! The engine's public value types: options, documents, conditions, scans, statistics.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::engine::clock::{Clock, SystemClock};
 
 /// How recovery treats the end of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +47,8 @@ pub struct EngineOptions {
     /// Create a store in a directory that has none. The offline tools turn this off, so a
     /// mistyped path is an error instead of a new, empty, "clean" store.
     pub create_if_missing: bool,
+    /// Time for checkpoint intervals, reported durations and stamps (tests pass a manual one).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +60,7 @@ impl Default for EngineOptions {
             recovery: RecoveryMode::TornTail,
             wal_segment_size: 16 << 20,
             create_if_missing: true,
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! `PHOTONDB_MODEL_SEED=<seed>`. `PHOTONDB_LONG_TESTS=1` runs more seeds and steps.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, MAX_SCAN_BYTES, Scan, SimFs,
-    StorageError, What,
+    BatchOp, Condition, ENGINE_MAX_SCAN_BYTES, Engine, EngineOptions, Error, IoBackend, Scan,
+    SimFs, StorageError, What,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -400,13 +400,13 @@ impl Harness {
             .collect();
         let available = want.len();
         want.truncate(limit);
-        // The engine ends a page early once its values reach MAX_SCAN_BYTES.
+        // The engine ends a page early once its values reach ENGINE_MAX_SCAN_BYTES.
         let mut bytes = 0;
         let keep = want
             .iter()
             .position(|(_, v, _)| {
                 bytes += v.len();
-                bytes >= MAX_SCAN_BYTES
+                bytes >= ENGINE_MAX_SCAN_BYTES
             })
             .map_or(want.len(), |i| i + 1);
         want.truncate(keep);

@@ -1,6 +1,7 @@
 //! The circuit breaker against a really stopped storaged: 503 `storage_unavailable` while it
 //! is down, fast 503s (with `Retry-After`) once the breaker is open, and service again when
-//! storaged comes back on the same port with the same data directory.
+//! storaged comes back on the same port with the same data directory. The metrics listener
+//! shows the open breaker and counts the 503s by route.
 
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,21 @@ async fn storaged_down_then_back() {
             "{method} while open took {took:?}"
         );
     }
+    // The metrics listener tells the operator: the breaker is open, and every 503 is
+    // counted under its route (two GETs, two PUTs, one DELETE since storaged stopped).
+    let metrics = gw.metrics_text().await.unwrap();
+    for line in [
+        "photondb_gateway_breaker_state 2",
+        r#"photondb_gateway_requests_total{route="get",status="503"} 2"#,
+        r#"photondb_gateway_requests_total{route="put",status="503"} 2"#,
+        r#"photondb_gateway_requests_total{route="delete",status="503"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+
     // Routes the gateway answers itself still work.
     c.get("/public/health").await.unwrap().expect(200, None);
     c.get("/nope")

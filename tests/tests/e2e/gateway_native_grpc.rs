@@ -1,6 +1,11 @@
 //! Native gRPC through the real gateway: a tonic client over TLS calls
 //! `photondb.v1.Storage/Put` then `Get`; the gateway re-issues each call to the real storaged.
+//! Refusals are gRPC statuses with the stable code: bad input, an unknown method, and
+//! storaged being down.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use photondb_tests::gateway::{GATEWAY_NAME, Gateway, Protocol};
 use photondb_tests::pb::storage_client::StorageClient;
 use photondb_tests::{Overrides, Storaged, TestCerts, pb, table};
@@ -23,7 +28,7 @@ async fn gateway_channel(gw: &Gateway) -> Channel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_then_get_round_trips_to_storaged() {
     let certs = TestCerts::new().unwrap();
-    let storaged = Storaged::start(&certs, Overrides::default()).unwrap();
+    let mut storaged = Storaged::start(&certs, Overrides::default()).unwrap();
     let gw = Gateway::start(&certs, storaged.addr(), |_| {}).unwrap();
     let mut client = StorageClient::new(gateway_channel(&gw).await);
 
@@ -127,4 +132,59 @@ async fn put_then_get_round_trips_to_storaged() {
         (not_json.code(), not_json.message()),
         (Code::InvalidArgument, "document_not_object")
     );
+
+    // A method the service does not have: UNIMPLEMENTED (12), in an HTTP 200 answer.
+    assert_eq!(
+        raw_grpc_status(&gw, "/photondb.v1.Storage/Nope").await,
+        (200, "12".to_owned())
+    );
+
+    // storaged down: UNAVAILABLE with the stable code.
+    let status = storaged.stop().unwrap();
+    assert!(status.success(), "{status:?}");
+    let down = client
+        .get(pb::GetRequest {
+            table: table("g", "t"),
+            key: "k1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (down.code(), down.message()),
+        (Code::Unavailable, "storage_unavailable")
+    );
+}
+
+/// One gRPC call with an empty message, over a raw HTTP/2 connection (a tonic client cannot
+/// call a method its service lacks); the HTTP status and the `grpc-status`.
+async fn raw_grpc_status(gw: &Gateway, path: &str) -> (u16, String) {
+    let tls = gw.tls(&[b"h2"]).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("https://{}{path}", gw.authority()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let trailers = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .trailers()
+        .cloned()
+        .unwrap_or_default();
+    // A trailers-only answer carries grpc-status in its headers.
+    let grpc_status = trailers
+        .get("grpc-status")
+        .or_else(|| headers.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, grpc_status)
 }

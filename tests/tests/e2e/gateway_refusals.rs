@@ -91,6 +91,7 @@ async fn malformed_payloads_are_400() {
         ),
         ("/batch", "{", "json_malformed"),
         ("/batch", r#"{"ops":[]}"#, "bad_batch"),
+        ("/batch", r#"{"operations":[]}"#, "bad_batch"),
         (
             "/batch",
             r#"{"operations":[{"op":"frobnicate","key":"k"}]}"#,
@@ -354,6 +355,67 @@ async fn body_framing_refusals() {
         .unwrap();
     s.check(&r, 431, "headers_too_large");
 
+    // More headers than max_headers (64 by default), each of them small.
+    let names: Vec<String> = (0..80).map(|i| format!("x-h{i}")).collect();
+    let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let c = s.gateway.client(Protocol::Http1).await.unwrap();
+    let r = c
+        .send("GET", "/public/health", &many, "".into())
+        .await
+        .unwrap();
+    s.check(&r, 431, "headers_too_large");
+
     let c = s.gateway.client(Protocol::Http2).await.unwrap();
     nothing_stored(&c, "framed").await;
+}
+
+/// A refusal after the body was read to its end (409 from storaged, 412 on a stale version)
+/// keeps the HTTP/1.1 connection: three pipelined requests on one connection get three
+/// answers. A refusal before the body was read (404 with a body still unread) closes it, so
+/// the unread bytes are never taken for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_after_a_complete_body_keep_the_http1_connection() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let s = stack().await;
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    c.put(&format!("{T}/docs/k"), r#"{"a":1}"#)
+        .await
+        .unwrap()
+        .expect(200, None);
+    let host = s.gateway.authority();
+    let body = r#"{"a":2}"#;
+    let exchange = |raw: String| async {
+        let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
+        tls.write_all(raw.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tls.read_to_end(&mut buf),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let statuses: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("HTTP/1.1 "))
+            .map(|l| l[9..12].to_owned())
+            .collect();
+        statuses
+    };
+    let kept = format!(
+        "PUT /v1/dbs/shop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n\
+         PUT {T}/docs/k HTTP/1.1\r\nHost: {host}\r\nIf-Match: \"999999\"\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /public/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    assert_eq!(exchange(kept).await, ["409", "412", "200"]);
+
+    let closed = format!(
+        "PUT /v1/nope HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /public/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Kept open, the unread body would have been read as the start of a second request.
+    assert_eq!(exchange(closed).await, ["404"]);
 }

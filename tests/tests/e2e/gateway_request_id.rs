@@ -1,6 +1,7 @@
 //! The request id travels end to end (DESIGN §2 step 12, §8): the client's UUID comes back
 //! in `X-Request-Id` and in problem bodies, and storaged logs the forwarded call under the same
-//! id, with the principal the gateway authenticated.
+//! id, with the principal the gateway authenticated: the dev-mode principal for `/v1`, and
+//! `anonymous` for a `/public` read.
 
 use std::time::Duration;
 
@@ -22,6 +23,14 @@ async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
             storaged.stderr()
         )
     })
+}
+
+/// The `principal=` field of a storaged log line.
+fn principal(line: &str) -> &str {
+    line.split_once("principal=")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '}').next())
+        .unwrap_or_else(|| panic!("no principal in {line}"))
 }
 
 fn strip_ansi(text: &str) -> String {
@@ -63,6 +72,7 @@ async fn client_request_id_reaches_storaged_and_comes_back() {
             !line.contains("principal=-"),
             "the principal is forwarded: {line}"
         );
+        assert_eq!(principal(&line), "dev:anonymous-unauthenticated", "{line}");
 
         // A refusal made by storaged carries the same id back to the client.
         let r = c.put(&db, "").await.unwrap();
@@ -71,5 +81,25 @@ async fn client_request_id_reaches_storaged_and_comes_back() {
         assert_eq!(v["request_id"], rid.as_str());
         let line = storaged_call_line(&storaged, &rid).await;
         assert!(line.contains("AlreadyExists"), "{line}");
+
+        // A `/public` read is forwarded as `anonymous`, under the client's id too.
+        c.put(&format!("{db}/tables/t"), "")
+            .await
+            .unwrap()
+            .expect(201, None);
+        c.put(&format!("{db}/tables/t/docs/k"), "{}")
+            .await
+            .unwrap()
+            .expect(200, None);
+        let r = c
+            .get(&format!("/public{db}/tables/t/docs/k"))
+            .await
+            .unwrap();
+        r.expect(200, None);
+        let rid = r.sent_request_id.clone().unwrap();
+        assert_eq!(r.header("x-request-id"), Some(rid.as_str()), "{r}");
+        let line = storaged_call_line(&storaged, &rid).await;
+        assert!(line.contains("Get"), "{line}");
+        assert_eq!(principal(&line), "anonymous", "{line}");
     }
 }

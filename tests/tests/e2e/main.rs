@@ -1,16 +1,23 @@
 //! End-to-end tests: the real storaged and gateway binaries, started on loopback.
 //! One test binary for the whole folder: each binary links the full dependency tree, so one
 //! binary instead of many keeps the build's disk use and link time small.
+// End-to-end tests wait on real processes, so they read real time.
+#![allow(clippy::disallowed_methods)]
 
 mod gateway_breaker;
 mod gateway_concurrent_writes;
+mod gateway_graceful_stop;
+mod gateway_http2;
+mod gateway_http_limits;
 mod gateway_native_grpc;
 mod gateway_read_only;
 mod gateway_refusals;
 mod gateway_request_id;
 mod gateway_rest_routes;
+mod gateway_startup;
 mod gateway_storaged_hangs;
 mod gateway_tls;
+mod photonctl;
 mod storaged_cert_reload;
 mod storaged_config;
 mod storaged_connection_limits;

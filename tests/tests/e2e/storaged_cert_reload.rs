@@ -49,7 +49,7 @@ async fn wait_served(storaged: &Storaged, want: &[u8]) -> bool {
 async fn new_connections_get_the_reloaded_certificate() -> anyhow::Result<()> {
     let certs = TestCerts::new()?;
     let overrides = Overrides {
-        reload_interval_secs: 1,
+        reload_interval_ms: 1_000,
         ..Overrides::default()
     };
     let storaged = Storaged::start(&certs, overrides)?;

@@ -1,7 +1,9 @@
 //! A damaged leaf page is never served as data: `Get` of a key on it returns DATA_LOSS with a
 //! message that reveals no internals, other pages keep serving, and the offline `verify` names
-//! the page.
+//! the page. Through the real gateway, the same read is 500 `data_loss` and the verify report
+//! names the page by number only.
 
+use photondb_tests::gateway::{Gateway, Protocol};
 use photondb_tests::{Overrides, Storaged, TestCerts, pb, run_storaged, table};
 use tonic::Code;
 
@@ -121,6 +123,29 @@ async fn a_flipped_leaf_page_is_data_loss_and_verify_names_it() -> anyhow::Resul
     assert!(!report.clean);
     let bad: Vec<u64> = report.bad_pages.iter().map(|b| b.page).collect();
     assert_eq!(bad, vec![bad_page as u64], "{report:?}");
+
+    // Through the gateway: a fixed problem, and the page number without storaged's reason.
+    let gw = Gateway::start(&certs, storaged.addr(), |_| {})?;
+    let http = gw.client(Protocol::Http2).await?;
+    let work_dir = storaged.work_dir().display().to_string();
+    let internals = [data_dir.as_str(), work_dir.as_str(), "pages.db", "crc"];
+    let r = http
+        .get(&format!("/v1/dbs/app/tables/docs/docs/{victim}"))
+        .await?;
+    r.expect(500, Some("data_loss"));
+    r.assert_no_internal_text(&internals);
+    r.assert_no_internal_text(&["page"]);
+    let r = http.get("/v1/storage/verify").await?;
+    let v = r.expect(200, None);
+    r.assert_no_internal_text(&internals);
+    assert_eq!(v["clean"], false, "{v}");
+    assert_eq!(v["bad_pages"], serde_json::json!([bad_page]), "{v}");
+    let reasons = report.bad_pages.iter().map(|b| b.reason.as_str());
+    for reason in reasons.filter(|x| !x.is_empty()) {
+        assert!(!r.text().contains(reason), "storaged's reason leaked: {r}");
+    }
+    drop(http);
+    drop(gw);
 
     let status = storaged.stop()?;
     assert!(status.success(), "SIGTERM exit: {status}");

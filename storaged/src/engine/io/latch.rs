@@ -3,7 +3,8 @@
 //! After a failed fsync the kernel may have dropped the dirty pages, so a retry that "succeeds"
 //! proves nothing; the only safe continuation is recovery from the WAL.
 
-use super::{IoBackend, IoFile, previous_io_error};
+use super::{IoBackend, IoFile};
+use crate::engine::error::previous_io_error;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -111,8 +112,8 @@ mod tests {
         sim.fail_sync_after(0);
         assert!(f.sync_data().is_err());
         let later = f.read_at(0, &mut [0u8; 1]).unwrap_err();
-        assert!(crate::engine::io::is_previous_io(&later));
-        assert!(crate::engine::io::is_previous_io(
+        assert!(crate::engine::error::is_previous_io(&later));
+        assert!(crate::engine::error::is_previous_io(
             &f.sync_data().unwrap_err()
         ));
         assert!(io.is_latched());

@@ -1,13 +1,16 @@
-//! The disk I/O boundary: a small backend trait, the real filesystem, a latch, and a simulator.
+//! The disk I/O boundary: a small backend trait, the real filesystem, a latch, and (for tests,
+//! behind the `testing` feature) a simulator.
 
 mod latch;
 mod read_only;
 mod real;
+#[cfg(any(test, feature = "testing"))]
 mod sim;
 
 pub use latch::LatchedIo;
 pub use read_only::ReadOnly;
 pub use real::StdFs;
+#[cfg(any(test, feature = "testing"))]
 pub use sim::SimFs;
 
 use std::io;
@@ -41,26 +44,6 @@ pub trait IoBackend: Send + Sync {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-}
-
-/// Marks the error returned by a latched backend, so it maps to `StorageError::PreviousIo`.
-#[derive(Debug)]
-struct PreviousIo;
-
-impl std::fmt::Display for PreviousIo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an earlier i/o error latched the backend")
-    }
-}
-
-impl std::error::Error for PreviousIo {}
-
-pub(crate) fn previous_io_error() -> io::Error {
-    io::Error::other(PreviousIo)
-}
-
-pub(crate) fn is_previous_io(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<PreviousIo>())
 }
 
 /// Reads exactly `buf.len()` bytes; `Ok(false)` when the file ends first.

@@ -5,23 +5,24 @@ mod quarantine;
 mod replay;
 mod report;
 
-pub use report::{CutKind, CutReport, Problem, RecoveryReport, Refusal};
+pub use report::{CutKind, CutReport, RecoveryReport};
 
 use crate::engine::buffer::read_page;
+use crate::engine::clock::Clock;
 use crate::engine::control::{self, ControlState};
 use crate::engine::error::{OpenError, StorageError};
 use crate::engine::io::{IoBackend, IoFile};
 use crate::engine::layout;
 use crate::engine::page::{Node, PAGE_SIZE};
+use crate::engine::refusal::{Problem, Refusal};
 use crate::engine::types::RecoveryMode;
 use crate::engine::wal::WalStart;
 use crate::engine::wal::files::{create_segment, remove_leftovers, retire_below};
-use crate::engine::wal::scan::{EndKind, LogEnd, scan, segment_of};
-use crate::engine::wal::segment::{NO_PREVIOUS, SegmentHeader, file_name};
+use crate::engine::wal::scan::{EndKind, LogEnd, scan};
+use crate::engine::wal::segment::{NO_PREVIOUS, SegmentHeader, file_name, segment_of};
 use replay::Replay;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Everything the engine needs to start after recovery.
 pub(crate) struct Recovered {
@@ -99,8 +100,9 @@ pub(crate) fn recover(
     dir: &Path,
     mode: RecoveryMode,
     hold_pages: usize,
+    clock: &dyn Clock,
 ) -> Result<Recovered, OpenError> {
-    let started = Instant::now();
+    let started = clock.now();
     let control_file = io.open(&layout::control(dir), false)?;
     let mut control = load_control(&*control_file, mode)?;
     let data_file = io.open(&layout::data(dir), false)?;
@@ -119,8 +121,9 @@ pub(crate) fn recover(
         replay.apply(lsn, p)
     })?;
     let cut = match decide(mode, &end, &control).map_err(refused)? {
-        Some((kind, at, reason)) => {
-            let mut cut = cut_report(io, dir, &end, &control, kind, at, reason)?;
+        Some(decided) => {
+            let at = decided.1;
+            let mut cut = cut_report(io, dir, &end, &control, decided, clock.unix_ms())?;
             cut.newer_page = newest.filter(|&(_, lsn)| lsn >= at);
             Some(cut)
         }
@@ -151,7 +154,7 @@ pub(crate) fn recover(
         pages_restored,
         pages_held_for_checkpoint: hold,
         cut,
-        duration: started.elapsed(),
+        duration: clock.since(started),
     };
     let wal = WalStart {
         tail: end.resume,
@@ -245,11 +248,10 @@ fn cut_report(
     dir: &Path,
     end: &LogEnd,
     control: &ControlState,
-    kind: CutKind,
-    at: u64,
-    reason: String,
+    (kind, at, reason): (CutKind, u64, String),
+    stamp_ms: u64,
 ) -> Result<CutReport, StorageError> {
-    let cut = quarantine::cut(io, dir, &end.segments, control.segment_size, at)?;
+    let cut = quarantine::cut(io, dir, &end.segments, control.segment_size, at, stamp_ms)?;
     tracing::warn!(?kind, at, bytes = cut.bytes, %reason, "recovery cut the log");
     Ok(CutReport {
         kind,

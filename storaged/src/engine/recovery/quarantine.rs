@@ -5,7 +5,6 @@ use crate::engine::io::{IoBackend, read_exact_at, write_zeros};
 use crate::engine::layout;
 use crate::engine::wal::segment::file_name;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) struct Cut {
     pub(crate) files: Vec<PathBuf>,
@@ -13,21 +12,20 @@ pub(crate) struct Cut {
 }
 
 /// Cuts the log at `at`: the rest of its segment is copied then zeroed; later segments move.
+/// The copies are named after `stamp` (Unix milliseconds), so repeated cuts never collide.
 pub(crate) fn cut(
     io: &dyn IoBackend,
     dir: &Path,
     segments: &[u64],
     segment_size: u64,
     at: u64,
+    stamp: u64,
 ) -> Result<Cut, StorageError> {
     let qdir = layout::quarantine(dir);
     let wal_dir = layout::wal(dir);
     io.create_dir_all(&qdir)?;
     // The folder's own entry must be durable before the only copy of the cut bytes is in it.
     io.sync_dir(dir)?;
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
     let mut out = Cut {
         files: Vec::new(),
         bytes: 0,

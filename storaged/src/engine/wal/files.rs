@@ -2,8 +2,7 @@
 
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoBackend, IoFile, write_zeros};
-use crate::engine::wal::scan::segment_of;
-use crate::engine::wal::segment::{SegmentHeader, file_name, parse_file_name};
+use crate::engine::wal::segment::{SegmentHeader, file_name, parse_file_name, segment_of};
 use std::path::Path;
 use std::sync::Arc;
 

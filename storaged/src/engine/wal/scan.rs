@@ -15,7 +15,9 @@ use crate::engine::io::{IoBackend, read_exact_at};
 use crate::engine::redo::PayloadView;
 use crate::engine::wal::files::list_segments;
 use crate::engine::wal::record::{self, Invalid, RECORD_HEADER_LEN};
-use crate::engine::wal::segment::{NO_PREVIOUS, SEGMENT_HEADER_LEN, SegmentHeader, file_name};
+use crate::engine::wal::segment::{
+    NO_PREVIOUS, SEGMENT_HEADER_LEN, SegmentHeader, file_name, segment_of,
+};
 use std::path::Path;
 
 /// How the log ended.
@@ -91,10 +93,6 @@ pub(crate) fn scan(
     };
     scanner.run(first, &segments, apply)?;
     Ok(scanner.end)
-}
-
-pub(crate) fn segment_of(lsn: u64, segment_size: u64) -> u64 {
-    lsn.saturating_sub(1) / segment_size * segment_size
 }
 
 impl Scanner<'_> {

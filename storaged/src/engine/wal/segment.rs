@@ -94,6 +94,12 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// The start of the segment holding the record that ends just before `lsn` (a redo point or
+/// a resume position is the end of the record before it).
+pub(crate) fn segment_of(lsn: u64, segment_size: u64) -> u64 {
+    lsn.saturating_sub(1) / segment_size * segment_size
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,16 +5,17 @@
 //! one fdatasync per touched segment and wakes everyone whose record is now durable. Writers
 //! that arrive meanwhile buffer behind it and are covered by the next sync: no timer, no delay.
 
+use crate::engine::clock::Clock;
 use crate::engine::error::StorageError;
 use crate::engine::io::{IoBackend, IoFile};
+use crate::engine::sync::lock;
 use crate::engine::wal::files::create_segment;
 use crate::engine::wal::record::{self, KIND_COMMIT, RecordHeader};
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
 
 pub(crate) struct Wal {
     io: Arc<dyn IoBackend>,
@@ -25,6 +26,7 @@ pub(crate) struct Wal {
     sync: Mutex<SyncState>,
     synced: Condvar,
     pub(crate) stats: WalStats,
+    clock: Arc<dyn Clock>,
 }
 
 /// Counters for `Engine::stats`.
@@ -52,10 +54,6 @@ struct SyncState {
     failed: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Where the WAL continues after recovery.
 pub(crate) struct WalStart {
     pub(crate) tail: u64,
@@ -70,6 +68,7 @@ impl Wal {
         segment_size: u64,
         instance_id: [u8; 16],
         start: WalStart,
+        clock: Arc<dyn Clock>,
     ) -> Wal {
         let active_start = (start.tail - 1) / segment_size * segment_size;
         let append = AppendState {
@@ -93,6 +92,7 @@ impl Wal {
             sync: Mutex::new(sync),
             synced: Condvar::new(),
             stats: WalStats::default(),
+            clock,
         }
     }
 
@@ -228,10 +228,10 @@ impl Wal {
     }
 
     fn timed_sync(&self, file: &dyn IoFile) -> Result<(), StorageError> {
-        let started = Instant::now();
+        let started = self.clock.now();
         file.sync_data()?;
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let nanos = started.elapsed().as_nanos() as u64;
+        let nanos = self.clock.since(started).as_nanos() as u64;
         self.stats.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         Ok(())
     }

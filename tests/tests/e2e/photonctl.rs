@@ -2,13 +2,18 @@
 //! vectors predict.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use photondb_proto::signing::SecretKey;
 
-const PHOTONCTL: &str = env!("CARGO_BIN_EXE_photonctl");
+fn photonctl() -> Command {
+    let path: PathBuf = photondb_tests::workspace_binary("photondb-gateway", "photonctl")
+        .expect("the photonctl binary");
+    Command::new(path)
+}
 
 fn vectors() -> Vec<serde_json::Value> {
     let text = include_str!("../../../proto/testdata/signing-vectors.json");
@@ -59,7 +64,7 @@ fn sign_prints_the_signature_the_vectors_predict() {
             // test covers those vectors.
             continue;
         };
-        let out = Command::new(PHOTONCTL)
+        let out = photonctl()
             .args(["sign", "--key"])
             .arg(&key_file)
             .args(["--partner", field(&v, "partner_id")])
@@ -67,7 +72,9 @@ fn sign_prints_the_signature_the_vectors_predict() {
             .args(["--request-id", field(&v, "request_id")])
             .arg("--data")
             .arg(format!("@{}", body_file.display()))
-            .args([field(&v, "method"), &url])
+            .args([field(&v, "method"), url.as_str()])
+            .env_remove("PHOTONDB_KEY")
+            .env_remove("PHOTONDB_PARTNER")
             .output()
             .expect("run photonctl");
         assert!(
@@ -81,7 +88,8 @@ fn sign_prints_the_signature_the_vectors_predict() {
         assert!(
             stdout
                 .lines()
-                .any(|l| l == format!("X-Request-Id: {}", field(&v, "request_id")))
+                .any(|l| l == format!("X-Request-Id: {}", field(&v, "request_id"))),
+            "{name}: got\n{stdout}"
         );
         compared += 1;
     }
@@ -95,12 +103,16 @@ fn sign_prints_the_signature_the_vectors_predict() {
 fn keygen_writes_a_0600_key_prints_its_public_key_and_never_overwrites() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("partner.pem");
-    let out = Command::new(PHOTONCTL)
+    let out = photonctl()
         .args(["keygen", "--out"])
         .arg(&key_file)
         .output()
         .expect("run");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mode = std::fs::metadata(&key_file)
         .expect("key")
         .permissions()
@@ -111,7 +123,7 @@ fn keygen_writes_a_0600_key_prints_its_public_key_and_never_overwrites() {
         .expect("pkcs8");
     assert_eq!(printed.trim(), key.public_key().to_base64());
 
-    let again = Command::new(PHOTONCTL)
+    let again = photonctl()
         .args(["keygen", "--out"])
         .arg(&key_file)
         .output()
@@ -134,7 +146,7 @@ fn sign_refuses_a_path_that_is_not_in_normal_form() {
             .as_bytes(),
     )
     .expect("write");
-    let out = Command::new(PHOTONCTL)
+    let out = photonctl()
         .args(["sign", "--key"])
         .arg(&key_file)
         .args([

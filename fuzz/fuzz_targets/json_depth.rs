@@ -1,0 +1,7 @@
+//! The gateway's json_depth parser on any bytes: see `photondb_gateway::fuzzing::json_depth` for the
+//! property checked besides "never panics".
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| photondb_gateway::fuzzing::json_depth(data));
