@@ -370,13 +370,12 @@ async fn body_framing_refusals() {
 }
 
 /// A refusal after the body was read to its end (409 from storaged, 412 on a stale version)
-/// keeps the HTTP/1.1 connection: three pipelined requests on one connection get three
-/// answers. A refusal before the body was read (404 with a body still unread) closes it, so
-/// the unread bytes are never taken for the next request.
+/// keeps the HTTP/1.1 connection: three requests one after another on one connection get
+/// three answers. A refusal before the body was read (404 with a body still unread) closes
+/// it (`Connection: close`, then end of stream), so the unread bytes are never taken for the
+/// next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_after_a_complete_body_keep_the_http1_connection() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
     let s = stack().await;
     let c = s.gateway.client(Protocol::Http2).await.unwrap();
     c.put(&format!("{T}/docs/k"), r#"{"a":1}"#)
@@ -385,37 +384,62 @@ async fn refusals_after_a_complete_body_keep_the_http1_connection() {
         .expect(200, None);
     let host = s.gateway.authority();
     let body = r#"{"a":2}"#;
-    let exchange = |raw: String| async {
-        let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
-        tls.write_all(raw.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            tls.read_to_end(&mut buf),
-        )
-        .await;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let statuses: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with("HTTP/1.1 "))
-            .map(|l| l[9..12].to_owned())
-            .collect();
-        statuses
-    };
-    let kept = format!(
-        "PUT /v1/dbs/shop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n\
-         PUT {T}/docs/k HTTP/1.1\r\nHost: {host}\r\nIf-Match: \"999999\"\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
-         GET /public/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    assert_eq!(exchange(kept).await, ["409", "412", "200"]);
+    let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
+    let requests = [
+        format!("PUT /v1/dbs/shop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"),
+        format!(
+            "PUT {T}/docs/k HTTP/1.1\r\nHost: {host}\r\nIf-Match: \"999999\"\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        format!("GET /public/health HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+    ];
+    for (raw, status) in requests.iter().zip([409, 412, 200]) {
+        let (got, head) = exchange(&mut tls, raw).await;
+        assert_eq!(got, status, "{head}");
+        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    }
 
-    let closed = format!(
-        "PUT /v1/nope HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}\
-         GET /public/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+    let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
+    let raw = format!(
+        "PUT /v1/nope HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    // Kept open, the unread body would have been read as the start of a second request.
-    assert_eq!(exchange(closed).await, ["404"]);
+    let (got, head) = exchange(&mut tls, &raw).await;
+    assert_eq!(got, 404);
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut rest),
+    );
+    assert!(read.await.is_ok(), "the gateway closes the connection");
+}
+
+/// Writes one request and reads exactly one response (header and `Content-Length` body);
+/// returns its status and header.
+async fn exchange(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    raw: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    tls.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert_eq!(n, 1, "the connection closed mid-answer: {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body).await.unwrap();
+    (head[9..12].parse().unwrap(), head)
 }
