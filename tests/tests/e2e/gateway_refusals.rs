@@ -397,7 +397,10 @@ async fn refusals_after_a_complete_body_keep_the_http1_connection() {
     for (raw, status) in requests.iter().zip([409, 412, 200]) {
         let (got, head) = exchange(&mut tls, raw).await;
         assert_eq!(got, status, "{head}");
-        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
     }
 
     let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
@@ -407,7 +410,10 @@ async fn refusals_after_a_complete_body_keep_the_http1_connection() {
     );
     let (got, head) = exchange(&mut tls, &raw).await;
     assert_eq!(got, 404);
-    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
     let mut rest = Vec::new();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -431,13 +437,22 @@ async fn exchange(
             .await
             .expect("an answer in time")
             .unwrap();
-        assert_eq!(n, 1, "the connection closed mid-answer: {:?}", String::from_utf8_lossy(&buf));
+        assert_eq!(
+            n,
+            1,
+            "the connection closed mid-answer: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     let head = String::from_utf8(buf).unwrap();
     let length = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
         .map_or(0, |v| v.trim().parse::<usize>().unwrap());
     let mut body = vec![0u8; length];
     tls.read_exact(&mut body).await.unwrap();

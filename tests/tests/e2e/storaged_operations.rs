@@ -166,10 +166,14 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
 
     // Documents with versions; request id and principal metadata are accepted.
     let mut req = Request::new(put("app", "users", "alice", r#"{"n":1}"#, None));
-    req.metadata_mut()
-        .insert("x-request-id", "req-ops-0001".parse()?);
-    req.metadata_mut()
-        .insert("x-photondb-principal", "key:test-principal".parse()?);
+    req.metadata_mut().insert(
+        photondb_proto::metadata::REQUEST_ID,
+        "req-ops-0001".parse()?,
+    );
+    req.metadata_mut().insert(
+        photondb_proto::metadata::PRINCIPAL,
+        "key:test-principal".parse()?,
+    );
     let v1 = c.put(req).await?.into_inner().version;
     assert!(v1 > 0);
     let doc = c
@@ -420,10 +424,14 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
 
     // A refused call is logged under the gateway's request id (the log is on stderr).
     let mut req = Request::new(get("app", "users", "nobody"));
-    req.metadata_mut()
-        .insert("x-request-id", "req-ops-0002".parse()?);
-    req.metadata_mut()
-        .insert("x-photondb-principal", "key:test-principal".parse()?);
+    req.metadata_mut().insert(
+        photondb_proto::metadata::REQUEST_ID,
+        "req-ops-0002".parse()?,
+    );
+    req.metadata_mut().insert(
+        photondb_proto::metadata::PRINCIPAL,
+        "key:test-principal".parse()?,
+    );
     assert_code(c.get(req).await, Code::NotFound);
     let logged = photondb_tests::wait_until(Duration::from_secs(10), || {
         storaged.stderr().contains("req-ops-0002").then_some(())
