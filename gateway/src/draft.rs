@@ -7,7 +7,7 @@ use photondb_proto::v1 as pb;
 
 use crate::errors::Refusal;
 use crate::json::JsonError;
-use crate::operation::{Action, Operation, Precondition, Target};
+use crate::operation::{Action, BatchOp, Operation, Precondition, Target};
 
 /// The typed request before step 10.
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ pub enum PayloadError {
     Json(JsonError),
     Name(NameError),
     BadBatch,
+    /// Too many operations, or too many bytes, for one batch.
     TooManyOperations,
     /// A body was sent to a route that takes none.
     UnexpectedBody,
@@ -91,6 +92,23 @@ impl PayloadLimits {
             0 => Err(PayloadError::BadBatch),
             n if n > self.max_batch_operations => Err(PayloadError::TooManyOperations),
             _ => Ok(()),
+        }
+    }
+
+    /// A checked batch's keys and documents together, at most what storaged accepts in one
+    /// batch (`MAX_BATCH_BYTES`).
+    pub fn check_batch_bytes(ops: &[BatchOp]) -> Result<(), PayloadError> {
+        let total: usize = ops
+            .iter()
+            .map(|op| match op {
+                BatchOp::Put { key, value, .. } => key.as_str().len() + value.bytes().len(),
+                BatchOp::Delete { key, .. } => key.as_str().len(),
+            })
+            .sum();
+        if total > photondb_proto::limits::MAX_BATCH_BYTES {
+            Err(PayloadError::TooManyOperations)
+        } else {
+            Ok(())
         }
     }
 }

@@ -48,16 +48,23 @@ impl Edge {
 }
 
 /// The session's request body, read by the pipeline.
-struct SessionBody<'a>(&'a mut ServerSession);
+struct SessionBody<'a> {
+    session: &'a mut ServerSession,
+    /// A read failed (bad chunk framing, a reset): pingora then counts the body as "done", but
+    /// the connection's framing is lost and it must never carry another request.
+    broken: bool,
+}
 
 #[async_trait]
 impl BodySource for SessionBody<'_> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyBroken> {
-        self.0.read_request_body().await.map_err(|_| BodyBroken)
+        let chunk = self.session.read_request_body().await;
+        self.broken |= chunk.is_err();
+        chunk.map_err(|_| BodyBroken)
     }
 
     fn is_done(&mut self) -> bool {
-        self.0.is_body_done()
+        !self.broken && self.session.is_body_done()
     }
 }
 
@@ -90,7 +97,14 @@ impl HttpServerApp for Edge {
         let client = s.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let outcome = self
             .pipeline
-            .serve(&head, &mut SessionBody(&mut s), client)
+            .serve(
+                &head,
+                &mut SessionBody {
+                    session: &mut s,
+                    broken: false,
+                },
+                client,
+            )
             .await;
         if outcome.close || *shutdown.borrow() {
             s.set_keepalive(None);

@@ -11,8 +11,8 @@ use crate::{json, rest, route};
 
 const LIMITS: PayloadLimits = PayloadLimits {
     max_json_depth: 32,
-    max_batch_operations: 1_000,
-    max_scan_limit: 1_000,
+    max_batch_operations: photondb_proto::limits::MAX_BATCH_OPERATIONS,
+    max_scan_limit: photondb_proto::limits::MAX_SCAN_LIMIT as u32,
 };
 
 /// The depth scan runs before any parser: on every input serde accepts, it must report the

@@ -202,7 +202,8 @@ pub fn batch_ops(
     let ops = ops
         .into_iter()
         .map(|op| batch_op(op, limits))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    PayloadLimits::check_batch_bytes(&ops)?;
     Ok(Operation::Batch { table, ops })
 }
 

@@ -8,6 +8,8 @@ use crate::errors::Refusal;
 /// Why a JSON payload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonError {
+    /// Larger than the wire contract's largest document (`MAX_DOCUMENT_BYTES`).
+    TooLarge,
     NotUtf8,
     TooDeep,
     Malformed,
@@ -17,6 +19,7 @@ pub enum JsonError {
 impl From<JsonError> for Refusal {
     fn from(e: JsonError) -> Self {
         match e {
+            JsonError::TooLarge => Self::PayloadTooLarge,
             JsonError::NotUtf8 => Self::JsonNotUtf8,
             JsonError::TooDeep => Self::JsonTooDeep,
             JsonError::Malformed => Self::JsonMalformed,
@@ -44,8 +47,12 @@ pub fn parse(raw: &[u8], max_depth: usize) -> Result<serde_json::Value, JsonErro
     serde_json::from_slice(raw).map_err(|_| JsonError::Malformed)
 }
 
-/// Checks that `raw` is a JSON object within the depth limit.
+/// Checks that `raw` is a JSON object within the depth limit and the document size storaged
+/// accepts (the gateway refuses earlier, never later).
 pub fn document(raw: Bytes, max_depth: usize) -> Result<Document, JsonError> {
+    if raw.len() > photondb_proto::limits::MAX_DOCUMENT_BYTES {
+        return Err(JsonError::TooLarge);
+    }
     match parse(&raw, max_depth)? {
         serde_json::Value::Object(_) => Ok(Document(raw)),
         _ => Err(JsonError::NotAnObject),
@@ -109,6 +116,16 @@ mod tests {
         assert_eq!(doc(b"{\"a\":\"\xff\"}"), Err(JsonError::NotUtf8));
         assert_eq!(doc(br#"{"a":[[[[1]]]]}"#), Err(JsonError::TooDeep));
         assert!(doc(br#"{"a":"\"[[[[[["}"#).is_ok());
+    }
+
+    #[test]
+    fn documents_past_the_wire_limit_are_refused() {
+        let max = photondb_proto::limits::MAX_DOCUMENT_BYTES;
+        let fits = format!("{{\"a\":\"{}\"}}", "x".repeat(max - 8));
+        assert_eq!(fits.len(), max);
+        assert!(doc(fits.as_bytes()).is_ok());
+        let over = format!("{{\"a\":\"{}\"}}", "x".repeat(max - 7));
+        assert_eq!(doc(over.as_bytes()), Err(JsonError::TooLarge));
     }
 }
 

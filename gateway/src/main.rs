@@ -39,16 +39,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// `RUST_LOG` wins; else `PHOTONDB_LOGGING`; else `info`.
+/// The one rule of both daemons (`photondb_proto::logging`): `RUST_LOG`, else
+/// `PHOTONDB_LOGGING`, else `info`.
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            EnvFilter::try_new(std::env::var("PHOTONDB_LOGGING").unwrap_or_else(|_| "info".into()))
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = photondb_proto::logging::filter(|name| std::env::var(name).ok());
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
 }

@@ -99,7 +99,8 @@ pub fn batch(
         .operations
         .iter()
         .map(|op| batch_op(op, limits))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    PayloadLimits::check_batch_bytes(&ops)?;
     Ok(Operation::Batch { table, ops })
 }
 
@@ -242,5 +243,25 @@ mod tests {
         );
         let three = r#"{"operations":[{"op":"delete","key":"a"},{"op":"delete","key":"b"},{"op":"delete","key":"c"}]}"#;
         assert_eq!(parse(three), Err(PayloadError::TooManyOperations));
+    }
+
+    #[test]
+    fn batches_past_the_wire_byte_limit_are_refused() {
+        let limits = PayloadLimits {
+            max_batch_operations: 10,
+            ..LIMITS
+        };
+        let doc = format!("{{\"b\":\"{}\"}}", "x".repeat(900_000));
+        let op = |k: usize| format!(r#"{{"op":"put","key":"k{k}","value":{doc}}}"#);
+        let body = |n: usize| {
+            let ops: Vec<String> = (0..n).map(op).collect();
+            format!(r#"{{"operations":[{}]}}"#, ops.join(","))
+        };
+        let table = || TableRef::parse("d", "t").unwrap();
+        assert!(batch(table(), body(4).as_bytes(), &limits).is_ok());
+        assert_eq!(
+            batch(table(), body(5).as_bytes(), &limits),
+            Err(PayloadError::TooManyOperations)
+        );
     }
 }

@@ -1,5 +1,82 @@
 //! The audit log's hash chain (DESIGN §8): every JSON line carries, in `prev`, the SHA-256 of
 //! the line before it, so removing or editing any line breaks the chain at that point.
+//! [`AuditLog`] is the one writer both daemons use.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde_json::{Map, Value};
+
+use crate::signing::Timestamp;
+
+/// An append-only, hash-chained event log; one writer per file (an exclusive lock), so the
+/// chain never forks.
+#[derive(Debug)]
+pub struct AuditLog {
+    source: &'static str,
+    state: Mutex<ChainState>,
+}
+
+#[derive(Debug)]
+struct ChainState {
+    file: std::fs::File,
+    prev: String,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log and continues its chain; `source` names the daemon on every
+    /// line. Refused (`WouldBlock`) while another process writes it.
+    pub fn open(path: &Path, source: &'static str) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process is writing this audit log",
+            ));
+        }
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        let prev = existing
+            .lines()
+            .last()
+            .map_or_else(|| GENESIS.to_owned(), line_hash);
+        Ok(Self {
+            source,
+            state: Mutex::new(ChainState { file, prev }),
+        })
+    }
+
+    /// Appends one event stamped `at`. Failing to audit is logged, never fatal to the caller.
+    pub fn record<'a>(
+        &self,
+        at: Timestamp,
+        kind: &str,
+        fields: impl IntoIterator<Item = (&'a str, Value)>,
+    ) {
+        let mut event = Map::new();
+        event.insert("ts".into(), at.format().into());
+        event.insert("source".into(), self.source.into());
+        event.insert("kind".into(), kind.into());
+        for (name, value) in fields {
+            event.insert(name.into(), value);
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let (line, hash) = chain_line(event, &state.prev);
+        // One write call per line (O_APPEND): lines never interleave, a crash tears only the last.
+        match state.file.write_all(format!("{line}\n").as_bytes()) {
+            Ok(()) => state.prev = hash,
+            Err(err) => eprintln!("audit log write failed: {err}"),
+        }
+    }
+}
 
 /// `prev` of the first line of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

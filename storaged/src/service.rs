@@ -101,6 +101,23 @@ impl Handler {
         outcome.map_err(|err| self.refuse(&err, ctx))
     }
 
+    /// A request that breaks the wire contract, refused before the engine sees it: counted
+    /// and logged like every other call.
+    fn invalid(&self, ctx: &CallContext, invalid: wire::Invalid) -> Status {
+        let status = Status::from(invalid);
+        let elapsed = self.clock.since(ctx.started);
+        self.metrics.observe(ctx.method, status.code(), elapsed);
+        tracing::info!(
+            method = ctx.method,
+            request_id = %ctx.request_id,
+            principal = %ctx.principal,
+            code = ?status.code(),
+            micros = elapsed.as_micros() as u64,
+            "call"
+        );
+        status
+    }
+
     fn refuse(&self, err: &engine::Error, ctx: &CallContext) -> Status {
         if let engine::Error::Storage(engine::StorageError::Corrupted { page, .. }) = err {
             self.audit.record(
@@ -171,7 +188,7 @@ impl Storage for Handler {
         req: Request<pb::CreateDatabaseRequest>,
     ) -> Result<Response<pb::CreateDatabaseResponse>, Status> {
         let ctx = self.context("CreateDatabase", req.metadata());
-        let db = wire::database(&req.into_inner().db)?;
+        let db = wire::database(&req.into_inner().db).map_err(|e| self.invalid(&ctx, e))?;
         self.run(ctx, move |e| e.create_database(db.as_str()))
             .await?;
         Ok(Response::new(pb::CreateDatabaseResponse {}))
@@ -182,7 +199,7 @@ impl Storage for Handler {
         req: Request<pb::DropDatabaseRequest>,
     ) -> Result<Response<pb::DropDatabaseResponse>, Status> {
         let ctx = self.context("DropDatabase", req.metadata());
-        let db = wire::database(&req.into_inner().db)?;
+        let db = wire::database(&req.into_inner().db).map_err(|e| self.invalid(&ctx, e))?;
         self.run(ctx, move |e| e.drop_database(db.as_str())).await?;
         Ok(Response::new(pb::DropDatabaseResponse {}))
     }
@@ -192,7 +209,7 @@ impl Storage for Handler {
         req: Request<pb::ListTablesRequest>,
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
         let ctx = self.context("ListTables", req.metadata());
-        let db = wire::database(&req.into_inner().db)?;
+        let db = wire::database(&req.into_inner().db).map_err(|e| self.invalid(&ctx, e))?;
         let tables = self.run(ctx, move |e| e.list_tables(db.as_str())).await?;
         Ok(Response::new(pb::ListTablesResponse { tables }))
     }
@@ -202,7 +219,7 @@ impl Storage for Handler {
         req: Request<pb::CreateTableRequest>,
     ) -> Result<Response<pb::CreateTableResponse>, Status> {
         let ctx = self.context("CreateTable", req.metadata());
-        let t = wire::table(req.into_inner().table)?;
+        let t = wire::table(req.into_inner().table).map_err(|e| self.invalid(&ctx, e))?;
         self.run(ctx, move |e| {
             e.create_table(t.db.as_str(), t.table.as_str())
         })
@@ -215,7 +232,7 @@ impl Storage for Handler {
         req: Request<pb::DropTableRequest>,
     ) -> Result<Response<pb::DropTableResponse>, Status> {
         let ctx = self.context("DropTable", req.metadata());
-        let t = wire::table(req.into_inner().table)?;
+        let t = wire::table(req.into_inner().table).map_err(|e| self.invalid(&ctx, e))?;
         self.run(ctx, move |e| e.drop_table(t.db.as_str(), t.table.as_str()))
             .await?;
         Ok(Response::new(pb::DropTableResponse {}))
@@ -224,8 +241,8 @@ impl Storage for Handler {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let ctx = self.context("Get", req.metadata());
         let r = req.into_inner();
-        let t = wire::table(r.table)?;
-        let key = wire::key(&r.key)?;
+        let t = wire::table(r.table).map_err(|e| self.invalid(&ctx, e))?;
+        let key = wire::key(&r.key).map_err(|e| self.invalid(&ctx, e))?;
         let missing = engine::Error::NotFound(engine::What::Document);
         let doc = self
             .run(ctx, move |e| {
@@ -241,9 +258,9 @@ impl Storage for Handler {
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let ctx = self.context("Put", req.metadata());
         let r = req.into_inner();
-        let t = wire::table(r.table)?;
-        let key = wire::key(&r.key)?;
-        wire::document(&r.value)?;
+        let t = wire::table(r.table).map_err(|e| self.invalid(&ctx, e))?;
+        let key = wire::key(&r.key).map_err(|e| self.invalid(&ctx, e))?;
+        wire::document(&r.value).map_err(|e| self.invalid(&ctx, e))?;
         let cond = condition(r.precondition);
         let version = self
             .run(ctx, move |e| {
@@ -265,8 +282,8 @@ impl Storage for Handler {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let ctx = self.context("Delete", req.metadata());
         let r = req.into_inner();
-        let t = wire::table(r.table)?;
-        let key = wire::key(&r.key)?;
+        let t = wire::table(r.table).map_err(|e| self.invalid(&ctx, e))?;
+        let key = wire::key(&r.key).map_err(|e| self.invalid(&ctx, e))?;
         let cond = condition(r.precondition);
         let version = self
             .run(ctx, move |e| {
@@ -282,8 +299,8 @@ impl Storage for Handler {
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let ctx = self.context("Scan", req.metadata());
         let r = req.into_inner();
-        let t = wire::table(r.table)?;
-        wire::scan_bounds(&r.prefix, &r.start_after)?;
+        let t = wire::table(r.table).map_err(|e| self.invalid(&ctx, e))?;
+        wire::scan_bounds(&r.prefix, &r.start_after).map_err(|e| self.invalid(&ctx, e))?;
         let scan = engine::Scan {
             prefix: r.prefix,
             start_after: Some(r.start_after).filter(|s| !s.is_empty()),
@@ -305,13 +322,14 @@ impl Storage for Handler {
     ) -> Result<Response<pb::BatchResponse>, Status> {
         let ctx = self.context("Batch", req.metadata());
         let r = req.into_inner();
-        let t = wire::table(r.table)?;
+        let t = wire::table(r.table).map_err(|e| self.invalid(&ctx, e))?;
         let ops = r
             .operations
             .into_iter()
             .map(batch_op)
-            .collect::<Result<Vec<_>, _>>()?;
-        wire::batch(&ops)?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.invalid(&ctx, e))?;
+        wire::batch(&ops).map_err(|e| self.invalid(&ctx, e))?;
         let version = self
             .run(ctx, move |e| e.batch(t.db.as_str(), t.table.as_str(), ops))
             .await?;

@@ -30,7 +30,7 @@ pub const STORAGED_NAME: &str = certs::DEFAULT_STORAGED_NAME;
 
 /// Locates a workspace binary next to the test executable (`target/<profile>/`), building it
 /// with `cargo build -p <package> --bin <name>` if it is missing or older than the sources of
-/// its package (`<root>/<package without "photondb-">`), `proto/` or `Cargo.lock`; the tests
+/// its package (`<root>/<package without "photondb-">`), `proto/`, `pki/` or `Cargo.lock`; the tests
 /// crate does not depend on the daemons, so `cargo test` alone would run a stale binary.
 pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("current_exe")?;
@@ -45,7 +45,7 @@ pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
         .context("workspace root")?;
     let package_dir = root.join(package.trim_start_matches("photondb-"));
     let built = modified(&path);
-    let sources = [package_dir, root.join("proto"), root.join("Cargo.lock")]
+    let sources = [package_dir, root.join("proto"), root.join("pki"), root.join("Cargo.lock")]
         .iter()
         .filter_map(|p| newest(p))
         .max();
