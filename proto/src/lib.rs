@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod limits;
+pub mod logging;
 pub mod metadata;
 pub mod names;
 pub mod signing;
