@@ -44,6 +44,11 @@ impl Answer {
         self
     }
 
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
     /// An RFC 9457 problem document for a REST client.
     pub fn problem(refusal: &Refusal, request_id: &str) -> Self {
         let d = refusal.describe();

@@ -36,12 +36,29 @@ pub enum Refusal {
     GrpcUnknownMethod,
     GrpcCompressed,
     GrpcBadMessage,
+    /// `Host` / `:authority` is not one of the configured public host names (DESIGN §3.7).
+    HostNotAllowed,
+    /// Dev mode refuses requests that came through a proxy (`Forwarded`, `X-Forwarded-For`,
+    /// `Via`): a same-host proxy would otherwise expose it.
+    DevModeProxied,
     /// Authentication failed; the `code` says which check (DESIGN §3).
     Unauthenticated(&'static str),
     Replayed,
-    RateLimited {
-        retry_after_secs: u64,
+    /// The signed time is outside the window; the answer carries the server's `Date`.
+    TimestampOutOfWindow {
+        server_date: String,
     },
+    /// The replay store cannot be reached: never fail open.
+    ReplayStoreUnavailable,
+    /// Over the plan's rate (`rate_limited`) or its daily quota (`quota_exhausted`), with the
+    /// `RateLimit` / `RateLimit-Policy` headers to send.
+    RateLimited {
+        code: &'static str,
+        retry_after_secs: u64,
+        headers: Vec<(&'static str, String)>,
+    },
+    /// The shared rate-limit store is down and the deployment chose to refuse.
+    RateLimitStoreUnavailable,
     /// Policy denied `action` (e.g. `table.write`) on `resource` (e.g. `db:a/table:b`).
     Forbidden {
         action: &'static str,
@@ -200,7 +217,7 @@ impl Refusal {
             Self::TooManyOperations => d(
                 S::BAD_REQUEST,
                 "batch_too_large",
-                "Too many operations in one batch",
+                "Too many operations or bytes in one batch",
                 Code::InvalidArgument,
             ),
             Self::GrpcUnknownMethod => d(
@@ -227,17 +244,47 @@ impl Refusal {
                 "Authentication failed",
                 Code::Unauthenticated,
             ),
+            Self::HostNotAllowed => d(
+                S::MISDIRECTED_REQUEST,
+                "host_not_allowed",
+                "This gateway does not serve that host",
+                Code::InvalidArgument,
+            ),
+            Self::DevModeProxied => d(
+                S::FORBIDDEN,
+                "dev_mode_proxied",
+                "Dev mode refuses proxied requests",
+                Code::PermissionDenied,
+            ),
             Self::Replayed => d(
                 S::UNAUTHORIZED,
                 "replayed_request",
                 "Request id was already used",
                 Code::Unauthenticated,
             ),
-            Self::RateLimited { .. } => d(
+            Self::TimestampOutOfWindow { .. } => d(
+                S::UNAUTHORIZED,
+                "timestamp_out_of_window",
+                "Request time is outside the accepted window",
+                Code::Unauthenticated,
+            ),
+            Self::ReplayStoreUnavailable => d(
+                S::SERVICE_UNAVAILABLE,
+                "replay_store_unavailable",
+                "Replay protection is unavailable",
+                Code::Unavailable,
+            ),
+            Self::RateLimited { code, .. } => d(
                 S::TOO_MANY_REQUESTS,
-                "rate_limited",
+                code,
                 "Rate limit exceeded",
                 Code::ResourceExhausted,
+            ),
+            Self::RateLimitStoreUnavailable => d(
+                S::SERVICE_UNAVAILABLE,
+                "rate_limit_store_unavailable",
+                "Rate limiting is unavailable",
+                Code::Unavailable,
             ),
             Self::Forbidden { .. } => d(
                 S::FORBIDDEN,
@@ -324,10 +371,24 @@ impl Refusal {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed(allow) => vec![("allow", (*allow).to_string())],
-            Self::IpRateLimited { retry_after_secs } | Self::RateLimited { retry_after_secs } => {
+            Self::IpRateLimited { retry_after_secs } => {
                 vec![("retry-after", retry_after_secs.to_string())]
             }
-            Self::ReadOnly | Self::Overloaded | Self::BreakerOpen => {
+            Self::RateLimited {
+                retry_after_secs,
+                headers,
+                ..
+            } => {
+                let mut all = vec![("retry-after", retry_after_secs.to_string())];
+                all.extend(headers.iter().cloned());
+                all
+            }
+            Self::TimestampOutOfWindow { server_date } => vec![("date", server_date.clone())],
+            Self::ReadOnly
+            | Self::Overloaded
+            | Self::BreakerOpen
+            | Self::ReplayStoreUnavailable
+            | Self::RateLimitStoreUnavailable => {
                 vec![("retry-after", "1".to_string())]
             }
             _ => Vec::new(),

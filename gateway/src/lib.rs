@@ -3,6 +3,8 @@
 
 /// Refusal and success answers: problem+json and gRPC status renderings.
 pub mod answer;
+/// The hash-chained audit log of security refusals and policy changes.
+pub mod audit;
 /// Circuit breaker on storaged failures.
 pub mod breaker;
 /// The injected clock.
@@ -32,6 +34,10 @@ pub mod metrics;
 pub mod operation;
 /// The request pipeline of DESIGN §2 as a library function, every step in order.
 pub mod pipeline;
+/// The policy directory: principals, roles, bindings, plans; loading, decisions, reload.
+pub mod policy;
+/// One shared, reconnecting Redis connection (replay and rate-limit stores).
+pub mod redis_conn;
 /// REST/JSON <-> gRPC mapping.
 pub mod rest;
 /// Pipeline step 4: routing to typed operations.

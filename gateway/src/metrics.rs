@@ -18,6 +18,7 @@ pub struct Metrics {
     refusals: IntCounterVec,
     breaker_state: IntGauge,
     read_only: IntGauge,
+    policy_reloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -71,6 +72,11 @@ impl Metrics {
                 "Circuit breaker: 0 closed, 1 half-open, 2 open",
             ),
             read_only: gauge("photondb_gateway_read_only", "1 while writes are refused"),
+            policy_reloads: counter(
+                "photondb_gateway_policy_reloads_total",
+                "Policy directory reloads by outcome (swapped, rejected)",
+                &["outcome"],
+            ),
         };
         m.register_all();
         m
@@ -78,13 +84,14 @@ impl Metrics {
 
     fn register_all(&self) {
         let r = &self.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 6] = [
+        let all: [Box<dyn prometheus::core::Collector>; 7] = [
             Box::new(self.requests.clone()),
             Box::new(self.latency.clone()),
             Box::new(self.upstream_latency.clone()),
             Box::new(self.refusals.clone()),
             Box::new(self.breaker_state.clone()),
             Box::new(self.read_only.clone()),
+            Box::new(self.policy_reloads.clone()),
         ];
         for c in all {
             r.register(c).expect("metric names are unique");
@@ -102,6 +109,10 @@ impl Metrics {
         self.upstream_latency
             .with_label_values(&[op])
             .observe(seconds);
+    }
+
+    pub fn policy_reload(&self, outcome: &str) {
+        self.policy_reloads.with_label_values(&[outcome]).inc();
     }
 
     pub fn refusal(&self, code: &str) {

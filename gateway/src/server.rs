@@ -16,15 +16,25 @@ use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use std::path::PathBuf;
+
+use crate::audit::Audit;
 use crate::breaker::Breaker;
-use crate::clock::SystemClock;
-use crate::config::GatewayConfig;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{DevMode, GatewayConfig, LimitStoreKind, Mode, ReplayStoreKind, Security};
 use crate::degraded::Degraded;
 use crate::edge::{ConnectionLimit, Edge};
 use crate::metrics::Metrics;
+use crate::pipeline::auth::Credentials;
 use crate::pipeline::gate::{DEV_MODE_WARNING, Gate};
 use crate::pipeline::ip_limit::IpLimiter;
+use crate::pipeline::policy::FilePolicy;
+use crate::pipeline::rate_limit::{OnRedisError, PlanLimits, QuotaStore};
+use crate::pipeline::replay::{MemoryStore, RedisStore, Replay, ReplayStore, SledStore};
 use crate::pipeline::{Pipeline, Slots};
+use crate::policy::model::PolicySet;
+use crate::policy::store::{PolicyStore, ReloadOutcome};
+use crate::redis_conn::SharedRedis;
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
 
@@ -33,10 +43,123 @@ pub struct Gateway {
     cfg: GatewayConfig,
     pipeline: Arc<Pipeline>,
     resolver: Option<Arc<CertResolver>>,
+    housekeeping: Option<Housekeeping>,
+}
+
+/// What the security pipeline is made of in each mode.
+struct SecurityParts {
+    slots: Slots,
+    policy: Arc<PolicyStore>,
+    audit: Audit,
+    housekeeping: Option<Housekeeping>,
+}
+
+impl SecurityParts {
+    fn dev(dev: DevMode, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            slots: Slots::dev(dev),
+            policy: Arc::new(PolicyStore::from_set(PathBuf::new(), PolicySet::default())),
+            audit: Audit::off(clock),
+            housekeeping: None,
+        }
+    }
+
+    fn secure(sec: &Security, clock: Arc<dyn Clock>) -> Result<Self, Vec<String>> {
+        let policy = PolicyStore::open(&sec.policy_dir).map_err(|errs| {
+            errs.iter()
+                .map(|e| format!("policy: {e}"))
+                .collect::<Vec<_>>()
+        })?;
+        let state = open_state(&sec.state_dir).map_err(|e| vec![e])?;
+        let redis = match &sec.redis {
+            Some(r) => Some(
+                SharedRedis::new(&r.url, r.timeout)
+                    .map_err(|_| vec!["redis.url: not a valid Redis URL".to_string()])?,
+            ),
+            None => None,
+        };
+        let tree = |name: &str| {
+            state
+                .open_tree(name)
+                .map_err(|e| vec![format!("state_dir: cannot open the {name} tree: {e}")])
+        };
+        let mut sled_replay = None;
+        let replay_store: Arc<dyn ReplayStore> = match (sec.replay, &redis) {
+            (ReplayStoreKind::Sled { max_entries }, _) => {
+                let store = Arc::new(SledStore::new(tree("replay")?, max_entries));
+                sled_replay = Some(store.clone());
+                store
+            }
+            (ReplayStoreKind::Redis, Some(redis)) => Arc::new(RedisStore::new(redis.clone())),
+            (ReplayStoreKind::Memory, _) => {
+                tracing::warn!("replay.store = memory: a restart forgets every request id");
+                Arc::new(MemoryStore::default())
+            }
+            (ReplayStoreKind::Redis, None) => return Err(vec!["redis.url is required".into()]),
+        };
+        let quota = QuotaStore::new(tree("quota")?);
+        let limits = Arc::new(match (sec.limits, redis) {
+            (LimitStoreKind::Redis { refuse_on_error }, Some(redis)) => {
+                let on_error = if refuse_on_error {
+                    OnRedisError::Refuse
+                } else {
+                    OnRedisError::Local
+                };
+                PlanLimits::shared(quota, redis, on_error)
+            }
+            _ => PlanLimits::local(quota),
+        });
+        let audit = Audit::open(&sec.state_dir.join("audit.log"), clock.clone()).map_err(|e| {
+            vec![format!(
+                "state_dir: cannot open {}: {e}",
+                sec.state_dir.join("audit.log").display()
+            )]
+        })?;
+        Ok(Self {
+            slots: Slots {
+                auth: Arc::new(Credentials::new(sec.jwks_reread, clock.clone())),
+                replay: Arc::new(Replay::new(sec.window, replay_store)),
+                limiter: limits.clone(),
+                policy: Arc::new(FilePolicy::new()),
+            },
+            policy: Arc::new(policy),
+            audit,
+            housekeeping: Some(Housekeeping {
+                replay: sled_replay,
+                limits,
+                policy_every: sec.policy_reload,
+            }),
+        })
+    }
+}
+
+/// The gateway's sled database (replay ids, daily quotas), created on first start.
+fn open_state(dir: &std::path::Path) -> Result<sled::Db, String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("state_dir: cannot create {}: {e}", dir.display()))?;
+    sled::Config::new()
+        .path(dir.join("state.sled"))
+        .open()
+        .map_err(|e| {
+            format!(
+                "state_dir: cannot open {} (another gateway running?): {e}",
+                dir.display()
+            )
+        })
+}
+
+/// Periodic work of the security pipeline: policy reloads, expired replay ids, idle limiter
+/// buckets and old quota days.
+#[derive(Clone)]
+struct Housekeeping {
+    replay: Option<Arc<SledStore>>,
+    limits: Arc<PlanLimits>,
+    policy_every: Duration,
 }
 
 impl Gateway {
-    /// Loads certificates and keys and builds the pipeline; errors are config errors.
+    /// Loads certificates, keys and the policy set, opens the state stores and builds the
+    /// pipeline; every failure is a configuration error (exit 64), before any port is bound.
     pub fn build(cfg: GatewayConfig) -> Result<Self, Vec<String>> {
         probe_listeners(&cfg)?;
         let resolver = match &cfg.tls {
@@ -46,10 +169,17 @@ impl Gateway {
             None => None,
         };
         let upstream = Upstream::new(&cfg.upstream).map_err(|e| vec![e])?;
-        let clock = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let security = match &cfg.mode {
+            Mode::Dev(dev) => SecurityParts::dev(*dev, clock.clone()),
+            Mode::Secure(sec) => SecurityParts::secure(sec, clock.clone())?,
+        };
         let l = &cfg.limits;
         let pipeline = Pipeline {
-            slots: Slots::dev(cfg.dev),
+            slots: security.slots,
+            policy: security.policy,
+            hosts: cfg.hosts.clone(),
+            audit: security.audit,
             limits: l.clone(),
             ip: l
                 .ip_rate
@@ -64,20 +194,26 @@ impl Gateway {
             },
             upstream: Arc::new(upstream),
             metrics: Metrics::new(),
-            clock: clock.clone(),
-            dev_mode: true,
+            clock,
+            dev_mode: matches!(cfg.mode, Mode::Dev(_)),
         };
         Ok(Self {
             cfg,
             pipeline: Arc::new(pipeline),
             resolver,
+            housekeeping: security.housekeeping,
         })
     }
 
     /// Binds the listeners and serves until a signal (SIGTERM: graceful, SIGINT: fast).
     /// Must not be called inside a tokio runtime (pingora makes its own).
     pub fn run_forever(self) -> ! {
-        tracing::warn!("{DEV_MODE_WARNING}");
+        if matches!(self.cfg.mode, Mode::Dev(_)) {
+            tracing::warn!("{DEV_MODE_WARNING}");
+        } else {
+            let version = self.pipeline.policy.current().version.clone();
+            tracing::info!(policy_version = %version, hosts = ?self.cfg.hosts, "security pipeline on");
+        }
         let mut server = Server::new_with_opt_and_conf(None, self.server_conf());
         server.bootstrap();
         server.add_service(self.edge_service());
@@ -93,6 +229,7 @@ impl Gateway {
             pipeline: self.pipeline.clone(),
             resolver: self.resolver.clone(),
             every: self.cfg.tls_reload_interval,
+            housekeeping: self.housekeeping.clone(),
         };
         server.add_service(background_service("photondb-gateway reload", reload));
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
@@ -171,31 +308,52 @@ fn tls_settings(resolver: Arc<CertResolver>) -> TlsSettings {
     settings
 }
 
-/// Re-reads the certificate files and the read-only flag file periodically and on SIGHUP.
+/// Re-reads the certificate files, the read-only flag file and the policy directory
+/// periodically and on SIGHUP, and runs the security pipeline's housekeeping.
 struct Reloader {
     pipeline: Arc<Pipeline>,
     resolver: Option<Arc<CertResolver>>,
     every: Duration,
+    housekeeping: Option<Housekeeping>,
 }
+
+/// How often expired replay ids, idle limiter buckets and old quota days are dropped.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let flag_every = Duration::from_secs(1).min(self.every);
-        let mut since_tls = Duration::ZERO;
+        let policy_every = self.housekeeping.as_ref().map(|h| h.policy_every);
+        let tick = [Some(Duration::from_secs(1)), Some(self.every), policy_every]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        let (mut since_tls, mut since_policy, mut since_chores) = Default::default();
+        let mut rejected = None;
         // SIGHUP reloads at once (and must not kill the process, its default action).
         let mut hangup = signal(SignalKind::hangup()).ok();
         loop {
             let forced = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(flag_every) => false,
+                _ = tokio::time::sleep(tick) => false,
                 Some(()) = recv(&mut hangup) => true,
             };
             self.pipeline.gate.degraded.reload();
-            since_tls += flag_every;
+            for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
+                *since += tick;
+            }
             if forced || since_tls >= self.every {
                 since_tls = Duration::ZERO;
                 self.reload_tls();
+            }
+            if forced || policy_every.is_some_and(|every| since_policy >= every) {
+                since_policy = Duration::ZERO;
+                self.reload_policy(&mut rejected).await;
+            }
+            if since_chores >= HOUSEKEEPING_EVERY {
+                since_chores = Duration::ZERO;
+                self.chores().await;
             }
         }
     }
@@ -206,6 +364,59 @@ impl Reloader {
         if let Some(r) = &self.resolver {
             r.reload();
         }
+    }
+
+    /// A bad edit keeps the last good set; it is logged, counted and audited once per edit.
+    async fn reload_policy(&self, rejected: &mut Option<Vec<String>>) {
+        if self.housekeeping.is_none() {
+            return;
+        }
+        let store = self.pipeline.policy.clone();
+        let Ok(outcome) = tokio::task::spawn_blocking(move || store.reload()).await else {
+            return;
+        };
+        let p = &self.pipeline;
+        match outcome {
+            ReloadOutcome::Unchanged => {}
+            ReloadOutcome::Swapped { version } => {
+                *rejected = None;
+                tracing::info!(%version, "policy set reloaded");
+                p.metrics.policy_reload("swapped");
+                p.audit
+                    .record("policy_reloaded", [("version", version.into())]);
+            }
+            ReloadOutcome::Rejected { errors } => {
+                let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                if rejected.as_ref() == Some(&errors) {
+                    return;
+                }
+                let version = p.policy.current().version.clone();
+                tracing::error!(errors = ?errors, %version, "policy edit rejected; the last good set keeps serving");
+                p.metrics.policy_reload("rejected");
+                p.audit.record(
+                    "policy_rejected",
+                    [
+                        ("errors", errors.clone().into()),
+                        ("serving_version", version.into()),
+                    ],
+                );
+                *rejected = Some(errors);
+            }
+        }
+    }
+
+    /// Drops expired replay ids, idle limiter buckets and quota counters of past days.
+    async fn chores(&self) {
+        let Some(h) = self.housekeeping.clone() else {
+            return;
+        };
+        let now = self.pipeline.clock.unix_secs();
+        let _ = tokio::task::spawn_blocking(move || {
+            let purged = h.replay.as_ref().map_or(0, |r| r.purge_expired(now));
+            let trimmed = h.limits.housekeeping(now);
+            tracing::debug!(purged, trimmed, "security housekeeping");
+        })
+        .await;
     }
 }
 

@@ -45,10 +45,15 @@ pub fn workspace_binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
         .context("workspace root")?;
     let package_dir = root.join(package.trim_start_matches("photondb-"));
     let built = modified(&path);
-    let sources = [package_dir, root.join("proto"), root.join("pki"), root.join("Cargo.lock")]
-        .iter()
-        .filter_map(|p| newest(p))
-        .max();
+    let sources = [
+        package_dir,
+        root.join("proto"),
+        root.join("pki"),
+        root.join("Cargo.lock"),
+    ]
+    .iter()
+    .filter_map(|p| newest(p))
+    .max();
     if built.is_some() && sources.is_none_or(|s| Some(s) <= built) {
         return Ok(path);
     }

@@ -3,8 +3,16 @@
 //!
 //! Tests and tools can build a [`RawConfig`] in code and write it with `toml::to_string`.
 //! Start the binary with `photondb-gateway --config FILE`; see `gateway/README.md` for an
-//! example file. Until authentication lands (its own issue) the gateway only starts in dev
-//! mode on a loopback address: [`DevMode`] is the proof of that, built only here.
+//! example file. The gateway runs the security pipeline ([`Mode::Secure`]) unless dev mode is
+//! asked for, and dev mode only on loopback addresses: [`DevMode`] is the proof of that, built
+//! only here.
+
+mod security;
+
+pub use security::{
+    LimitStoreKind, RawAuth, RawPolicy, RawRateLimit, RawRedis, RawReplay, RedisConfig,
+    ReplayStoreKind, Security,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,8 +64,15 @@ impl DevMode {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawConfig {
-    pub dev_mode: bool,
+    /// `None`: not said in the file (`PHOTONDB_DEV_MODE=1` may turn it on; a file that says
+    /// `false` while the variable says 1 is a contradiction).
+    pub dev_mode: Option<bool>,
     pub listen: String,
+    /// The public host names served (`Host` / `:authority`, port included when not 443);
+    /// any other host is refused with 421 before authentication (DESIGN §3.7).
+    pub hosts: Vec<String>,
+    /// The gateway's own state (sled: replay ids, daily quotas).
+    pub state_dir: Option<PathBuf>,
     /// When this file exists and is not empty of `0`, the gateway is read-only (hot).
     pub read_only_flag: Option<PathBuf>,
     pub tls: RawTls,
@@ -66,6 +81,11 @@ pub struct RawConfig {
     pub breaker: RawBreaker,
     pub metrics: RawMetrics,
     pub server: RawServer,
+    pub policy: RawPolicy,
+    pub auth: RawAuth,
+    pub replay: RawReplay,
+    pub rate_limit: RawRateLimit,
+    pub redis: RawRedis,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,8 +157,10 @@ pub struct RawServer {
 impl Default for RawConfig {
     fn default() -> Self {
         Self {
-            dev_mode: false,
+            dev_mode: None,
             listen: "127.0.0.1:8443".into(),
+            hosts: Vec::new(),
+            state_dir: None,
             read_only_flag: None,
             tls: RawTls::default(),
             upstream: RawUpstream::default(),
@@ -146,6 +168,11 @@ impl Default for RawConfig {
             breaker: RawBreaker::default(),
             metrics: RawMetrics::default(),
             server: RawServer::default(),
+            policy: RawPolicy::default(),
+            auth: RawAuth::default(),
+            replay: RawReplay::default(),
+            rate_limit: RawRateLimit::default(),
+            redis: RawRedis::default(),
         }
     }
 }
@@ -220,10 +247,21 @@ impl Default for RawServer {
     }
 }
 
+/// Which pipeline the gateway runs.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Every request is the dev principal, allowed everything; loopback only, loud.
+    Dev(DevMode),
+    /// Authentication, replay guard, limits and policy (DESIGN §2 steps 6-9).
+    Secure(Box<Security>),
+}
+
 /// The validated configuration the gateway runs with.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    pub dev: DevMode,
+    pub mode: Mode,
+    /// Lowercased allowed hosts; empty only in dev mode without `hosts` (no host check).
+    pub hosts: Vec<String>,
     pub listen: SocketAddr,
     pub read_only_flag: Option<PathBuf>,
     /// `None` only in dev mode with `PHOTONDB_DISABLE_TLS=1` / `tls.disable`.
@@ -349,7 +387,13 @@ fn env_flag(env: &BTreeMap<String, String>, name: &str, errors: &mut Vec<String>
 fn apply_env(raw: &mut RawConfig, env: &BTreeMap<String, String>) -> Vec<String> {
     let mut errors = Vec::new();
     if let Some(on) = env_flag(env, ENV_DEV_MODE, &mut errors) {
-        raw.dev_mode = on;
+        if on && raw.dev_mode == Some(false) {
+            errors.push(format!(
+                "dev_mode = false in the file contradicts {ENV_DEV_MODE}=1; remove one"
+            ));
+        } else {
+            raw.dev_mode = Some(on);
+        }
     }
     if let Some(off) = env_flag(env, ENV_DISABLE_TLS, &mut errors) {
         raw.tls.disable = off;
@@ -420,8 +464,8 @@ impl RawConfig {
     pub fn validate(&self) -> Result<GatewayConfig, ConfigErrors> {
         let mut c = Check::default();
         let listen = c.addr("listen", &self.listen);
-        let dev = check_mode(&mut c, self.dev_mode, listen);
-        let tls = self.tls.validate(&mut c, self.dev_mode);
+        let dev_mode = self.dev_mode == Some(true);
+        let tls = self.tls.validate(&mut c, dev_mode);
         let upstream = self.upstream.validate(&mut c);
         let limits = self.limits.validate(&mut c);
         let breaker = self.breaker.validate(&mut c);
@@ -435,10 +479,12 @@ impl RawConfig {
         if flag.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
             c.fail("read_only_flag must not be empty");
         }
-        match (c.0.is_empty(), listen, dev, tls, upstream, limits) {
-            (true, Some(listen), Some(dev), Some(tls), Some(upstream), Some(limits)) => {
+        let mode = self.mode(&mut c, listen, metrics_listen);
+        match (c.0.is_empty(), listen, mode, tls, upstream, limits) {
+            (true, Some(listen), Some(mode), Some(tls), Some(upstream), Some(limits)) => {
                 Ok(GatewayConfig {
-                    dev,
+                    hosts: self.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    mode,
                     listen,
                     read_only_flag: flag,
                     tls,
@@ -455,24 +501,36 @@ impl RawConfig {
     }
 }
 
-/// Authentication is not implemented yet: only dev mode on loopback may start.
-fn check_mode(c: &mut Check, dev_mode: bool, listen: Option<SocketAddr>) -> Option<DevMode> {
-    if !dev_mode {
-        c.fail(format!(
-            "dev_mode: authentication is not implemented yet, so the gateway only starts in dev \
-             mode ({ENV_DEV_MODE}=1 or dev_mode = true) on a loopback address"
-        ));
-        return None;
-    }
-    match listen {
-        Some(addr) if addr.ip().is_loopback() => Some(DevMode(())),
-        Some(addr) => {
-            c.fail(format!(
-                "listen: dev mode refuses the non-loopback address {addr}"
-            ));
-            None
+impl RawConfig {
+    /// Dev mode (loopback listeners only), or the security pipeline with its configuration.
+    fn mode(
+        &self,
+        c: &mut Check,
+        listen: Option<SocketAddr>,
+        metrics: Option<SocketAddr>,
+    ) -> Option<Mode> {
+        if self.dev_mode != Some(true) {
+            let raw = security::RawSecurity {
+                hosts: &self.hosts,
+                state_dir: &self.state_dir,
+                policy: &self.policy,
+                auth: &self.auth,
+                replay: &self.replay,
+                rate_limit: &self.rate_limit,
+                redis: &self.redis,
+            };
+            return raw.validate(c).map(|s| Mode::Secure(Box::new(s)));
         }
-        None => None,
+        let mut loopback = true;
+        for (field, addr) in [("listen", listen), ("metrics.listen", metrics)] {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                c.fail(format!(
+                    "{field}: dev mode refuses the non-loopback address {addr}"
+                ));
+                loopback = false;
+            }
+        }
+        (loopback && listen.is_some()).then_some(Mode::Dev(DevMode(())))
     }
 }
 
@@ -647,10 +705,12 @@ mod tests {
     }
 
     #[test]
-    fn refuses_without_dev_mode_and_lists_every_error() {
+    fn outside_dev_mode_the_security_settings_are_required_and_every_error_listed() {
         let errs = errors("listen = \"nope\"\n", &[]);
         assert!(errs.iter().any(|e| e.starts_with("listen:")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.starts_with("dev_mode:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("hosts:")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("policy.dir")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("state_dir")), "{errs:?}");
         assert!(
             errs.iter().any(|e| e.starts_with("upstream.ca")),
             "{errs:?}"
@@ -662,7 +722,38 @@ mod tests {
     fn dev_mode_refuses_public_addresses() {
         let errs = errors("listen = \"0.0.0.0:8443\"\n", &[(ENV_DEV_MODE, "1")]);
         assert!(errs.iter().any(|e| e.contains("non-loopback")), "{errs:?}");
-        assert!(!errs.iter().any(|e| e.starts_with("dev_mode:")), "{errs:?}");
+        // The metrics listener is covered by the same proof.
+        let text = "[metrics]\nlisten = \"0.0.0.0:9464\"\n";
+        let errs = errors(text, &[(ENV_DEV_MODE, "1")]);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("metrics.listen: dev mode refuses the non-loopback")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_says_no_dev_mode_while_the_environment_says_yes_is_an_error() {
+        let errs = errors("dev_mode = false\n", &[(ENV_DEV_MODE, "1")]);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("contradicts PHOTONDB_DEV_MODE=1")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn redis_stores_need_a_url() {
+        let errs = errors("[replay]\nstore = \"redis\"\n", &[]);
+        assert!(
+            errs.iter().any(|e| e.starts_with("redis.url is required")),
+            "{errs:?}"
+        );
+        let errs = errors("[rate_limit]\nstore = \"disk\"\n", &[]);
+        assert!(
+            errs.iter().any(|e| e.starts_with("rate_limit.store")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -679,12 +770,14 @@ mod tests {
     #[test]
     fn raw_config_round_trips_through_toml() {
         let raw = RawConfig {
-            dev_mode: true,
+            dev_mode: Some(true),
+            hosts: vec!["db.example.com".into()],
             ..RawConfig::default()
         };
         let text = toml::to_string(&raw).unwrap();
         let back: RawConfig = toml::from_str(&text).unwrap();
-        assert!(back.dev_mode);
+        assert_eq!(back.dev_mode, Some(true));
+        assert_eq!(back.hosts, ["db.example.com"]);
         assert_eq!(back.limits.max_body_bytes, 1 << 20);
     }
 

@@ -19,11 +19,14 @@ mod tests;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use photondb_proto::signing::Timestamp;
+
 use bytes::Bytes;
 use http::StatusCode;
 use tracing::Instrument;
 
 use crate::answer::Answer;
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{DevMode, Limits};
 use crate::draft::{Draft, PayloadLimits};
@@ -31,6 +34,8 @@ use crate::errors::Refusal;
 use crate::grpc::{self, GrpcMethod};
 use crate::metrics::Metrics;
 use crate::operation::{Action, Kind, Operation, Reply, Target};
+use crate::policy::model::PolicySet;
+use crate::policy::store::PolicyStore;
 use crate::rest;
 use crate::route::{self, Route, RouteInput};
 use crate::upstream::Forward;
@@ -42,7 +47,7 @@ use head::RequestHead;
 use ip_limit::IpLimiter;
 use policy::{Denied, Policy};
 use rate_limit::{PrincipalLimiter, WithinLimit};
-use replay::{Fresh, ReplayGuard};
+use replay::{Fresh, ReplayGuard, ReplayRefusal};
 
 /// The pluggable steps 6–9.
 pub struct Slots {
@@ -64,6 +69,9 @@ impl Slots {
         }
     }
 }
+
+/// Extra response headers (step 8's `RateLimit` headers).
+type Headers = Vec<(&'static str, String)>;
 
 /// Steps 6–8 passed.
 struct Identified {
@@ -102,6 +110,11 @@ pub struct Outcome {
 /// Everything a request goes through.
 pub struct Pipeline {
     pub slots: Slots,
+    /// The policy set; each request reads one snapshot of it.
+    pub policy: Arc<PolicyStore>,
+    /// Lowercased `Host` / `:authority` values served; empty: no check (dev mode only).
+    pub hosts: Vec<String>,
+    pub audit: Audit,
     pub limits: Limits,
     pub ip: Option<IpLimiter>,
     pub gate: Gate,
@@ -124,7 +137,10 @@ impl Pipeline {
         let mut label = "unrouted";
         let run = self.run(head, body, client, &request_id, &mut label);
         let result = run.instrument(span).await;
-        let answer = result.unwrap_or_else(|r| self.refuse(&r, head, &request_id));
+        let answer = result.unwrap_or_else(|r| {
+            self.audit.refusal(&r, head, client, &request_id);
+            self.refuse(&r, head, &request_id)
+        });
         Outcome {
             answer,
             label,
@@ -152,12 +168,24 @@ impl Pipeline {
     ) -> Result<Answer, Refusal> {
         self.check_headers(head)?; // 2
         self.admit_ip(client)?; // 3
-        let routed = route_request(head)?; // 4
+        self.check_host(head)?; // 4: host allowlist, then route
+        if self.dev_mode {
+            refuse_proxied(head)?;
+        }
+        let routed = route_request(head)?;
         *label = routed.kind().label();
         if matches!(routed, Routed::Rest(Route::PublicHealth)) {
             return Ok(self.health());
         }
-        body::refuse_content_encoding(&head.headers)?; // 5
+        let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
+        if !public {
+            // 5: credentials present and well-formed before any body byte is buffered.
+            self.slots
+                .auth
+                .precheck(&head.headers)
+                .map_err(|f| Refusal::Unauthenticated(f.code))?;
+        }
+        body::refuse_content_encoding(&head.headers)?;
         let limits = &self.limits;
         let body = body::read(
             &head.headers,
@@ -166,17 +194,31 @@ impl Pipeline {
             limits.body_timeout,
         );
         let body = body.await?;
-        let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
-        let who = self.identify(head, &body, public, rid)?; // 6-8
+        let policy = self.policy.current();
+        let who = self
+            .identify(head, &body, public, rid, client, &policy)
+            .await?; // 6-8
         // Only now is the body decoded (gRPC) into the typed request policy decides on.
         let draft = draft(routed, body.bytes)?;
-        let cleared = self.authorize(who, draft.as_ref(), rid)?; // 9
+        let (cleared, limit_headers) = self.authorize(who, draft.as_ref(), rid, &policy)?; // 9
         let Some(draft) = draft else {
             return Ok(self.health());
         };
         let op = payload::check(draft, &self.payload_limits())?; // 10
         let reply = self.forward(&op, &cleared).await?; // 11-12
-        respond(reply, head.is_grpc()) // 13
+        let answer = respond(reply, head.is_grpc())?; // 13
+        Ok(answer.with_headers(limit_headers))
+    }
+
+    /// Step 4's first half (DESIGN §3.7): only the configured hosts; only then does a
+    /// signature over the host bind a request to this deployment.
+    fn check_host(&self, head: &RequestHead) -> Result<(), Refusal> {
+        if self.hosts.is_empty() {
+            return Ok(());
+        }
+        let host = head.host.to_ascii_lowercase();
+        let allowed = !host.is_empty() && self.hosts.contains(&host);
+        allowed.then_some(()).ok_or(Refusal::HostNotAllowed)
     }
 
     /// Step 2 (the part the server does not bound tightly enough): header count and size.
@@ -200,26 +242,37 @@ impl Pipeline {
     }
 
     /// Steps 6–8, in order.
-    fn identify(
+    async fn identify(
         &self,
         head: &RequestHead,
         body: &Body,
         public: bool,
         rid: &str,
+        client: Option<IpAddr>,
+        policy: &PolicySet,
     ) -> Result<Identified, Refusal> {
+        let now = self.clock.unix_secs();
         let auth = if public {
             Authenticated::anonymous(rid)
         } else {
-            self.authenticate(head, body, rid)?
+            self.authenticate(head, body, rid, now, policy)?
         };
-        let fresh = self
-            .slots
-            .replay
-            .check(&auth)
-            .map_err(|_| Refusal::Replayed)?;
-        let within = self.slots.limiter.admit(&auth);
-        let within = within.map_err(|l| Refusal::RateLimited {
-            retry_after_secs: l.retry_after_secs,
+        let fresh = self.slots.replay.check(&auth, now).await;
+        let fresh = fresh.map_err(|r| match r {
+            ReplayRefusal::Replayed => Refusal::Replayed,
+            ReplayRefusal::OutOfWindow => Refusal::TimestampOutOfWindow {
+                server_date: http_date(now),
+            },
+            ReplayRefusal::StoreUnavailable => Refusal::ReplayStoreUnavailable,
+        })?;
+        let within = self.slots.limiter.admit(&auth, client, policy, now).await;
+        let within = within.map_err(|l| match l.code {
+            rate_limit::STORE_UNAVAILABLE => Refusal::RateLimitStoreUnavailable,
+            code => Refusal::RateLimited {
+                code,
+                retry_after_secs: l.retry_after_secs,
+                headers: l.headers,
+            },
         })?;
         Ok(Identified {
             auth,
@@ -228,23 +281,28 @@ impl Pipeline {
         })
     }
 
-    /// Step 9: policy on the typed request; yields the ticket to storaged.
+    /// Step 9: policy on the typed request; yields the ticket to storaged and step 8's
+    /// rate-limit headers for the answer.
     fn authorize(
         &self,
         who: Identified,
         draft: Option<&Draft>,
         rid: &str,
-    ) -> Result<Cleared, Refusal> {
+        policy: &PolicySet,
+    ) -> Result<(Cleared, Headers), Refusal> {
         let target = draft.map_or(Target::all(Action::HealthRead), Draft::target);
-        let permit = self.slots.policy.authorize(&who.auth, &target);
+        let permit = self.slots.policy.authorize(&who.auth, &target, policy);
         let permit = permit.map_err(|Denied(t)| Refusal::Forbidden {
             action: t.action.as_str(),
             resource: t.resource.to_string(),
         })?;
-        Cleared::new(who.auth, who.fresh, who.within, permit).map_err(|_| {
+        let mut within = who.within;
+        let headers = std::mem::take(&mut within.headers);
+        let cleared = Cleared::new(who.auth, who.fresh, within, permit).map_err(|_| {
             tracing::error!(request_id = rid, "proofs vouch for different requests");
             Refusal::Internal
-        })
+        })?;
+        Ok((cleared, headers))
     }
 
     fn authenticate(
@@ -252,6 +310,8 @@ impl Pipeline {
         head: &RequestHead,
         body: &Body,
         rid: &str,
+        now_unix: i64,
+        policy: &PolicySet,
     ) -> Result<Authenticated, Refusal> {
         let req = AuthRequest {
             request_id: rid,
@@ -260,11 +320,13 @@ impl Pipeline {
             path: &head.path,
             query: head.query.as_deref(),
             headers: &head.headers,
+            body: &body.bytes,
             body_digest: &body.digest,
+            now_unix,
         };
         self.slots
             .auth
-            .authenticate(&req)
+            .authenticate(&req, policy)
             .map_err(|f| Refusal::Unauthenticated(f.code))
     }
 
@@ -301,6 +363,36 @@ impl Pipeline {
         self.metrics
             .set_state(self.gate.breaker.state(), self.gate.degraded.read_only());
         Answer::json(StatusCode::OK, &self.gate.health(self.dev_mode))
+    }
+}
+
+/// An IMF-fixdate (`Date` header, RFC 9110 §5.6.7) for Unix seconds.
+fn http_date(unix: i64) -> String {
+    let ts = Timestamp::from_unix(unix).format(); // YYYY-MM-DDTHH:MM:SSZ
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let weekday = weekday[unix.div_euclid(86_400).rem_euclid(7) as usize];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months[ts[5..7].parse::<usize>().unwrap_or(1).clamp(1, 12) - 1];
+    format!(
+        "{weekday}, {} {month} {} {} GMT",
+        &ts[8..10],
+        &ts[0..4],
+        &ts[11..19]
+    )
+}
+
+/// Dev mode only: a request that came through a proxy is refused, so a same-host proxy cannot
+/// expose the unauthenticated gateway.
+fn refuse_proxied(head: &RequestHead) -> Result<(), Refusal> {
+    let proxied = ["forwarded", "x-forwarded-for", "via"]
+        .iter()
+        .any(|h| head.headers.contains_key(*h));
+    if proxied {
+        Err(Refusal::DevModeProxied)
+    } else {
+        Ok(())
     }
 }
 

@@ -17,7 +17,6 @@ use crate::degraded::Degraded;
 use crate::pipeline::auth::AuthFailure;
 use crate::pipeline::gate::Admission;
 use crate::pipeline::rate_limit::OverLimit;
-use crate::pipeline::replay::Replayed;
 
 /// Records each forwarded call as (operation label, principal, request id).
 #[derive(Default)]
@@ -44,27 +43,53 @@ impl Forward for FakeStorage {
     }
 }
 
-/// A body given in chunks.
-struct Chunks(Vec<Bytes>, bool);
+/// A body given in chunks, done (as pingora says) only once its end was read; `broken`
+/// fails the read after the chunks instead of ending the body.
+struct Chunks {
+    chunks: Vec<Bytes>,
+    ended: bool,
+    broken: bool,
+}
+
+impl Chunks {
+    fn new(chunks: Vec<Bytes>) -> Self {
+        Self {
+            chunks,
+            ended: false,
+            broken: false,
+        }
+    }
+}
 
 #[async_trait]
 impl BodySource for Chunks {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, body::BodyBroken> {
-        if self.0.is_empty() {
-            self.1 = true;
-            return Ok(None);
+        if !self.chunks.is_empty() {
+            return Ok(Some(self.chunks.remove(0)));
         }
-        Ok(Some(self.0.remove(0)))
+        if self.broken {
+            return Err(body::BodyBroken);
+        }
+        self.ended = true;
+        Ok(None)
     }
 
     fn is_done(&mut self) -> bool {
-        self.1 || self.0.is_empty()
+        self.ended
     }
 }
 
 struct RefuseAuth;
 impl Authenticator for RefuseAuth {
-    fn authenticate(&self, _: &AuthRequest<'_>) -> Result<Authenticated, AuthFailure> {
+    fn precheck(&self, _: &HeaderMap) -> Result<(), AuthFailure> {
+        Ok(())
+    }
+
+    fn authenticate(
+        &self,
+        _: &AuthRequest<'_>,
+        _: &PolicySet,
+    ) -> Result<Authenticated, AuthFailure> {
         Err(AuthFailure {
             code: "signature_invalid",
         })
@@ -72,24 +97,39 @@ impl Authenticator for RefuseAuth {
 }
 
 struct RefuseReplay;
+#[async_trait]
 impl ReplayGuard for RefuseReplay {
-    fn check(&self, _: &Authenticated) -> Result<Fresh, Replayed> {
-        Err(Replayed)
+    async fn check(&self, _: &Authenticated, _: i64) -> Result<Fresh, ReplayRefusal> {
+        Err(ReplayRefusal::Replayed)
     }
 }
 
 struct RefuseLimit;
+#[async_trait]
 impl PrincipalLimiter for RefuseLimit {
-    fn admit(&self, _: &Authenticated) -> Result<WithinLimit, OverLimit> {
+    async fn admit(
+        &self,
+        _: &Authenticated,
+        _: Option<IpAddr>,
+        _: &PolicySet,
+        _: i64,
+    ) -> Result<WithinLimit, OverLimit> {
         Err(OverLimit {
+            code: rate_limit::RATE_LIMITED,
             retry_after_secs: 3,
+            headers: Vec::new(),
         })
     }
 }
 
 struct RefusePolicy;
 impl Policy for RefusePolicy {
-    fn authorize(&self, _: &Authenticated, t: &Target) -> Result<policy::Permit, Denied> {
+    fn authorize(
+        &self,
+        _: &Authenticated,
+        t: &Target,
+        _: &PolicySet,
+    ) -> Result<policy::Permit, Denied> {
         Err(Denied(t.clone()))
     }
 }
@@ -139,6 +179,9 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
     let storage = Arc::new(FakeStorage::default());
     let p = Pipeline {
         slots,
+        policy: Arc::new(PolicyStore::from_set("", PolicySet::default())),
+        hosts: Vec::new(),
+        audit: Audit::off(clock.clone()),
         ip: f.ip.then(|| IpLimiter::new(1, 1, clock.clone())),
         gate: Gate {
             breaker,
@@ -171,7 +214,7 @@ fn head(method: Method, target: &str, headers: &[(&'static str, &str)]) -> Reque
 }
 
 async fn serve(p: &Pipeline, head: &RequestHead, body: &[u8]) -> Outcome {
-    let mut source = Chunks(vec![Bytes::copy_from_slice(body)], false);
+    let mut source = Chunks::new(vec![Bytes::copy_from_slice(body)]);
     p.serve(head, &mut source, client()).await
 }
 
@@ -348,7 +391,7 @@ async fn refusals_after_a_complete_body_keep_the_connection() {
     assert!(!o.close, "403 after a complete body keeps the connection");
 
     let (p, _) = pipeline(Failing::default());
-    let mut unread = Chunks(vec![Bytes::from_static(b"{}")], false);
+    let mut unread = Chunks::new(vec![Bytes::from_static(b"{}")]);
     let o = p
         .serve(&head(Method::PUT, "/v1/nope", &[]), &mut unread, client())
         .await;

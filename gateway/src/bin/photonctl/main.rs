@@ -3,9 +3,11 @@
 // A load generator and a signer measure and stamp real time.
 #![allow(clippy::disallowed_methods)]
 
+mod apikey;
 mod bench;
 mod certs;
 mod keygen;
+mod policy;
 mod request;
 mod sign;
 
@@ -47,6 +49,12 @@ enum Command {
     /// Certificates for the internal CA, storaged and the gateway.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// The policy directory: validate it (`check`) or show one decision (`explain`).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// API keys: `new` makes a key and prints its token once.
+    #[command(subcommand)]
+    Apikey(apikey::ApikeyCommand),
 }
 
 /// Runs one parsed command line; errors are printed here and turned into an exit code.
@@ -58,6 +66,8 @@ fn main() -> ExitCode {
         Command::Request(args) => request::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Certs(cmd) => certs::run(&cmd),
+        Command::Policy(cmd) => policy::run(&cmd),
+        Command::Apikey(cmd) => apikey::run(&cmd),
     };
     match outcome {
         Ok(code) => code,
