@@ -42,6 +42,14 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// 32 random bytes (a test key's seed).
+fn rand_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    seed
+}
+
 /// Two distinct ports that were free a moment ago (both bound at once, so never the same).
 fn two_free_ports() -> anyhow::Result<(u16, u16)> {
     let a = TcpListener::bind("127.0.0.1:0")?;
@@ -66,23 +74,71 @@ fn gateway_command(config: &Path, stderr: std::fs::File) -> anyhow::Result<Comma
     Ok(cmd)
 }
 
-/// A running dev-mode `photondb-gateway`, killed on drop.
+/// A running `photondb-gateway` with its security pipeline on (outside dev mode), killed on
+/// drop. Its policy directory (a copy of the repository's `policies/`) defines the partner
+/// [`PARTNER`] with a key made for this gateway, bound to `admin` on `*`, on an unlimited plan;
+/// `anonymous` may read every table under `/public/*`.
 pub struct Gateway {
     child: Option<Child>,
     addr: SocketAddr,
     metrics: SocketAddr,
     work: tempfile::TempDir,
     ca_pem: String,
+    /// The seed of [`PARTNER`]'s signing key (clients sign with it).
+    seed: [u8; 32],
+}
+
+/// The plan of the test partner: no limit a test would hit by accident.
+const UNLIMITED_PLAN: &str = "\n[[plan]]\nname = \"e2e-unlimited\"\nrate_per_sec = 1000000\nburst = 1000000\ndaily_quota = 0\n";
+
+/// The repository's example policy set.
+pub fn repo_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// Copies the repository's policies into `dir` and defines `partner` (with `public_key`,
+/// base64) as admin on `*`, plus anonymous reads of every table under `/public/*`.
+pub fn write_policies(dir: &Path, partner: &str, public_key: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(repo_policies())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.join(path.file_name().context("file name")?))?;
+        }
+    }
+    append(&dir.join("plans.toml"), UNLIMITED_PLAN)?;
+    append(
+        &dir.join("partners.toml"),
+        &format!(
+            "\n[[partner]]\nid = \"{partner}\"\nplan = \"e2e-unlimited\"\n\n[[partner.key]]\nversion = 1\npublic_key = \"{public_key}\"\n"
+        ),
+    )?;
+    append(
+        &dir.join("bindings.toml"),
+        &format!(
+            "\n[[binding]]\nprincipal = \"partner:{partner}\"\nrole = \"admin\"\nresources = [\"*\"]\n\n[[binding]]\nprincipal = \"anonymous\"\nrole = \"public-reader\"\nresources = [\"db:*/table:*\"]\n"
+        ),
+    )
+}
+
+fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 impl Gateway {
-    /// The configuration the tests start from: dev mode, the certificates of `certs`, storaged
-    /// at `upstream`, short timeouts, fast hot reloads, no per-IP rate limit.
+    /// The configuration the tests start from: the security pipeline on, the certificates of
+    /// `certs`, storaged at `upstream`, short timeouts, fast hot reloads (certificates and
+    /// policies), no per-IP rate limit. [`Gateway::start`] fills in `hosts`, `state_dir` and
+    /// `policy.dir`.
     pub fn config(certs: &TestCerts, upstream: SocketAddr) -> RawConfig {
-        let mut c = RawConfig {
-            dev_mode: true,
-            ..RawConfig::default()
-        };
+        let mut c = RawConfig::default();
+        c.policy.reload_interval_ms = 200;
         c.tls.cert = Some(certs.path(files::GATEWAY_CERT));
         c.tls.key = Some(certs.path(files::GATEWAY_KEY));
         c.tls.reload_interval_ms = 100;
@@ -114,15 +170,24 @@ impl Gateway {
             metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
             work: tempfile::tempdir()?,
             ca_pem: certs.ca_pem().to_owned(),
+            seed: rand_seed(),
         };
+        let public_key = SecretKey::from_seed(&gw.seed).public_key().to_base64();
+        write_policies(&gw.policy_dir(), PARTNER, &public_key)?;
         let mut config = Self::config(certs, upstream);
+        config.state_dir = Some(gw.work.path().join("state"));
+        config.policy.dir = Some(gw.policy_dir());
         tweak(&mut config);
+        let hosts_given = !config.hosts.is_empty();
         for _ in 0..5 {
             let (listen, metrics) = two_free_ports()?;
             gw.addr = SocketAddr::from(([127, 0, 0, 1], listen));
             gw.metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
             config.listen = gw.addr.to_string();
             config.metrics.listen = Some(gw.metrics.to_string());
+            if !hosts_given {
+                config.hosts = vec![gw.authority()];
+            }
             std::fs::write(gw.config_path(), toml::to_string(&config)?)?;
             if gw.spawn()? {
                 return Ok(gw);
@@ -132,7 +197,8 @@ impl Gateway {
     }
 
     /// Runs the gateway on [`Gateway::config`] changed by `tweak` (with `listen` set to a free
-    /// loopback port first, and no `PHOTONDB_*` overrides: the file decides dev mode) and
+    /// loopback port, a policy directory and a state directory first, and no `PHOTONDB_*`
+    /// overrides: the file decides dev mode) and
     /// waits (bounded) for it to exit, as it must when it refuses to start. Returns the exit
     /// status and everything it wrote to stderr.
     pub fn run_to_exit(
@@ -141,8 +207,13 @@ impl Gateway {
         tweak: impl Fn(&mut RawConfig),
     ) -> anyhow::Result<(ExitStatus, String)> {
         let work = tempfile::tempdir()?;
+        let public_key = SecretKey::from_seed(&rand_seed()).public_key().to_base64();
+        write_policies(&work.path().join("policies"), PARTNER, &public_key)?;
         let mut config = Self::config(certs, upstream);
         config.listen = SocketAddr::from(([127, 0, 0, 1], free_port()?)).to_string();
+        config.hosts = vec![GATEWAY_NAME.to_owned()];
+        config.state_dir = Some(work.path().join("state"));
+        config.policy.dir = Some(work.path().join("policies"));
         tweak(&mut config);
         let path = work.path().join("gateway.toml");
         std::fs::write(&path, toml::to_string(&config)?)?;
@@ -167,7 +238,6 @@ impl Gateway {
     fn spawn(&mut self) -> anyhow::Result<bool> {
         let stderr = std::fs::File::create(self.stderr_path())?;
         let child = gateway_command(&self.config_path(), stderr)?
-            .env("PHOTONDB_DEV_MODE", "1")
             .spawn()
             .context("spawning photondb-gateway")?;
         self.child = Some(child);
@@ -225,6 +295,38 @@ impl Gateway {
 
     pub fn work_dir(&self) -> &Path {
         self.work.path()
+    }
+
+    /// The gateway's policy directory (edit it to change policy; it reloads within ~200 ms).
+    pub fn policy_dir(&self) -> PathBuf {
+        self.work.path().join("policies")
+    }
+
+    /// [`PARTNER`]'s signing key.
+    pub fn partner_key(&self) -> SecretKey {
+        SecretKey::from_seed(&self.seed)
+    }
+
+    /// The signature header lines (`Name: value\r\n` each) for a raw HTTP/1.1 request, signed
+    /// by [`PARTNER`] over `method`, `target` (path and query) and `body`.
+    pub fn signature_lines(&self, method: &str, target: &str, body: &[u8]) -> String {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let parts = RequestParts {
+            method,
+            host: &self.authority(),
+            path,
+            query,
+            body: BodyDigest::of(body),
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let timestamp = Timestamp::now().format();
+        let headers = AuthFields::new(PARTNER, &request_id, &timestamp)
+            .and_then(|f| signing::signature_headers(&self.partner_key(), &parts, &f, None))
+            .expect("a request in normal form signs");
+        headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -385,7 +487,7 @@ impl HttpsClient {
             authority: gw.authority(),
             ca_pem: gw.ca_pem.clone(),
             protocol,
-            key: SecretKey::generate(),
+            key: gw.partner_key(),
             sender: tokio::sync::Mutex::new(None),
         };
         *client.sender.lock().await = Some(client.open().await?);

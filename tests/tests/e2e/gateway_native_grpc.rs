@@ -6,23 +6,53 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use photondb_tests::gateway::{GATEWAY_NAME, Gateway, Protocol};
+use photondb_proto::signing;
+use photondb_tests::gateway::{GATEWAY_NAME, Gateway, PARTNER, Protocol};
 use photondb_tests::pb::storage_client::StorageClient;
 use photondb_tests::{Overrides, Storaged, TestCerts, pb, table};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+/// A channel to the gateway whose `:authority` is the gateway's public host name.
 async fn gateway_channel(gw: &Gateway) -> Channel {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(gw.ca_pem()))
         .domain_name(GATEWAY_NAME);
+    let origin = format!("https://{}", gw.authority()).parse().unwrap();
     Endpoint::from_shared(format!("https://{}", gw.addr()))
         .unwrap()
+        .origin(origin)
         .tls_config(tls)
         .unwrap()
         .connect()
         .await
         .unwrap()
+}
+
+/// A request signed as partners sign native gRPC (DESIGN §3.2): method POST, the gRPC path,
+/// no query, and the SHA-256 of the whole HTTP/2 body (the one framed message tonic sends).
+fn signed<M: prost::Message>(gw: &Gateway, method: &str, msg: M) -> tonic::Request<M> {
+    let encoded = msg.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    body.extend_from_slice(&encoded);
+    let path = format!("/photondb.v1.Storage/{method}");
+    let parts = signing::RequestParts {
+        method: "POST",
+        host: &gw.authority(),
+        path: &path,
+        query: "",
+        body: signing::BodyDigest::of(&body),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let timestamp = signing::Timestamp::now().format();
+    let fields = signing::AuthFields::new(PARTNER, &request_id, &timestamp).unwrap();
+    let headers = signing::signature_headers(&gw.partner_key(), &parts, &fields, None).unwrap();
+    let mut req = tonic::Request::new(msg);
+    for (name, value) in headers {
+        req.metadata_mut().insert(name, value.parse().unwrap());
+    }
+    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,32 +63,48 @@ async fn put_then_get_round_trips_to_storaged() {
     let mut client = StorageClient::new(gateway_channel(&gw).await);
 
     client
-        .create_database(pb::CreateDatabaseRequest { db: "g".into() })
+        .create_database(signed(
+            &gw,
+            "CreateDatabase",
+            pb::CreateDatabaseRequest { db: "g".into() },
+        ))
         .await
         .unwrap();
     client
-        .create_table(pb::CreateTableRequest {
-            table: table("g", "t"),
-        })
+        .create_table(signed(
+            &gw,
+            "CreateTable",
+            pb::CreateTableRequest {
+                table: table("g", "t"),
+            },
+        ))
         .await
         .unwrap();
     let put = client
-        .put(pb::PutRequest {
-            table: table("g", "t"),
-            key: "k1".into(),
-            value: br#"{"via":"grpc"}"#.to_vec(),
-            precondition: None,
-        })
+        .put(signed(
+            &gw,
+            "Put",
+            pb::PutRequest {
+                table: table("g", "t"),
+                key: "k1".into(),
+                value: br#"{"via":"grpc"}"#.to_vec(),
+                precondition: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(put.version > 0);
 
     let got = client
-        .get(pb::GetRequest {
-            table: table("g", "t"),
-            key: "k1".into(),
-        })
+        .get(signed(
+            &gw,
+            "Get",
+            pb::GetRequest {
+                table: table("g", "t"),
+                key: "k1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -73,10 +119,14 @@ async fn put_then_get_round_trips_to_storaged() {
         .client()
         .await
         .unwrap()
-        .get(pb::GetRequest {
-            table: table("g", "t"),
-            key: "k1".into(),
-        })
+        .get(signed(
+            &gw,
+            "Get",
+            pb::GetRequest {
+                table: table("g", "t"),
+                key: "k1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -96,10 +146,14 @@ async fn put_then_get_round_trips_to_storaged() {
 
     // Refusals are gRPC statuses carrying the stable code, never storaged's text.
     let missing = client
-        .get(pb::GetRequest {
-            table: table("g", "t"),
-            key: "nope".into(),
-        })
+        .get(signed(
+            &gw,
+            "Get",
+            pb::GetRequest {
+                table: table("g", "t"),
+                key: "nope".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -107,12 +161,16 @@ async fn put_then_get_round_trips_to_storaged() {
         (Code::NotFound, "not_found")
     );
     let bad = client
-        .put(pb::PutRequest {
-            table: table("g", "T"),
-            key: "k".into(),
-            value: b"{}".to_vec(),
-            precondition: None,
-        })
+        .put(signed(
+            &gw,
+            "Put",
+            pb::PutRequest {
+                table: table("g", "T"),
+                key: "k".into(),
+                value: b"{}".to_vec(),
+                precondition: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -120,12 +178,16 @@ async fn put_then_get_round_trips_to_storaged() {
         (Code::InvalidArgument, "bad_name")
     );
     let not_json = client
-        .put(pb::PutRequest {
-            table: table("g", "t"),
-            key: "k2".into(),
-            value: b"[1]".to_vec(),
-            precondition: None,
-        })
+        .put(signed(
+            &gw,
+            "Put",
+            pb::PutRequest {
+                table: table("g", "t"),
+                key: "k2".into(),
+                value: b"[1]".to_vec(),
+                precondition: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(
@@ -143,10 +205,14 @@ async fn put_then_get_round_trips_to_storaged() {
     let status = storaged.stop().unwrap();
     assert!(status.success(), "{status:?}");
     let down = client
-        .get(pb::GetRequest {
-            table: table("g", "t"),
-            key: "k1".into(),
-        })
+        .get(signed(
+            &gw,
+            "Get",
+            pb::GetRequest {
+                table: table("g", "t"),
+                key: "k1".into(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(

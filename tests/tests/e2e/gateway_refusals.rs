@@ -326,8 +326,11 @@ async fn body_framing_refusals() {
     let s = stack().await;
     let host = s.gateway.authority();
     let doc = format!("{T}/docs/framed");
+    // Well-formed credentials (they pass the pre-check; the body is refused before the
+    // signature would be verified).
+    let signed = s.gateway.signature_lines("PUT", &doc, b"{}");
     let head = |extra: &str| {
-        format!("PUT {doc} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n")
+        format!("PUT {doc} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{signed}{extra}\r\n")
     };
 
     // A declared length past the limit is refused before the body arrives.
@@ -385,11 +388,16 @@ async fn refusals_after_a_complete_body_keep_the_http1_connection() {
     let host = s.gateway.authority();
     let body = r#"{"a":2}"#;
     let mut tls = s.gateway.tls(&[b"http/1.1"]).await.unwrap();
+    let doc = format!("{T}/docs/k");
     let requests = [
-        format!("PUT /v1/dbs/shop HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"),
         format!(
-            "PUT {T}/docs/k HTTP/1.1\r\nHost: {host}\r\nIf-Match: \"999999\"\r\n\
+            "PUT /v1/dbs/shop HTTP/1.1\r\nHost: {host}\r\n{}Content-Length: 0\r\n\r\n",
+            s.gateway.signature_lines("PUT", "/v1/dbs/shop", b"")
+        ),
+        format!(
+            "PUT {doc} HTTP/1.1\r\nHost: {host}\r\nIf-Match: \"999999\"\r\n{}\
              Content-Length: {}\r\n\r\n{body}",
+            s.gateway.signature_lines("PUT", &doc, body.as_bytes()),
             body.len()
         ),
         format!("GET /public/health HTTP/1.1\r\nHost: {host}\r\n\r\n"),

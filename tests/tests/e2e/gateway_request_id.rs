@@ -72,7 +72,7 @@ async fn client_request_id_reaches_storaged_and_comes_back() {
             !line.contains("principal=-"),
             "the principal is forwarded: {line}"
         );
-        assert_eq!(principal(&line), "dev:anonymous-unauthenticated", "{line}");
+        assert_eq!(principal(&line), "partner:e2e-tests", "{line}");
 
         // A refusal made by storaged carries the same id back to the client.
         let r = c.put(&db, "").await.unwrap();

@@ -62,11 +62,8 @@ async fn health(c: &HttpsClient) {
         assert_eq!(v["status"], "ok", "{path}: {v}");
         assert_eq!(v["breaker"], "closed", "{path}: {v}");
         assert_eq!(v["read_only"], false, "{path}: {v}");
-        assert_eq!(v["dev_mode"], true, "{path}: {v}");
-        assert!(
-            v["warning"].as_str().unwrap_or("").contains("DEV MODE"),
-            "dev mode is loud on {path}: {v}"
-        );
+        assert_eq!(v["dev_mode"], false, "{path}: {v}");
+        assert!(v.get("warning").is_none(), "no dev-mode warning: {v}");
     }
 }
 

@@ -1,6 +1,6 @@
-//! The real gateway refuses to start (exit 64, every error listed on stderr) unless dev mode
-//! is on and it listens on loopback only — without authentication it must never forward
-//! public traffic — and when its configuration is wrong or an address is taken.
+//! The real gateway refuses to start (exit 64, every error listed on stderr) when its
+//! configuration or policy directory is wrong, when dev mode is asked for on a non-loopback
+//! address, or when an address is taken. Never fail open: no policy set, no gateway.
 //!
 //! The gateway exits before it would connect to storaged, so none is started: storaged's
 //! address is only checked for being an address.
@@ -21,18 +21,48 @@ fn run(tweak: impl Fn(&mut RawConfig)) -> (ExitStatus, String) {
 }
 
 #[test]
-fn refuses_without_dev_mode() {
-    let (status, stderr) = run(|c| c.dev_mode = false);
+fn a_broken_policy_directory_stops_the_start_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = "[[role]]\nname = \"admin\"\npermissions = [\"table.read\", \"table.fly\"]\n";
+    std::fs::write(dir.path().join("roles.toml"), roles).unwrap();
+    std::fs::write(dir.path().join("bindings.toml"), "").unwrap();
+    std::fs::write(dir.path().join("plans.toml"), "default_plan = \"nope\"\n").unwrap();
+    let policies = dir.path().to_path_buf();
+    let (status, stderr) = run(move |c| c.policy.dir = Some(policies.clone()));
     assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
-    assert!(stderr.contains("dev_mode"), "{stderr}");
+    assert!(stderr.contains("roles.toml:3:"), "{stderr}");
+    assert!(stderr.contains("table.fly"), "{stderr}");
+    assert!(stderr.contains("plans.toml:1:"), "{stderr}");
+}
+
+#[test]
+fn no_policy_directory_no_gateway() {
+    let (status, stderr) = run(|c| c.policy.dir = Some("/nonexistent/policies".into()));
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(stderr.contains("policy.dir"), "{stderr}");
+    let (status, stderr) = run(|c| c.hosts.clear());
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(stderr.contains("hosts:"), "{stderr}");
 }
 
 #[test]
 fn refuses_a_non_loopback_listener_in_dev_mode() {
     let port = free_port().unwrap();
-    let (status, stderr) = run(|c| c.listen = format!("0.0.0.0:{port}"));
+    let (status, stderr) = run(|c| {
+        c.dev_mode = Some(true);
+        c.listen = format!("0.0.0.0:{port}");
+    });
     assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
     assert!(stderr.contains("non-loopback"), "{stderr}");
+    let (status, stderr) = run(|c| {
+        c.dev_mode = Some(true);
+        c.metrics.listen = Some(format!("0.0.0.0:{port}"));
+    });
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(
+        stderr.contains("metrics.listen: dev mode refuses"),
+        "{stderr}"
+    );
 }
 
 #[test]
