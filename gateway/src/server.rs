@@ -11,7 +11,7 @@ use pingora::http::ResponseHeader;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::ServerSession;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use pingora::services::listening::Service;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -44,6 +44,8 @@ pub struct Gateway {
     pipeline: Arc<Pipeline>,
     resolver: Option<Arc<CertResolver>>,
     housekeeping: Option<Housekeeping>,
+    /// The sled database, flushed once the server has stopped (replay ids, quotas).
+    state: Option<sled::Db>,
 }
 
 /// What the security pipeline is made of in each mode.
@@ -52,6 +54,7 @@ struct SecurityParts {
     policy: Arc<PolicyStore>,
     audit: Audit,
     housekeeping: Option<Housekeeping>,
+    state: Option<sled::Db>,
 }
 
 impl SecurityParts {
@@ -61,6 +64,7 @@ impl SecurityParts {
             policy: Arc::new(PolicyStore::from_set(PathBuf::new(), PolicySet::default())),
             audit: Audit::off(clock),
             housekeeping: None,
+            state: None,
         }
     }
 
@@ -129,6 +133,7 @@ impl SecurityParts {
                 limits,
                 policy_every: sec.policy_reload,
             }),
+            state: Some(state),
         })
     }
 }
@@ -202,6 +207,7 @@ impl Gateway {
             pipeline: Arc::new(pipeline),
             resolver,
             housekeeping: security.housekeeping,
+            state: security.state,
         })
     }
 
@@ -233,7 +239,15 @@ impl Gateway {
         };
         server.add_service(background_service("photondb-gateway reload", reload));
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
-        server.run_forever()
+        server.run(RunArgs::default());
+        // A restarted gateway must still refuse a replay and keep counting quotas: what sled
+        // has not written yet (it flushes every 500 ms) goes to disk before the process ends.
+        if let Some(state) = &self.state
+            && let Err(err) = state.flush()
+        {
+            tracing::error!(error = %err, "could not flush the gateway's state");
+        }
+        std::process::exit(0)
     }
 
     fn server_conf(&self) -> ServerConf {

@@ -96,9 +96,33 @@ pub fn repo_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
+/// A plan for [`PARTNER`] instead of the unlimited one (see [`Setup::plan`]); it is written
+/// to `plans.toml` as [`TEST_PLAN`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartnerPlan {
+    pub rate_per_sec: u32,
+    pub burst: u32,
+    /// Requests per UTC day; 0: unlimited.
+    pub daily_quota: u64,
+}
+
+/// The name of a [`PartnerPlan`] in the policy directory.
+pub const TEST_PLAN: &str = "e2e-plan";
+
 /// Copies the repository's policies into `dir` and defines `partner` (with `public_key`,
 /// base64) as admin on `*`, plus anonymous reads of every table under `/public/*`.
 pub fn write_policies(dir: &Path, partner: &str, public_key: &str) -> anyhow::Result<()> {
+    write_policies_on(dir, partner, public_key, None)
+}
+
+/// [`write_policies`], with `partner` on `plan` ([`TEST_PLAN`]) when one is given, else on
+/// the unlimited plan.
+pub fn write_policies_on(
+    dir: &Path,
+    partner: &str,
+    public_key: &str,
+    plan: Option<PartnerPlan>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(repo_policies())? {
         let path = entry?.path();
@@ -107,10 +131,23 @@ pub fn write_policies(dir: &Path, partner: &str, public_key: &str) -> anyhow::Re
         }
     }
     append(&dir.join("plans.toml"), UNLIMITED_PLAN)?;
+    let plan_name = match plan {
+        Some(p) => {
+            append(
+                &dir.join("plans.toml"),
+                &format!(
+                    "\n[[plan]]\nname = \"{TEST_PLAN}\"\nrate_per_sec = {}\nburst = {}\ndaily_quota = {}\n",
+                    p.rate_per_sec, p.burst, p.daily_quota
+                ),
+            )?;
+            TEST_PLAN
+        }
+        None => "e2e-unlimited",
+    };
     append(
         &dir.join("partners.toml"),
         &format!(
-            "\n[[partner]]\nid = \"{partner}\"\nplan = \"e2e-unlimited\"\n\n[[partner.key]]\nversion = 1\npublic_key = \"{public_key}\"\n"
+            "\n[[partner]]\nid = \"{partner}\"\nplan = \"{plan_name}\"\n\n[[partner.key]]\nversion = 1\npublic_key = \"{public_key}\"\n"
         ),
     )?;
     append(
@@ -129,6 +166,19 @@ fn append(path: &Path, text: &str) -> anyhow::Result<()> {
         .open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// How [`Gateway::start_with`] sets a gateway up beyond its configuration.
+#[derive(Clone, Copy, Default)]
+pub struct Setup<'a> {
+    /// Two gateways, one partner: this gateway gets the twin's [`PARTNER`] key (the same
+    /// public key in its policy directory, the same [`Gateway::partner_key`]) and serves the
+    /// twin's host name besides its own (`hosts`, unless the tweak sets them), so one signed
+    /// request (`Host` = the twin's authority, see [`Gateway::signer`]) is valid at both,
+    /// and [`HttpsClient`]s of either work as usual.
+    pub twin: Option<&'a Gateway>,
+    /// [`PARTNER`]'s plan; `None`: unlimited.
+    pub plan: Option<PartnerPlan>,
 }
 
 impl Gateway {
@@ -164,16 +214,27 @@ impl Gateway {
         upstream: SocketAddr,
         tweak: impl Fn(&mut RawConfig),
     ) -> anyhow::Result<Self> {
+        Self::start_with(certs, upstream, Setup::default(), tweak)
+    }
+
+    /// [`Gateway::start`], set up as `setup` says: [`PARTNER`] on another plan, or sharing
+    /// the partner key and host name of a twin gateway.
+    pub fn start_with(
+        certs: &TestCerts,
+        upstream: SocketAddr,
+        setup: Setup<'_>,
+        tweak: impl Fn(&mut RawConfig),
+    ) -> anyhow::Result<Self> {
         let mut gw = Self {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics: SocketAddr::from(([127, 0, 0, 1], 0)),
             work: tempfile::tempdir()?,
             ca_pem: certs.ca_pem().to_owned(),
-            seed: rand_seed(),
+            seed: setup.twin.map_or_else(rand_seed, |twin| twin.seed),
         };
         let public_key = SecretKey::from_seed(&gw.seed).public_key().to_base64();
-        write_policies(&gw.policy_dir(), PARTNER, &public_key)?;
+        write_policies_on(&gw.policy_dir(), PARTNER, &public_key, setup.plan)?;
         let mut config = Self::config(certs, upstream);
         config.state_dir = Some(gw.work.path().join("state"));
         config.policy.dir = Some(gw.policy_dir());
@@ -187,6 +248,7 @@ impl Gateway {
             config.metrics.listen = Some(gw.metrics.to_string());
             if !hosts_given {
                 config.hosts = vec![gw.authority()];
+                config.hosts.extend(setup.twin.map(Self::authority));
             }
             std::fs::write(gw.config_path(), toml::to_string(&config)?)?;
             if gw.spawn()? {
@@ -404,6 +466,127 @@ impl Gateway {
                 bail!("the gateway did not exit within {STOP_TIMEOUT:?}")
             }
         }
+    }
+
+    /// Stops the gateway ([`Gateway::stop`]: SIGTERM, bounded wait) and starts the same
+    /// binary again on the same configuration file: the same ports (so the same
+    /// [`Gateway::authority`] that signed requests name), policy directory and state
+    /// directory (replay ids and daily quotas live there). Returns once TLS handshakes
+    /// succeed again. New ports would change the authority, so if the new process exits
+    /// (someone took a port meanwhile) this tries again a few times, then fails.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        for _ in 0..3 {
+            if self.spawn()? {
+                return Ok(());
+            }
+        }
+        bail!(
+            "the gateway did not start again on {}; stderr:\n{}",
+            self.addr,
+            self.stderr()
+        )
+    }
+
+    /// Signs raw requests as [`PARTNER`] with this gateway's key, for this gateway's host.
+    pub fn signer(&self) -> Signer {
+        Signer {
+            partner: PARTNER.to_owned(),
+            seed: self.seed,
+            host: self.authority(),
+        }
+    }
+
+    /// A request signed now by [`PARTNER`] for this gateway, as raw HTTP/1.1 with
+    /// `Connection: close` (see [`Signer::request`]).
+    pub fn signed_request(&self, method: &str, target: &str, body: &[u8]) -> SignedRequest {
+        self.signer().request(method, target, body)
+    }
+
+    /// The bytes of [`Gateway::signed_request`]: send them as often as you like with
+    /// [`Gateway::raw_http1`].
+    pub fn raw_signed_http1(&self, method: &str, target: &str, body: &[u8]) -> Vec<u8> {
+        self.signed_request(method, target, body).bytes
+    }
+
+    /// Sends `request` (to this gateway, whatever host it names) as one HTTP/1.1 exchange;
+    /// the reply remembers the request id sent, so [`Reply::expect`] checks it came back.
+    pub async fn send_signed(&self, request: &SignedRequest) -> anyhow::Result<Reply> {
+        let mut reply = self.raw_http1(&request.bytes).await?;
+        reply.sent_request_id = Some(request.request_id.clone());
+        Ok(reply)
+    }
+}
+
+/// Signs raw HTTP/1.1 requests as a partner for one host: to send the very same signed
+/// request twice, to two gateways, or with a timestamp of the test's choosing.
+#[derive(Clone)]
+pub struct Signer {
+    partner: String,
+    /// The seed of the partner's signing key ([`SecretKey`] is deliberately not `Clone`).
+    seed: [u8; 32],
+    host: String,
+}
+
+/// A signed request: HTTP/1.1 bytes with `Connection: close` (what [`Gateway::raw_http1`]
+/// expects) and the `X-Request-Id` they carry.
+#[derive(Debug, Clone)]
+pub struct SignedRequest {
+    pub bytes: Vec<u8>,
+    pub request_id: String,
+}
+
+impl Signer {
+    /// The `Host` the requests carry and sign.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A request signed now, with a fresh request id.
+    pub fn request(&self, method: &str, target: &str, body: &[u8]) -> SignedRequest {
+        self.request_at(method, target, body, Timestamp::now())
+    }
+
+    /// A request whose `X-Timestamp` is `at`, with a fresh request id; `target` is the path
+    /// (in normal form) with its query string.
+    pub fn request_at(
+        &self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        at: Timestamp,
+    ) -> SignedRequest {
+        use std::fmt::Write as _;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let parts = RequestParts {
+            method,
+            host: &self.host,
+            path,
+            query,
+            body: BodyDigest::of(body),
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let timestamp = at.format();
+        let key = SecretKey::from_seed(&self.seed);
+        let headers = AuthFields::new(&self.partner, &request_id, &timestamp)
+            .and_then(|f| signing::signature_headers(&key, &parts, &f, None))
+            .expect("a request in normal form signs");
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.host
+        );
+        for (name, value) in &headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        SignedRequest { bytes, request_id }
     }
 }
 

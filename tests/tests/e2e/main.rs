@@ -4,20 +4,27 @@
 // End-to-end tests wait on real processes, so they read real time.
 #![allow(clippy::disallowed_methods)]
 
+mod gateway_authorization_matrix;
 mod gateway_breaker;
 mod gateway_concurrent_writes;
+mod gateway_credentials;
 mod gateway_graceful_stop;
 mod gateway_http2;
 mod gateway_http_limits;
 mod gateway_native_grpc;
+mod gateway_policy_reload;
+mod gateway_rate_limits;
 mod gateway_read_only;
 mod gateway_refusals;
+mod gateway_replay;
 mod gateway_request_id;
 mod gateway_rest_routes;
+mod gateway_rfc9421;
 mod gateway_startup;
 mod gateway_storaged_hangs;
 mod gateway_tls;
 mod photonctl;
+mod photonctl_keys;
 mod storaged_cert_reload;
 mod storaged_config;
 mod storaged_connection_limits;
