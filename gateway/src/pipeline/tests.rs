@@ -428,3 +428,20 @@ async fn grpc_refusals_are_trailers() {
     assert_eq!(trailers["grpc-status"], "12");
     assert_eq!(trailers["grpc-message"], "grpc_unknown_method");
 }
+
+/// Dev mode refuses requests that came through a proxy; the host allowlist answers 421 to any
+/// other host, before credentials are looked at.
+#[tokio::test]
+async fn dev_mode_refuses_proxied_requests_and_hosts_are_allowlisted() {
+    let (p, storage) = pipeline(Failing::default());
+    for proxy in ["forwarded", "x-forwarded-for", "via"] {
+        let o = serve(&p, &head(Method::PUT, DOC, &[(proxy, "1.2.3.4")]), b"{}").await;
+        assert_eq!(code(&o), "dev_mode_proxied", "{proxy}");
+    }
+    let (mut p, _) = pipeline(Failing::default());
+    p.hosts = vec!["db.example.com".into()];
+    let o = serve(&p, &head(Method::PUT, DOC, &[]), b"{}").await;
+    assert_eq!(o.answer.status, StatusCode::MISDIRECTED_REQUEST);
+    assert_eq!(code(&o), "host_not_allowed");
+    assert!(storage.0.lock().unwrap().is_empty());
+}
