@@ -5,18 +5,18 @@
 //! token and an expired token are refused with their own codes.
 
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use photondb_proto::signing::{SecretKey, Timestamp};
 use photondb_tests::gateway::{Gateway, Reply};
-use photondb_tests::{Overrides, Storaged, TestCerts, wait_until};
+use photondb_tests::{Overrides, Storaged, TestCerts};
 use serde_json::json;
 
 use crate::gateway_policy_reload::{
-    RELOAD, append_policy, binding_entry, poll_reply, strip_ansi, write_policy,
+    RELOAD, append_policy, binding_entry, poll_reply, write_policy,
 };
+use crate::gateway_request_id::{principal, storaged_call_line};
 
 const ISS: &str = "https://idp.test";
 const JWT_PRINCIPAL: &str = "jwt:https://idp.test#alice";
@@ -87,31 +87,6 @@ fn jwt(key: &SecretKey, header: &serde_json::Value, claims: &serde_json::Value) 
 
 fn claims(sub: &str, iat: i64, exp: i64) -> serde_json::Value {
     json!({ "iss": ISS, "aud": "photondb", "sub": sub, "iat": iat, "exp": exp })
-}
-
-/// storaged's log line for the call carrying `request_id`, ANSI colours removed.
-async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
-    let found = wait_until(Duration::from_secs(10), || {
-        strip_ansi(&storaged.stderr())
-            .lines()
-            .find(|l| l.contains(request_id) && l.contains(" call"))
-            .map(str::to_owned)
-    })
-    .await;
-    found.unwrap_or_else(|| {
-        panic!(
-            "storaged logged no call for {request_id}:\n{}",
-            storaged.stderr()
-        )
-    })
-}
-
-/// The `principal=` field of a storaged log line.
-fn principal(line: &str) -> &str {
-    line.split_once("principal=")
-        .map(|(_, rest)| rest)
-        .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '}').next())
-        .unwrap_or_else(|| panic!("no principal in {line}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,10 @@ use std::time::Duration;
 use photondb_tests::gateway::{Gateway, Protocol};
 use photondb_tests::{Overrides, Storaged, TestCerts, wait_until};
 
+use crate::gateway_policy_reload::strip_ansi;
+
 /// storaged's log line for the call carrying `request_id`, ANSI colours removed.
-async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
+pub(crate) async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
     let found = wait_until(Duration::from_secs(10), || {
         strip_ansi(&storaged.stderr())
             .lines()
@@ -26,24 +28,11 @@ async fn storaged_call_line(storaged: &Storaged, request_id: &str) -> String {
 }
 
 /// The `principal=` field of a storaged log line.
-fn principal(line: &str) -> &str {
+pub(crate) fn principal(line: &str) -> &str {
     line.split_once("principal=")
         .map(|(_, rest)| rest)
         .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '}').next())
         .unwrap_or_else(|| panic!("no principal in {line}"))
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
