@@ -90,7 +90,9 @@ impl SecurityParts {
         let mut sled_replay = None;
         let replay_store: Arc<dyn ReplayStore> = match (sec.replay, &redis) {
             (ReplayStoreKind::Sled { max_entries }, _) => {
-                let store = Arc::new(SledStore::new(tree("replay")?, max_entries));
+                let store = SledStore::new(tree("replay")?, max_entries, clock.unix_secs())
+                    .map_err(|e| vec![format!("state_dir: cannot load the replay store: {e}")])?;
+                let store = Arc::new(store);
                 sled_replay = Some(store.clone());
                 store
             }
@@ -101,7 +103,8 @@ impl SecurityParts {
             }
             (ReplayStoreKind::Redis, None) => return Err(vec!["redis.url is required".into()]),
         };
-        let quota = QuotaStore::new(tree("quota")?);
+        let quota = QuotaStore::new(tree("quota")?)
+            .map_err(|e| vec![format!("state_dir: cannot start the quota store: {e}")])?;
         let limits = Arc::new(match (sec.limits, redis) {
             (LimitStoreKind::Redis { refuse_on_error }, Some(redis)) => {
                 let on_error = if refuse_on_error {
@@ -162,10 +165,46 @@ struct Housekeeping {
     policy_every: Duration,
 }
 
+impl Housekeeping {
+    /// Writes what the replay and quota stores hold only in memory (shutdown).
+    fn persist(&self) {
+        if let Some(Err(err)) = self.replay.as_ref().map(|r| r.persist()) {
+            tracing::error!(error = %err, "could not write the replay store's last ids");
+        }
+        if let Err(err) = self.limits.persist() {
+            tracing::error!(error = %err, "could not write the last quota counts");
+        }
+    }
+}
+
 impl Gateway {
     /// Loads certificates, keys and the policy set, opens the state stores and builds the
     /// pipeline; every failure is a configuration error (exit 64), before any port is bound.
     pub fn build(cfg: GatewayConfig) -> Result<Self, Vec<String>> {
+        let upstream = Upstream::new(&cfg.upstream).map_err(|e| vec![e])?;
+        Self::assemble(cfg, Arc::new(upstream))
+    }
+
+    /// As [`Gateway::build`], forwarding to `upstream` instead of storaged: the pipeline
+    /// benchmark measures the gateway's own work without a network hop.
+    #[cfg(feature = "testing")]
+    pub fn with_upstream(
+        cfg: GatewayConfig,
+        upstream: Arc<dyn crate::upstream::Forward>,
+    ) -> Result<Self, Vec<String>> {
+        Self::assemble(cfg, upstream)
+    }
+
+    /// The pipeline requests go through (benchmarks).
+    #[cfg(feature = "testing")]
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    fn assemble(
+        cfg: GatewayConfig,
+        upstream: Arc<dyn crate::upstream::Forward>,
+    ) -> Result<Self, Vec<String>> {
         probe_listeners(&cfg)?;
         let resolver = match &cfg.tls {
             Some(files) => Some(Arc::new(
@@ -173,7 +212,6 @@ impl Gateway {
             )),
             None => None,
         };
-        let upstream = Upstream::new(&cfg.upstream).map_err(|e| vec![e])?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let security = match &cfg.mode {
             Mode::Dev(dev) => SecurityParts::dev(*dev, clock.clone()),
@@ -197,7 +235,7 @@ impl Gateway {
                     l.max_inflight,
                 ),
             },
-            upstream: Arc::new(upstream),
+            upstream,
             metrics: Metrics::new(),
             clock,
             dev_mode: matches!(cfg.mode, Mode::Dev(_)),
@@ -240,6 +278,9 @@ impl Gateway {
         server.add_service(background_service("photondb-gateway reload", reload));
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
         server.run(RunArgs::default());
+        if let Some(h) = &self.housekeeping {
+            h.persist();
+        }
         // A restarted gateway must still refuse a replay and keep counting quotas: what sled
         // has not written yet (it flushes every 500 ms) goes to disk before the process ends.
         if let Some(state) = &self.state

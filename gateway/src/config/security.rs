@@ -63,7 +63,7 @@ impl Default for RawReplay {
     fn default() -> Self {
         Self {
             store: "sled".into(),
-            max_entries: 10_000_000,
+            max_entries: crate::pipeline::replay::DEFAULT_MAX_ENTRIES,
         }
     }
 }

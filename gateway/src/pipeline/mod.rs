@@ -15,6 +15,7 @@ pub mod rate_limit;
 pub mod replay;
 #[cfg(test)]
 mod tests;
+mod write_behind;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -63,7 +63,7 @@ pub fn canonical_message(
 ) -> Result<String, SigningError> {
     let method = canonical_method(parts.method)?;
     let host = canonical_host(parts.host)?;
-    path::decode_normal(parts.path)?;
+    path::check_normal(parts.path)?;
     let query = query::canonical_query(parts.query)?;
     let lines = [
         SCHEME,

@@ -51,6 +51,12 @@ pub(super) struct BenchArgs {
     /// `get` reads one of 1000 documents; `put` overwrites one (a durable commit each).
     #[arg(long, value_enum, default_value_t = Op::Get)]
     op: Op,
+    /// Requests per second offered per target, spread over the workers (each waits for its
+    /// next slot; a worker that falls behind sends at once). Without it, every worker sends
+    /// its next request as soon as the last one is answered. Comparing two targets' CPU per
+    /// request is fair only at the same rate: at different rates, batching differs.
+    #[arg(long, value_name = "REQ_PER_SEC", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,12 +153,26 @@ where
 {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency as usize)
+    let workers = args.concurrency as usize;
+    // With --rate, worker w's k-th request is due at (k * workers + w) / rate.
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(workers as f64 / rate as f64));
+    let workers: Vec<_> = (0..workers)
         .map(|w| {
             let one = one.clone();
             tokio::spawn(async move {
                 let (mut lat, mut errors, mut i) = (Vec::new(), 0usize, w);
+                let mut due =
+                    interval.map(|every| started + every.mul_f64(w as f64 / workers as f64));
                 while Instant::now() < deadline {
+                    if let (Some(at), Some(every)) = (due.as_mut(), interval) {
+                        tokio::time::sleep_until((*at).into()).await;
+                        *at += every;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
                     let t = Instant::now();
                     if one(i % KEYS).await {
                         lat.push(t.elapsed().as_micros() as u64);
@@ -368,8 +388,11 @@ fn signed_request(
 }
 
 fn print_report(args: &BenchArgs, results: &[Figures]) {
+    let rate = args
+        .rate
+        .map_or("closed loop".to_owned(), |r| format!("rate={r}/s"));
     println!(
-        "op={:?} concurrency={} duration={}s",
+        "op={:?} concurrency={} duration={}s {rate}",
         args.op, args.concurrency, args.duration
     );
     println!(

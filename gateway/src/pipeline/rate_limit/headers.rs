@@ -39,20 +39,24 @@ impl Report {
     }
 
     pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut policy = vec![format!("\"burst\";q={};w={}", self.burst, self.refill_secs)];
-        let mut now = Vec::new();
+        use std::fmt::Write as _;
+        // Written into one buffer each: this runs on every request of a limited principal.
+        let mut policy = String::with_capacity(48);
+        let _ = write!(policy, "\"burst\";q={};w={}", self.burst, self.refill_secs);
+        let mut now = String::new();
         if let Some((left, reset)) = self.burst_left {
-            now.push(format!("\"burst\";r={left};t={reset}"));
+            let _ = write!(now, "\"burst\";r={left};t={reset}");
         }
         if let Some(daily) = &self.daily {
-            policy.push(format!("\"daily\";q={};w=86400", daily.quota));
+            let _ = write!(policy, ", \"daily\";q={};w=86400", daily.quota);
             if let Some(left) = daily.left {
-                now.push(format!("\"daily\";r={left};t={}", daily.reset_secs));
+                let sep = if now.is_empty() { "" } else { ", " };
+                let _ = write!(now, "{sep}\"daily\";r={left};t={}", daily.reset_secs);
             }
         }
-        let mut headers = vec![("ratelimit-policy", policy.join(", "))];
+        let mut headers = vec![("ratelimit-policy", policy)];
         if !now.is_empty() {
-            headers.push(("ratelimit", now.join(", ")));
+            headers.push(("ratelimit", now));
         }
         headers
     }

@@ -185,6 +185,11 @@ impl<C: LimiterClock> PlanLimits<C> {
         self.quota.purge_before(&yesterday.date)
     }
 
+    /// Writes the quota counts held only in memory (shutdown).
+    pub fn persist(&self) -> sled::Result<()> {
+        self.quota.flush()
+    }
+
     async fn admit_principal(
         &self,
         principal: &str,

@@ -1,10 +1,17 @@
 //! Daily quotas per principal, persisted in the gateway's sled database so a restart does not
 //! reset them: key `<principal> \0 <yyyy-mm-dd UTC>` → requests counted that day (big-endian
-//! u64), bumped atomically. Days before yesterday are purged by housekeeping.
+//! u64). The counters live in memory (read from sled the first time a principal is seen on a
+//! day) and are written behind the request path (`write_behind.rs`): a crash may forget the
+//! last ~600 ms of counts, a clean stop none. Days before yesterday are purged by
+//! housekeeping.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use photondb_proto::signing::Timestamp;
+
+use crate::pipeline::write_behind;
 
 /// One UTC day, as a quota sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +36,19 @@ impl Day {
 /// The counters, over a tree of the gateway's sled database.
 #[derive(Clone)]
 pub struct QuotaStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     tree: sled::Tree,
+    counters: Mutex<HashMap<Vec<u8>, Counter>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    count: u64,
+    /// Changed since it was last written.
+    dirty: bool,
 }
 
 impl std::fmt::Debug for QuotaStore {
@@ -39,44 +58,113 @@ impl std::fmt::Debug for QuotaStore {
 }
 
 impl QuotaStore {
-    /// Over `db.open_tree("quota")` of the gateway's database.
-    pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    /// Over `db.open_tree("quota")` of the gateway's database; starts the thread that writes
+    /// counts behind.
+    pub fn new(tree: sled::Tree) -> sled::Result<Self> {
+        let shared = Arc::new(Shared {
+            tree,
+            counters: Mutex::default(),
+        });
+        write_behind::spawn(
+            "quota-store",
+            Arc::downgrade(&shared),
+            Shared::write_changed,
+        )?;
+        Ok(Self { shared })
     }
 
     /// Opens (or creates) a database of its own at `path` (tests, tools).
     pub fn open(path: &Path) -> sled::Result<Self> {
-        Ok(Self::new(sled::open(path)?.open_tree("quota")?))
+        Self::new(sled::open(path)?.open_tree("quota")?)
     }
 
-    /// Writes everything to disk now (shutdown, tests).
+    /// Writes every changed count and flushes the tree (shutdown, tests).
     pub fn flush(&self) -> sled::Result<()> {
-        self.tree.flush().map(drop)
+        self.shared.write_changed()?;
+        self.shared.tree.flush().map(drop)
     }
 
     /// Counts one request of `principal` on `day`; returns the day's count including it.
     pub(crate) fn bump(&self, principal: &str, day: &Day) -> sled::Result<u64> {
         let key = key(principal, &day.date);
-        let new = self
-            .tree
-            .update_and_fetch(key, |old| Some(increment(old)))?;
-        Ok(new.as_deref().map_or(u64::MAX, decode))
+        let mut counters = self.shared.lock();
+        let counter = match counters.get_mut(&key) {
+            Some(counter) => counter,
+            None => {
+                // First request of this principal today in this process: the count so far
+                // is on disk (or zero).
+                let stored = self.shared.tree.get(&key)?;
+                let count = stored.as_deref().map_or(0, decode);
+                counters.entry(key).or_insert(Counter {
+                    count,
+                    dirty: false,
+                })
+            }
+        };
+        counter.count = counter.count.saturating_add(1);
+        counter.dirty = true;
+        Ok(counter.count)
     }
 
-    /// Removes the counters of days before `keep_from` (`yyyy-mm-dd`); returns how many.
+    /// Removes the counters of days before `keep_from` (`yyyy-mm-dd`), in memory and on
+    /// disk; returns how many.
     pub fn purge_before(&self, keep_from: &str) -> usize {
-        let mut removed = 0;
-        for entry in self.tree.iter() {
+        let old = |key: &[u8]| date_of(key).is_none_or(|date| date < keep_from.as_bytes());
+        let mut gone = std::collections::HashSet::new();
+        self.shared.lock().retain(|key, _| {
+            let keep = !old(key);
+            if !keep {
+                gone.insert(key.clone());
+            }
+            keep
+        });
+        for entry in self.shared.tree.iter() {
             let Ok((key, _)) = entry else {
                 tracing::warn!("quota store scan failed; purge stopped");
                 break;
             };
-            let old = date_of(&key).is_none_or(|date| date < keep_from.as_bytes());
-            if old && self.tree.remove(&key).is_ok() {
-                removed += 1;
+            if old(&key) && self.shared.tree.remove(&key).is_ok() {
+                gone.insert(key.to_vec());
             }
         }
-        removed
+        gone.len()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Counter>> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One sled batch of the counts changed since the last write; if it fails they stay
+    /// changed, for the next write.
+    fn write_changed(&self) -> sled::Result<()> {
+        let changed: Vec<(Vec<u8>, u64)> = self
+            .lock()
+            .iter_mut()
+            .filter(|(_, c)| c.dirty)
+            .map(|(key, c)| {
+                c.dirty = false;
+                (key.clone(), c.count)
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, count) in &changed {
+            batch.insert(key.as_slice(), &count.to_be_bytes());
+        }
+        let written = self.tree.apply_batch(batch);
+        if written.is_err() {
+            let mut counters = self.lock();
+            for (key, _) in &changed {
+                if let Some(c) = counters.get_mut(key) {
+                    c.dirty = true;
+                }
+            }
+        }
+        written
     }
 }
 
@@ -97,11 +185,6 @@ fn date_of(key: &[u8]) -> Option<&[u8]> {
 /// An unreadable counter reads as exhausted: a damaged store never grants more.
 fn decode(value: &[u8]) -> u64 {
     value.try_into().map_or(u64::MAX, u64::from_be_bytes)
-}
-
-fn increment(old: Option<&[u8]>) -> Vec<u8> {
-    let count = old.map_or(0, decode);
-    count.saturating_add(1).to_be_bytes().to_vec()
 }
 
 #[cfg(test)]

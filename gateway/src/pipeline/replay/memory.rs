@@ -1,5 +1,7 @@
-//! The in-process replay store (tests, `store = "memory"`): a map of key → expiry, pruned of
-//! expired entries as it grows. A restart forgets every id, so production uses sled or Redis.
+//! The in-process replay store (tests, `store = "memory"`), and the sled store's working set:
+//! a map of key → expiry, pruned of expired entries as it grows, refusing new ids (503)
+//! rather than forgetting live ones past `max_entries`. A restart forgets every id, so
+//! production uses sled (this map, persisted) or Redis.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +13,10 @@ use super::{ReplayStore, StoreDown};
 /// Pruning starts at this many entries and waits until the map has doubled again.
 const FIRST_PRUNE_AT: usize = 1_024;
 
+/// The bound of `[replay] max_entries` unless configured otherwise: about 250 MB of memory at
+/// most, and 60 s of 30,000 signed requests a second.
+pub const DEFAULT_MAX_ENTRIES: u64 = 2_000_000;
+
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -21,20 +27,29 @@ struct Inner {
     /// Key → the last Unix second it is remembered.
     expiry: HashMap<String, i64>,
     prune_at: usize,
+    max_entries: usize,
+    /// Whether the last insert found the map full: logs once per episode, not per request.
+    full: bool,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self {
-            inner: Mutex::new(Inner {
-                expiry: HashMap::new(),
-                prune_at: FIRST_PRUNE_AT,
-            }),
-        }
+        Self::new(DEFAULT_MAX_ENTRIES)
     }
 }
 
 impl MemoryStore {
+    pub fn new(max_entries: u64) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                expiry: HashMap::new(),
+                prune_at: FIRST_PRUNE_AT,
+                max_entries: usize::try_from(max_entries).unwrap_or(usize::MAX),
+                full: false,
+            }),
+        }
+    }
+
     /// Entries held, expired or not.
     pub fn len(&self) -> usize {
         self.lock().expiry.len()
@@ -44,22 +59,57 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    /// Remembers `key` until `expires_unix` if it is new (see [`ReplayStore::insert_new`]).
+    pub fn insert(&self, key: &str, expires_unix: i64, now_unix: i64) -> Result<bool, StoreDown> {
+        self.lock().insert_new(key, expires_unix, now_unix)
+    }
+
+    /// Drops the entries that expired before `now_unix`; returns how many.
+    pub fn purge_expired(&self, now_unix: i64) -> usize {
+        let mut inner = self.lock();
+        let before = inner.expiry.len();
+        inner.expiry.retain(|_, e| *e >= now_unix);
+        before - inner.expiry.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Inner {
-    fn insert_new(&mut self, key: &str, expires_unix: i64, now_unix: i64) -> bool {
-        if self.expiry.get(key).is_some_and(|&e| e >= now_unix) {
-            return false;
+    fn insert_new(
+        &mut self,
+        key: &str,
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<bool, StoreDown> {
+        if let Some(e) = self.expiry.get_mut(key) {
+            if *e >= now_unix {
+                return Ok(false);
+            }
+            *e = expires_unix;
+            return Ok(true);
         }
-        self.expiry.insert(key.to_owned(), expires_unix);
-        if self.expiry.len() >= self.prune_at {
+        if self.expiry.len() >= self.prune_at || self.expiry.len() >= self.max_entries {
             self.expiry.retain(|_, e| *e >= now_unix);
             self.prune_at = (self.expiry.len() * 2).max(FIRST_PRUNE_AT);
         }
-        true
+        let full = self.expiry.len() >= self.max_entries;
+        if full != self.full {
+            self.full = full;
+            let max_entries = self.max_entries;
+            if full {
+                tracing::error!(max_entries, "replay store full: refusing signed requests");
+            } else {
+                tracing::info!(max_entries, "replay store has room again");
+            }
+        }
+        if full {
+            return Err(StoreDown);
+        }
+        self.expiry.insert(key.to_owned(), expires_unix);
+        Ok(true)
     }
 }
 
@@ -71,7 +121,7 @@ impl ReplayStore for MemoryStore {
         expires_unix: i64,
         now_unix: i64,
     ) -> Result<bool, StoreDown> {
-        Ok(self.lock().insert_new(key, expires_unix, now_unix))
+        self.insert(key, expires_unix, now_unix)
     }
 }
 
@@ -92,11 +142,25 @@ mod tests {
     #[tokio::test]
     async fn expired_entries_are_pruned_as_the_map_grows() {
         let store = MemoryStore::default();
-        for i in 0..FIRST_PRUNE_AT - 1 {
+        for i in 0..FIRST_PRUNE_AT {
             assert_eq!(store.insert_new(&format!("old-{i}"), 10, 0).await, Ok(true));
         }
-        assert_eq!(store.len(), FIRST_PRUNE_AT - 1);
+        assert_eq!(store.len(), FIRST_PRUNE_AT);
         assert_eq!(store.insert_new("new", 100, 50).await, Ok(true));
         assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn past_max_entries_new_ids_are_refused_not_old_ones_forgotten() {
+        let store = MemoryStore::new(2);
+        assert_eq!(store.insert_new("a", 10, 0).await, Ok(true));
+        assert_eq!(store.insert_new("b", 100, 0).await, Ok(true));
+        assert_eq!(store.insert_new("c", 100, 0).await, Err(StoreDown));
+        // Seen ids are still answered while full.
+        assert_eq!(store.insert_new("b", 100, 5).await, Ok(false));
+        // Once "a" has expired, its room is reused.
+        assert_eq!(store.insert_new("c", 100, 50).await, Ok(true));
+        assert_eq!(store.insert_new("d", 100, 50).await, Err(StoreDown));
+        assert_eq!(store.len(), 2);
     }
 }

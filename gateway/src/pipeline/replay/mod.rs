@@ -20,9 +20,9 @@ use sha2::{Digest, Sha256};
 use crate::config::DevMode;
 use crate::pipeline::auth::{Authenticated, Proof};
 
-pub use memory::MemoryStore;
+pub use memory::{DEFAULT_MAX_ENTRIES, MemoryStore};
 pub use redis_store::RedisStore;
-pub use sled_store::{DEFAULT_MAX_ENTRIES, SledStore};
+pub use sled_store::SledStore;
 
 /// The window of DESIGN §3.4 unless configured otherwise.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);

@@ -1,172 +1,178 @@
-//! The default replay store: a sled tree of key → expiry (Unix seconds, big-endian i64), so a
-//! restarted gateway still refuses a replay. New keys go in by compare-and-swap from absent;
-//! an expired entry is replaced by compare-and-swap on its old value, so two racing requests
-//! cannot both win. [`SledStore::purge_expired`] (called periodically) keeps the tree small,
-//! and past `max_entries` new ids are refused (503) rather than old ones forgotten.
+//! The default replay store: request ids are checked and remembered in memory (a
+//! [`MemoryStore`], the authority while the process runs), and written behind, in batches,
+//! to a sled tree, from which a restarted gateway loads every id still inside its window —
+//! so a restart does not reopen a replay.
 //!
-//! Durability: sled writes to disk in the background (every 500 ms by default); an id accepted
-//! just before a crash may be lost, and that one request replayable within its window after
-//! the restart. Flushing on every insert (an fsync per request) would cost more than the
-//! signature check it protects.
+//! Each batch is one sled entry: key = the batch's latest expiry (big-endian i64) ++ a
+//! sequence number, value = its records (key length byte, key, expiry as big-endian i64).
+//! Keys sort by expiry, so purging is a scan from the start that stops at the first live
+//! batch, and disk holds at most one window of ids. Batches are written behind the request
+//! path (`write_behind.rs`) and on [`SledStore::persist`] (shutdown); one sled write per batch
+//! rather than per request keeps the store off the request's CPU budget.
+//!
+//! Durability: an id accepted in the last ~600 ms before a crash may be lost, and that one
+//! request replayable within its window after the restart. Flushing on every insert (an
+//! fsync per request) would cost more than the signature check it protects.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::memory::MemoryStore;
 use super::{ReplayStore, StoreDown};
-
-/// The bound of `[replay] max_entries` unless configured otherwise.
-pub const DEFAULT_MAX_ENTRIES: u64 = 10_000_000;
-
-/// How many times an expired entry's replacement is retried against concurrent writers.
-const CAS_ATTEMPTS: usize = 4;
+use crate::pipeline::write_behind;
 
 pub struct SledStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     tree: sled::Tree,
-    max_entries: u64,
-    /// Entries in the tree, kept here because `Tree::len` scans the whole tree.
-    entries: AtomicU64,
-    /// Whether the last insert found the store full: logs once per episode, not per request.
-    full: AtomicBool,
+    memory: MemoryStore,
+    /// Ids accepted since the last batch, encoded as records.
+    pending: Mutex<Pending>,
+    next_seq: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: Vec<u8>,
+    latest_expiry: i64,
 }
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SledStore")
-            .field("max_entries", &self.max_entries)
-            .field("entries", &self.entries.load(Ordering::Relaxed))
+            .field("entries", &self.shared.memory.len())
             .finish_non_exhaustive()
     }
 }
 
-/// How one compare-and-swap went.
-enum Attempt {
-    Inserted,
-    Seen,
-    /// Someone changed the entry between our read and our swap.
-    Raced,
-}
-
 impl SledStore {
-    /// Over a tree of the gateway's sled database (`db.open_tree("replay")`); counts its
-    /// entries once, at startup.
-    pub fn new(tree: sled::Tree, max_entries: u64) -> Self {
-        let entries = AtomicU64::new(tree.len() as u64);
-        Self {
-            tree,
-            max_entries,
-            entries,
-            full: AtomicBool::new(false),
+    /// Over a tree of the gateway's sled database (`db.open_tree("replay")`): loads the ids
+    /// still remembered at `now_unix`, and starts the thread that writes new ones behind.
+    pub fn new(tree: sled::Tree, max_entries: u64, now_unix: i64) -> sled::Result<Self> {
+        let memory = MemoryStore::new(max_entries);
+        let mut next_seq = 0;
+        for batch in tree.iter() {
+            let (key, value) = batch?;
+            let Some((_, seq)) = decode_batch_key(&key) else {
+                continue;
+            };
+            next_seq = next_seq.max(seq + 1);
+            for (id, expiry) in Records(&value) {
+                if let Ok(id) = std::str::from_utf8(id) {
+                    // Full or not, every loaded id stays remembered: refusing is the
+                    // store's answer for new ids only.
+                    let _ = memory.insert(id, expiry, now_unix);
+                }
+            }
         }
+        let shared = Arc::new(Shared {
+            tree,
+            memory,
+            pending: Mutex::default(),
+            next_seq: AtomicU64::new(next_seq),
+        });
+        write_behind::spawn("replay-store", Arc::downgrade(&shared), Shared::write_batch)?;
+        Ok(Self { shared })
     }
 
     /// Opens (or creates) a database of its own at `path` (tests, tools).
-    pub fn open(path: &Path, max_entries: u64) -> sled::Result<Self> {
+    pub fn open(path: &Path, max_entries: u64, now_unix: i64) -> sled::Result<Self> {
         let tree = sled::open(path)?.open_tree("replay")?;
-        Ok(Self::new(tree, max_entries))
+        Self::new(tree, max_entries, now_unix)
     }
 
-    /// Entries held, expired or not.
-    pub fn len(&self) -> u64 {
-        self.entries.load(Ordering::Relaxed)
+    /// Entries held in memory, expired or not.
+    pub fn len(&self) -> usize {
+        self.shared.memory.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Writes everything to disk now (shutdown, tests).
-    pub fn flush(&self) -> sled::Result<()> {
-        self.tree.flush().map(drop)
+    /// Writes the pending ids as a batch and flushes the tree (shutdown, tests).
+    pub fn persist(&self) -> sled::Result<()> {
+        self.shared.write_batch()?;
+        self.shared.tree.flush().map(drop)
     }
 
-    /// Removes the entries that expired before `now_unix`; returns how many. A full scan:
-    /// run it from a periodic task (off the async workers, e.g. `spawn_blocking`).
+    /// Drops what expired before `now_unix`, in memory and on disk; returns how many ids were
+    /// dropped from memory. Run it from a periodic task, off the async workers.
     pub fn purge_expired(&self, now_unix: i64) -> usize {
-        let mut removed = 0;
-        for entry in self.tree.iter() {
-            let Ok((key, value)) = entry else {
+        for batch in self.shared.tree.iter() {
+            let Ok((key, _)) = batch else {
                 tracing::warn!("replay store scan failed; purge stopped");
                 break;
             };
-            if decode(&value).is_some_and(|e| e >= now_unix) {
-                continue;
-            }
-            if let Ok(Ok(())) = self
-                .tree
-                .compare_and_swap(&key, Some(&value), None::<&[u8]>)
-            {
-                self.entries.fetch_sub(1, Ordering::Relaxed);
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    fn insert(&self, key: &str, expires_unix: i64, now_unix: i64) -> Result<bool, StoreDown> {
-        if !self.has_room() {
-            return Err(StoreDown);
-        }
-        for _ in 0..CAS_ATTEMPTS {
-            match self.attempt(key.as_bytes(), expires_unix, now_unix)? {
-                Attempt::Inserted => return Ok(true),
-                Attempt::Seen => return Ok(false),
-                Attempt::Raced => {}
+            match decode_batch_key(&key) {
+                Some((latest, _)) if latest >= now_unix => break,
+                _ => {
+                    if let Err(e) = self.shared.tree.remove(&key) {
+                        tracing::warn!(error = %e, "replay store purge failed");
+                        break;
+                    }
+                }
             }
         }
-        // Still contended: another request is writing this very id right now.
-        Ok(false)
-    }
-
-    /// Below `max_entries`; a change either way is logged once.
-    fn has_room(&self) -> bool {
-        let full = self.len() >= self.max_entries;
-        if self.full.swap(full, Ordering::Relaxed) != full {
-            let max_entries = self.max_entries;
-            if full {
-                tracing::error!(max_entries, "replay store full: refusing signed requests");
-            } else {
-                tracing::info!(max_entries, "replay store has room again");
-            }
-        }
-        !full
-    }
-
-    fn attempt(&self, key: &[u8], expires_unix: i64, now_unix: i64) -> Result<Attempt, StoreDown> {
-        let new = expires_unix.to_be_bytes().to_vec();
-        let swapped = self
-            .tree
-            .compare_and_swap(key, None::<&[u8]>, Some(new.clone()));
-        let current = match swapped.map_err(down)? {
-            Ok(()) => {
-                self.entries.fetch_add(1, Ordering::Relaxed);
-                return Ok(Attempt::Inserted);
-            }
-            Err(e) => e.current,
-        };
-        let Some(current) = current else {
-            return Ok(Attempt::Raced);
-        };
-        // Unreadable values count as seen: never forget an id we cannot read.
-        if decode(&current).is_none_or(|e| e >= now_unix) {
-            return Ok(Attempt::Seen);
-        }
-        let replaced = self.tree.compare_and_swap(key, Some(&current), Some(new));
-        match replaced.map_err(down)? {
-            Ok(()) => Ok(Attempt::Inserted),
-            Err(_) => Ok(Attempt::Raced),
-        }
+        self.shared.memory.purge_expired(now_unix)
     }
 }
 
-fn decode(value: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(value.try_into().ok()?))
+impl Shared {
+    fn remember(&self, key: &str, expires_unix: i64) {
+        let Ok(len) = u8::try_from(key.len()) else {
+            // Store keys are 64 hex digits; anything else is a caller's bug, not an id to
+            // persist in a format that cannot hold it.
+            return;
+        };
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        p.records.push(len);
+        p.records.extend_from_slice(key.as_bytes());
+        p.records.extend_from_slice(&expires_unix.to_be_bytes());
+        p.latest_expiry = p.latest_expiry.max(expires_unix);
+    }
+
+    fn write_batch(&self) -> sled::Result<()> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&batch.latest_expiry.to_be_bytes());
+        key[8..].copy_from_slice(&seq.to_be_bytes());
+        self.tree.insert(key, batch.records).map(drop)
+    }
 }
 
-fn down(e: sled::Error) -> StoreDown {
-    tracing::error!(error = %e, "replay store write failed");
-    StoreDown
+fn decode_batch_key(key: &[u8]) -> Option<(i64, u64)> {
+    let key: &[u8; 16] = key.try_into().ok()?;
+    let (latest, seq) = key.split_at(8);
+    Some((
+        i64::from_be_bytes(latest.try_into().ok()?),
+        u64::from_be_bytes(seq.try_into().ok()?),
+    ))
+}
+
+/// The records of one batch value; stops at the first that does not fit.
+struct Records<'a>(&'a [u8]);
+
+impl<'a> Iterator for Records<'a> {
+    type Item = (&'a [u8], i64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&len, rest) = self.0.split_first()?;
+        let len = usize::from(len);
+        let id = rest.get(..len)?;
+        let expiry = i64::from_be_bytes(rest.get(len..len + 8)?.try_into().ok()?);
+        self.0 = &rest[len + 8..];
+        Some((id, expiry))
+    }
 }
 
 #[async_trait]
@@ -177,30 +183,81 @@ impl ReplayStore for SledStore {
         expires_unix: i64,
         now_unix: i64,
     ) -> Result<bool, StoreDown> {
-        self.insert(key, expires_unix, now_unix)
+        let new = self.shared.memory.insert(key, expires_unix, now_unix)?;
+        if new {
+            self.shared.remember(key, expires_unix);
+        }
+        Ok(new)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::DEFAULT_MAX_ENTRIES;
     use super::*;
+
+    fn open(dir: &Path, now: i64) -> SledStore {
+        SledStore::open(dir, DEFAULT_MAX_ENTRIES, now).expect("open")
+    }
 
     #[tokio::test]
     async fn a_reopened_store_still_knows_the_id() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), DEFAULT_MAX_ENTRIES).expect("open");
+        let store = open(dir.path(), 100);
         assert_eq!(store.insert_new("k", 200, 100).await, Ok(true));
-        store.flush().expect("flush");
+        store.persist().expect("persist");
         drop(store);
-        let store = SledStore::open(dir.path(), DEFAULT_MAX_ENTRIES).expect("reopen");
+        let store = open(dir.path(), 150);
         assert_eq!(store.len(), 1);
         assert_eq!(store.insert_new("k", 200, 150).await, Ok(false));
+        assert_eq!(store.insert_new("k2", 200, 150).await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn ids_reach_disk_by_themselves_within_the_persist_interval() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let store = SledStore::new(db.open_tree("replay").expect("tree"), 10, 100).expect("new");
+        assert_eq!(store.insert_new("k", 200, 100).await, Ok(true));
+        tokio::time::sleep(write_behind::EVERY * 3).await;
+        let written: Vec<_> = db
+            .open_tree("replay")
+            .expect("tree")
+            .iter()
+            .map(|b| b.expect("batch").1.to_vec())
+            .collect();
+        let ids: Vec<_> = written
+            .iter()
+            .flat_map(|v| {
+                Records(v)
+                    .map(|(id, e)| (id.to_vec(), e))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids, vec![(b"k".to_vec(), 200)]);
+    }
+
+    #[tokio::test]
+    async fn expired_ids_are_not_loaded_and_their_batches_are_purged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path(), 0);
+        assert_eq!(store.insert_new("old", 10, 0).await, Ok(true));
+        store.persist().expect("persist");
+        assert_eq!(store.insert_new("live", 100, 0).await, Ok(true));
+        store.persist().expect("persist");
+        assert_eq!(store.purge_expired(50), 1);
+        assert_eq!(store.shared.tree.len(), 1);
+        drop(store);
+        let store = open(dir.path(), 50);
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.insert_new("old", 110, 50).await, Ok(true));
+        assert_eq!(store.insert_new("live", 110, 50).await, Ok(false));
     }
 
     #[tokio::test]
     async fn an_expired_entry_is_replaced_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), DEFAULT_MAX_ENTRIES).expect("open");
+        let store = open(dir.path(), 5);
         assert_eq!(store.insert_new("k", 10, 5).await, Ok(true));
         assert_eq!(store.insert_new("k", 10, 10).await, Ok(false));
         assert_eq!(store.insert_new("k", 80, 11).await, Ok(true));
@@ -211,26 +268,13 @@ mod tests {
     #[tokio::test]
     async fn past_max_entries_new_ids_are_refused_not_old_ones_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), 2).expect("open");
+        let store = SledStore::open(dir.path(), 2, 0).expect("open");
         assert_eq!(store.insert_new("a", 10, 0).await, Ok(true));
         assert_eq!(store.insert_new("b", 100, 0).await, Ok(true));
         assert_eq!(store.insert_new("c", 100, 0).await, Err(StoreDown));
-        assert_eq!(store.insert_new("a", 10, 5).await, Err(StoreDown));
         assert_eq!(store.purge_expired(50), 1);
-        assert_eq!(store.len(), 1);
         assert_eq!(store.insert_new("c", 100, 50).await, Ok(true));
-        assert_eq!(store.insert_new("b", 100, 50).await, Err(StoreDown));
-    }
-
-    #[tokio::test]
-    async fn purge_keeps_what_is_still_remembered() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(dir.path(), DEFAULT_MAX_ENTRIES).expect("open");
-        for (key, expiry) in [("a", 9), ("b", 10), ("c", 11)] {
-            assert_eq!(store.insert_new(key, expiry, 0).await, Ok(true));
-        }
-        assert_eq!(store.purge_expired(10), 1);
-        assert_eq!(store.insert_new("b", 10, 10).await, Ok(false));
-        assert_eq!(store.insert_new("a", 20, 10).await, Ok(true));
+        assert_eq!(store.insert_new("b", 100, 50).await, Ok(false));
+        assert_eq!(store.insert_new("d", 100, 50).await, Err(StoreDown));
     }
 }
