@@ -409,6 +409,96 @@ mod tests {
         assert!(f.run(&eddsa(&many, "k1", 11)).is_ok());
     }
 
+    /// A P-256 key pair: its JWK and the signing key.
+    fn p256(kid: &str) -> (serde_json::Value, EncodingKey) {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("p256");
+        // The uncompressed point: 0x04 || x || y.
+        let point = pair.public_key_raw();
+        let (x, y) = point[1..].split_at(32);
+        let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)});
+        (jwk, EncodingKey::from_ec_der(&pair.serialize_der()))
+    }
+
+    /// A 2048-bit RSA key pair made by the `openssl` command (ring cannot generate RSA keys):
+    /// its JWK and the signing key.
+    fn rsa(kid: &str, dir: &tempfile::TempDir) -> (serde_json::Value, EncodingKey) {
+        let path = dir.path().join(format!("{kid}.pem"));
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl (scripts/install-deps installs it)");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+            String::from_utf8(out.stdout).expect("utf-8")
+        };
+        let path_str = path.to_str().expect("path");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            path_str,
+        ]);
+        let modulus = openssl(&["rsa", "-in", path_str, "-noout", "-modulus"]);
+        let hex = modulus.trim().strip_prefix("Modulus=").expect("modulus");
+        let n: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let jwk = json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(n), "e": "AQAB"});
+        let pem = std::fs::read(&path).expect("key");
+        (jwk, EncodingKey::from_rsa_pem(&pem).expect("rsa key"))
+    }
+
+    fn signed(alg: Algorithm, kid: &str, key: &EncodingKey, claims: &serde_json::Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, key).expect("encode")
+    }
+
+    #[test]
+    fn es256_and_rs256_tokens_are_their_subjects_and_their_tampering_is_refused() {
+        let f = fixture();
+        let (ec_jwk, ec_key) = p256("ec1");
+        let (rsa_jwk, rsa_key) = rsa("rsa1", &f.dir);
+        write_jwks(&f.dir, &[okp("k1", 11), ec_jwk, rsa_jwk]);
+        for (alg, kid, key) in [
+            (Algorithm::ES256, "ec1", &ec_key),
+            (Algorithm::RS256, "rsa1", &rsa_key),
+        ] {
+            let token = signed(alg, kid, key, &claims());
+            let auth = f.run(&token).unwrap_or_else(|e| panic!("{alg:?}: {e:?}"));
+            assert_eq!(auth.principal().as_str(), "jwt:https://idp.example#alice");
+            // Another subject under the same signature.
+            let (head, rest) = token.split_once('.').expect("header");
+            let (_, sig) = rest.split_once('.').expect("signature");
+            let mut other = claims();
+            other["sub"] = json!("mallory");
+            let forged = format!("{head}.{}.{sig}", b64(&other));
+            assert_eq!(f.refusal(&forged), Some(INVALID), "{alg:?} forged claims");
+            let mut expired = claims();
+            expired["exp"] = json!(NOW - 60);
+            assert_eq!(
+                f.refusal(&signed(alg, kid, key, &expired)),
+                Some(AuthFailure::TOKEN_EXPIRED),
+                "{alg:?} expired"
+            );
+        }
+        // Each key only for its own algorithm: the RSA key named by an ES256 header, the EC
+        // key by an RS256 one.
+        let crossed = [
+            signed(Algorithm::ES256, "rsa1", &ec_key, &claims()),
+            signed(Algorithm::RS256, "ec1", &rsa_key, &claims()),
+        ];
+        for token in crossed {
+            assert_eq!(f.refusal(&token), Some(INVALID));
+        }
+    }
+
     #[test]
     fn alg_none_is_refused() {
         let f = fixture();
