@@ -34,6 +34,7 @@ use crate::pipeline::replay::{MemoryStore, RedisStore, Replay, ReplayStore, Sled
 use crate::pipeline::{Pipeline, Slots};
 use crate::policy::model::PolicySet;
 use crate::policy::store::{PolicyStore, ReloadOutcome};
+use crate::policy::watch::PolicyWatch;
 use crate::redis_conn::SharedRedis;
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
@@ -388,21 +389,31 @@ impl BackgroundService for Reloader {
         let mut rejected = None;
         // SIGHUP reloads at once (and must not kill the process, its default action).
         let mut hangup = signal(SignalKind::hangup()).ok();
+        let mut watch = self.policy_watch();
         loop {
-            let forced = tokio::select! {
+            let (forced, edited) = tokio::select! {
                 _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(tick) => false,
-                Some(()) = recv(&mut hangup) => true,
+                _ = tokio::time::sleep(tick) => (false, false),
+                Some(()) = recv(&mut hangup) => (true, false),
+                edited = changed(&mut watch) => {
+                    if edited.is_none() {
+                        tracing::warn!("the policy directory's file watch failed; edits apply at the periodic check or on SIGHUP");
+                        watch = None;
+                    }
+                    (false, edited.is_some())
+                }
             };
             self.pipeline.gate.degraded.reload();
-            for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
-                *since += tick;
+            if !edited {
+                for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
+                    *since += tick;
+                }
             }
             if forced || since_tls >= self.every {
                 since_tls = Duration::ZERO;
                 self.reload_tls();
             }
-            if forced || policy_every.is_some_and(|every| since_policy >= every) {
+            if forced || edited || policy_every.is_some_and(|every| since_policy >= every) {
                 since_policy = Duration::ZERO;
                 self.reload_policy(&mut rejected).await;
             }
@@ -415,6 +426,19 @@ impl BackgroundService for Reloader {
 }
 
 impl Reloader {
+    /// The policy directory's watch; `None` in dev mode or when inotify is unavailable.
+    fn policy_watch(&self) -> Option<PolicyWatch> {
+        self.housekeeping.as_ref()?;
+        let dir = self.pipeline.policy.dir();
+        match PolicyWatch::new(dir) {
+            Ok(watch) => Some(watch),
+            Err(err) => {
+                tracing::warn!(dir = %dir.display(), error = %err, "cannot watch the policy directory; edits apply at the periodic check or on SIGHUP");
+                None
+            }
+        }
+    }
+
     fn reload_tls(&self) {
         if let Some(r) = &self.resolver {
             r.reload();
@@ -472,6 +496,14 @@ impl Reloader {
             tracing::debug!(purged, trimmed, "security housekeeping");
         })
         .await;
+    }
+}
+
+/// The next settled edit of the policy directory, or never without a watch.
+async fn changed(watch: &mut Option<PolicyWatch>) -> Option<()> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -15,3 +15,6 @@ pub mod model;
 pub mod pattern;
 /// The current set, swapped atomically on a good reload and kept on a bad one.
 pub mod store;
+/// Wakes the reloader when a file of the directory changes (inotify).
+#[cfg(feature = "server")]
+pub mod watch;

@@ -285,3 +285,108 @@ async fn policy_edits_apply_without_restart_and_a_broken_edit_keeps_the_last_goo
     // The harness's partner is untouched by all of this.
     admin.get(SHOP_DOC).await.unwrap().expect(200, None);
 }
+
+/// How long an edit may take with the periodic check an hour away: only the file watch (200 ms
+/// of quiet, then the reload) can apply it this soon.
+const WATCHED: Duration = Duration::from_secs(5);
+
+/// The file watch: with the periodic check an hour away and no SIGHUP, an editor's save (a
+/// rename into the directory) applies within seconds, and so does a Kubernetes ConfigMap update
+/// (every file a symlink through `..data`, which is swapped atomically to a new directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_watch_applies_edits_and_configmap_swaps_within_seconds() {
+    let certs = TestCerts::new().unwrap();
+    let storaged = Storaged::start(&certs, Overrides::default()).unwrap();
+    let gw = Gateway::start(&certs, storaged.addr(), |c| {
+        c.policy.reload_interval_ms = 3_600_000;
+    })
+    .unwrap();
+    let admin = gw.client(Protocol::Http2).await.unwrap();
+    admin
+        .put("/v1/dbs/shop", "")
+        .await
+        .unwrap()
+        .expect(201, None);
+    admin
+        .put("/v1/dbs/shop/tables/t", "")
+        .await
+        .unwrap()
+        .expect(201, None);
+    admin.put(SHOP_DOC, BODY).await.unwrap().expect(200, None);
+
+    let dir = gw.policy_dir();
+    let bob = SecretKey::generate();
+    let bob_public = format!("\"{}\"", bob.public_key().to_base64());
+    let r = send_as(&gw, "bob", &bob, "GET", SHOP_DOC, b"").await;
+    r.expect(401, Some("unknown_partner"));
+
+    // (a) An editor's save: bob and his binding appear.
+    let bindings = format!(
+        "{}{}",
+        read_policy(&dir, "bindings.toml"),
+        binding_entry("partner:bob", "reader", &["db:shop"])
+    );
+    write_policy(&dir, "bindings.toml", &bindings);
+    append_policy(
+        &dir,
+        "partners.toml",
+        &partner_entry("bob", &bob_public, false),
+    );
+    let r = poll_reply(
+        "bob served after an edit, by the file watch",
+        WATCHED,
+        || send_as(&gw, "bob", &bob, "GET", SHOP_DOC, b""),
+        |r| r.status == 200,
+    )
+    .await;
+    r.expect(200, None);
+
+    // (b) The directory as a ConfigMap mounts it: each file a symlink to `..data/<file>`,
+    // `..data` a symlink to a hidden versioned directory.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    let v1 = dir.join("..v1");
+    std::fs::create_dir(&v1).unwrap();
+    for name in &names {
+        std::fs::copy(dir.join(name), v1.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    for name in &names {
+        let scratch = dir.join(format!(".{name}.link"));
+        std::os::unix::fs::symlink(format!("..data/{name}"), &scratch).unwrap();
+        std::fs::rename(&scratch, dir.join(name)).unwrap();
+    }
+    // The same set: bob is still served.
+    send_as(&gw, "bob", &bob, "GET", SHOP_DOC, b"")
+        .await
+        .expect(200, None);
+
+    // (c) The ConfigMap changes: a new version where bob's key is revoked, swapped in by
+    // renaming a fresh `..data` symlink over the old one, as the kubelet does.
+    let v2 = dir.join("..v2");
+    std::fs::create_dir(&v2).unwrap();
+    for name in &names {
+        std::fs::copy(v1.join(name), v2.join(name)).unwrap();
+    }
+    let partners = std::fs::read_to_string(v2.join("partners.toml")).unwrap();
+    let revoked = partners.replace(
+        &partner_entry("bob", &bob_public, false),
+        &partner_entry("bob", &bob_public, true),
+    );
+    assert_ne!(partners, revoked, "bob's entry is in the copy");
+    std::fs::write(v2.join("partners.toml"), revoked).unwrap();
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let r = poll_reply(
+        "bob refused after the ConfigMap swap, by the file watch",
+        WATCHED,
+        || send_as(&gw, "bob", &bob, "GET", SHOP_DOC, b""),
+        |r| r.status == 401,
+    )
+    .await;
+    r.expect(401, Some("key_revoked"));
+    admin.get(SHOP_DOC).await.unwrap().expect(200, None);
+}
