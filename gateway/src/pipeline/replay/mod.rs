@@ -6,7 +6,7 @@
 //! A signed request's time must lie within the window of the gateway's; its
 //! `(partner, request id or nonce)` must be new, and is remembered until signed time + window
 //! (+1 s), past which the window check refuses it anyway. The key a store sees is the
-//! lowercase hex SHA-256 of `partner \0 replay_key`: fixed-size whatever a nonce's length.
+//! SHA-256 of `partner \0 replay_key` ([`StoreKey`]): fixed-size whatever a nonce's length.
 
 mod memory;
 mod redis_store;
@@ -76,7 +76,7 @@ pub trait ReplayStore: Send + Sync {
     /// unavailable. An entry whose expiry is before `now_unix` counts as absent.
     async fn insert_new(
         &self,
-        key: &str,
+        key: &StoreKey,
         expires_unix: i64,
         now_unix: i64,
     ) -> Result<bool, StoreDown>;
@@ -114,7 +114,7 @@ impl Replay {
             return Ok(());
         };
         self.check_window(*signed_at, *expires, now_unix)?;
-        let key = store_key(partner, replay_key);
+        let key = StoreKey::of(partner, replay_key);
         let until = signed_at.saturating_add(self.window_secs() + SLACK_SECS);
         match self.store.insert_new(&key, until, now_unix).await {
             Ok(true) => Ok(()),
@@ -154,24 +154,45 @@ impl ReplayGuard for Replay {
     }
 }
 
-/// The store key of `(partner, replay_key)`: lowercase hex SHA-256 of `partner \0 replay_key`
-/// (partner ids cannot contain NUL, so no two pairs share a key).
-pub fn store_key(partner: &str, replay_key: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(partner.as_bytes());
-    h.update([0u8]);
-    h.update(replay_key.as_bytes());
-    hex(&h.finalize())
+/// The store key of `(partner, replay_key)`: SHA-256 of `partner \0 replay_key` (partner ids
+/// cannot contain NUL, so no two pairs share a key). Held inline (no allocation per remembered
+/// id); Redis sees it as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoreKey([u8; 32]);
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoreKey({})", self.hex())
+    }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+impl StoreKey {
+    pub fn of(partner: &str, replay_key: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(partner.as_bytes());
+        h.update([0u8]);
+        h.update(replay_key.as_bytes());
+        Self(h.finalize().into())
     }
-    out
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lowercase hex (64 digits).
+    pub fn hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(char::from(DIGITS[usize::from(b >> 4)]));
+            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+        out
+    }
 }
 
 /// Dev mode only: remembers nothing, refuses signed requests it cannot check.
@@ -222,7 +243,7 @@ mod tests {
 
     #[async_trait]
     impl ReplayStore for Down {
-        async fn insert_new(&self, _: &str, _: i64, _: i64) -> Result<bool, StoreDown> {
+        async fn insert_new(&self, _: &StoreKey, _: i64, _: i64) -> Result<bool, StoreDown> {
             Err(StoreDown)
         }
     }
@@ -317,22 +338,22 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let g = Replay::new(DEFAULT_WINDOW, store.clone());
         assert_eq!(g.check_proof(&signed("id", NOW, None), NOW).await, Ok(()));
-        let key = store_key("acme", "id");
+        let key = StoreKey::of("acme", "id");
         assert_eq!(store.insert_new(&key, 0, NOW + 61).await, Ok(false));
         assert_eq!(store.insert_new(&key, 0, NOW + 62).await, Ok(true));
     }
 
     #[test]
     fn store_keys_are_fixed_size_hex_and_separate_the_fields() {
-        let key = store_key("acme", "id");
+        let key = StoreKey::of("acme", "id").hex();
         assert_eq!(key.len(), 64);
         assert!(
             key.bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
-        assert_ne!(store_key("ac", "meid"), store_key("acme", "id"));
+        assert_ne!(StoreKey::of("ac", "meid"), StoreKey::of("acme", "id"));
         assert_eq!(
-            store_key("", ""),
+            StoreKey::of("", "").hex(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
     }

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::{ReplayStore, StoreDown};
+use super::{ReplayStore, StoreDown, StoreKey};
 use crate::redis_conn::SharedRedis;
 
 #[derive(Debug, Clone)]
@@ -24,13 +24,13 @@ impl RedisStore {
 impl ReplayStore for RedisStore {
     async fn insert_new(
         &self,
-        key: &str,
+        key: &StoreKey,
         expires_unix: i64,
         now_unix: i64,
     ) -> Result<bool, StoreDown> {
         let ttl_secs = expires_unix.saturating_sub(now_unix).max(1);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(format!("replay:{key}"))
+        cmd.arg(format!("replay:{}", key.hex()))
             .arg(1)
             .arg("NX")
             .arg("EX")
@@ -49,6 +49,10 @@ mod tests {
     use crate::redis_conn::test_server::RedisServer;
 
     const NOW: i64 = 1_767_225_600;
+
+    fn k(id: &str) -> StoreKey {
+        StoreKey::of("test", id)
+    }
     const HOUR_LATER: i64 = NOW + 3_600;
 
     fn store(url: &str) -> RedisStore {
@@ -61,10 +65,13 @@ mod tests {
             return;
         };
         let (first, second) = (store(&server.url), store(&server.url));
-        assert_eq!(first.insert_new("k", HOUR_LATER, NOW).await, Ok(true));
-        assert_eq!(first.insert_new("k", HOUR_LATER, NOW).await, Ok(false));
-        assert_eq!(second.insert_new("k", HOUR_LATER, NOW).await, Ok(false));
-        assert_eq!(second.insert_new("other", HOUR_LATER, NOW).await, Ok(true));
+        assert_eq!(first.insert_new(&k("k"), HOUR_LATER, NOW).await, Ok(true));
+        assert_eq!(first.insert_new(&k("k"), HOUR_LATER, NOW).await, Ok(false));
+        assert_eq!(second.insert_new(&k("k"), HOUR_LATER, NOW).await, Ok(false));
+        assert_eq!(
+            second.insert_new(&k("other"), HOUR_LATER, NOW).await,
+            Ok(true)
+        );
     }
 
     #[tokio::test]
@@ -77,6 +84,9 @@ mod tests {
         let url = format!("redis://127.0.0.1:{port}/");
         let redis = SharedRedis::new(&url, Duration::from_millis(200)).expect("url");
         let store = RedisStore::new(redis);
-        assert_eq!(store.insert_new("k", HOUR_LATER, NOW).await, Err(StoreDown));
+        assert_eq!(
+            store.insert_new(&k("k"), HOUR_LATER, NOW).await,
+            Err(StoreDown)
+        );
     }
 }

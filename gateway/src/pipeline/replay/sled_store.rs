@@ -4,7 +4,8 @@
 //! so a restart does not reopen a replay.
 //!
 //! Each batch is one sled entry: key = the batch's latest expiry (big-endian i64) ++ a
-//! sequence number, value = its records (key length byte, key, expiry as big-endian i64).
+//! sequence number, value = its records (the 32-byte [`StoreKey`], then the expiry as
+//! big-endian i64).
 //! Keys sort by expiry, so purging is a scan from the start that stops at the first live
 //! batch, and disk holds at most one window of ids. Batches are written behind the request
 //! path (`write_behind.rs`) and on [`SledStore::persist`] (shutdown); one sled write per batch
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::memory::MemoryStore;
-use super::{ReplayStore, StoreDown};
+use super::{ReplayStore, StoreDown, StoreKey};
 use crate::pipeline::write_behind;
 
 pub struct SledStore {
@@ -62,12 +63,10 @@ impl SledStore {
                 continue;
             };
             next_seq = next_seq.max(seq + 1);
-            for (id, expiry) in Records(&value) {
-                if let Ok(id) = std::str::from_utf8(id) {
-                    // Full or not, every loaded id stays remembered: refusing is the
-                    // store's answer for new ids only.
-                    let _ = memory.insert(id, expiry, now_unix);
-                }
+            for (key, expiry) in records(&value) {
+                // Refusing is the store's answer for new ids only: a full store still
+                // remembers every id it loads.
+                let _ = memory.insert(&key, expiry, now_unix);
             }
         }
         let shared = Arc::new(Shared {
@@ -124,14 +123,8 @@ impl SledStore {
 }
 
 impl Shared {
-    fn remember(&self, key: &str, expires_unix: i64) {
-        let Ok(len) = u8::try_from(key.len()) else {
-            // Store keys are 64 hex digits; anything else is a caller's bug, not an id to
-            // persist in a format that cannot hold it.
-            return;
-        };
+    fn remember(&self, key: &StoreKey, expires_unix: i64) {
         let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        p.records.push(len);
         p.records.extend_from_slice(key.as_bytes());
         p.records.extend_from_slice(&expires_unix.to_be_bytes());
         p.latest_expiry = p.latest_expiry.max(expires_unix);
@@ -159,27 +152,24 @@ fn decode_batch_key(key: &[u8]) -> Option<(i64, u64)> {
     ))
 }
 
-/// The records of one batch value; stops at the first that does not fit.
-struct Records<'a>(&'a [u8]);
+/// One record of a batch value: the key, then its expiry.
+const RECORD_BYTES: usize = 32 + 8;
 
-impl<'a> Iterator for Records<'a> {
-    type Item = (&'a [u8], i64);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (&len, rest) = self.0.split_first()?;
-        let len = usize::from(len);
-        let id = rest.get(..len)?;
-        let expiry = i64::from_be_bytes(rest.get(len..len + 8)?.try_into().ok()?);
-        self.0 = &rest[len + 8..];
-        Some((id, expiry))
-    }
+/// The records of one batch value (a trailing partial record is ignored).
+fn records(value: &[u8]) -> impl Iterator<Item = (StoreKey, i64)> + '_ {
+    value.chunks_exact(RECORD_BYTES).map(|r| {
+        let (key, expiry) = r.split_at(32);
+        let key: [u8; 32] = key.try_into().unwrap_or([0; 32]);
+        let expiry: [u8; 8] = expiry.try_into().unwrap_or([0; 8]);
+        (StoreKey::from_bytes(key), i64::from_be_bytes(expiry))
+    })
 }
 
 #[async_trait]
 impl ReplayStore for SledStore {
     async fn insert_new(
         &self,
-        key: &str,
+        key: &StoreKey,
         expires_unix: i64,
         now_unix: i64,
     ) -> Result<bool, StoreDown> {
@@ -196,6 +186,10 @@ mod tests {
     use super::super::DEFAULT_MAX_ENTRIES;
     use super::*;
 
+    fn k(id: &str) -> StoreKey {
+        StoreKey::of("test", id)
+    }
+
     fn open(dir: &Path, now: i64) -> SledStore {
         SledStore::open(dir, DEFAULT_MAX_ENTRIES, now).expect("open")
     }
@@ -204,13 +198,13 @@ mod tests {
     async fn a_reopened_store_still_knows_the_id() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), 100);
-        assert_eq!(store.insert_new("k", 200, 100).await, Ok(true));
+        assert_eq!(store.insert_new(&k("k"), 200, 100).await, Ok(true));
         store.persist().expect("persist");
         drop(store);
         let store = open(dir.path(), 150);
         assert_eq!(store.len(), 1);
-        assert_eq!(store.insert_new("k", 200, 150).await, Ok(false));
-        assert_eq!(store.insert_new("k2", 200, 150).await, Ok(true));
+        assert_eq!(store.insert_new(&k("k"), 200, 150).await, Ok(false));
+        assert_eq!(store.insert_new(&k("k2"), 200, 150).await, Ok(true));
     }
 
     #[tokio::test]
@@ -218,7 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = sled::open(dir.path()).expect("sled");
         let store = SledStore::new(db.open_tree("replay").expect("tree"), 10, 100).expect("new");
-        assert_eq!(store.insert_new("k", 200, 100).await, Ok(true));
+        assert_eq!(store.insert_new(&k("k"), 200, 100).await, Ok(true));
         tokio::time::sleep(write_behind::EVERY * 3).await;
         let written: Vec<_> = db
             .open_tree("replay")
@@ -228,40 +222,36 @@ mod tests {
             .collect();
         let ids: Vec<_> = written
             .iter()
-            .flat_map(|v| {
-                Records(v)
-                    .map(|(id, e)| (id.to_vec(), e))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|v| records(v).collect::<Vec<_>>())
             .collect();
-        assert_eq!(ids, vec![(b"k".to_vec(), 200)]);
+        assert_eq!(ids, vec![(k("k"), 200)]);
     }
 
     #[tokio::test]
     async fn expired_ids_are_not_loaded_and_their_batches_are_purged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), 0);
-        assert_eq!(store.insert_new("old", 10, 0).await, Ok(true));
+        assert_eq!(store.insert_new(&k("old"), 10, 0).await, Ok(true));
         store.persist().expect("persist");
-        assert_eq!(store.insert_new("live", 100, 0).await, Ok(true));
+        assert_eq!(store.insert_new(&k("live"), 100, 0).await, Ok(true));
         store.persist().expect("persist");
         assert_eq!(store.purge_expired(50), 1);
         assert_eq!(store.shared.tree.len(), 1);
         drop(store);
         let store = open(dir.path(), 50);
         assert_eq!(store.len(), 1);
-        assert_eq!(store.insert_new("old", 110, 50).await, Ok(true));
-        assert_eq!(store.insert_new("live", 110, 50).await, Ok(false));
+        assert_eq!(store.insert_new(&k("old"), 110, 50).await, Ok(true));
+        assert_eq!(store.insert_new(&k("live"), 110, 50).await, Ok(false));
     }
 
     #[tokio::test]
     async fn an_expired_entry_is_replaced_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path(), 5);
-        assert_eq!(store.insert_new("k", 10, 5).await, Ok(true));
-        assert_eq!(store.insert_new("k", 10, 10).await, Ok(false));
-        assert_eq!(store.insert_new("k", 80, 11).await, Ok(true));
-        assert_eq!(store.insert_new("k", 80, 12).await, Ok(false));
+        assert_eq!(store.insert_new(&k("k"), 10, 5).await, Ok(true));
+        assert_eq!(store.insert_new(&k("k"), 10, 10).await, Ok(false));
+        assert_eq!(store.insert_new(&k("k"), 80, 11).await, Ok(true));
+        assert_eq!(store.insert_new(&k("k"), 80, 12).await, Ok(false));
         assert_eq!(store.len(), 1);
     }
 
@@ -269,12 +259,12 @@ mod tests {
     async fn past_max_entries_new_ids_are_refused_not_old_ones_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SledStore::open(dir.path(), 2, 0).expect("open");
-        assert_eq!(store.insert_new("a", 10, 0).await, Ok(true));
-        assert_eq!(store.insert_new("b", 100, 0).await, Ok(true));
-        assert_eq!(store.insert_new("c", 100, 0).await, Err(StoreDown));
+        assert_eq!(store.insert_new(&k("a"), 10, 0).await, Ok(true));
+        assert_eq!(store.insert_new(&k("b"), 100, 0).await, Ok(true));
+        assert_eq!(store.insert_new(&k("c"), 100, 0).await, Err(StoreDown));
         assert_eq!(store.purge_expired(50), 1);
-        assert_eq!(store.insert_new("c", 100, 50).await, Ok(true));
-        assert_eq!(store.insert_new("b", 100, 50).await, Ok(false));
-        assert_eq!(store.insert_new("d", 100, 50).await, Err(StoreDown));
+        assert_eq!(store.insert_new(&k("c"), 100, 50).await, Ok(true));
+        assert_eq!(store.insert_new(&k("b"), 100, 50).await, Ok(false));
+        assert_eq!(store.insert_new(&k("d"), 100, 50).await, Err(StoreDown));
     }
 }
