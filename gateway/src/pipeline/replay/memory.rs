@@ -70,6 +70,14 @@ impl MemoryStore {
         self.lock().insert_new(key, expires_unix, now_unix)
     }
 
+    /// Remembers an id loaded from disk, past `max_entries` too (the bound may have been
+    /// lowered since): the store then refuses new ids until enough expire, and forgets none.
+    pub fn load(&self, key: StoreKey, expires_unix: i64) {
+        let mut inner = self.lock();
+        let e = inner.expiry.entry(key).or_insert(expires_unix);
+        *e = (*e).max(expires_unix);
+    }
+
     /// Drops the entries that expired before `now_unix`; returns how many.
     pub fn purge_expired(&self, now_unix: i64) -> usize {
         let mut inner = self.lock();
@@ -175,5 +183,16 @@ mod tests {
         assert_eq!(store.insert_new(&k("c"), 100, 50).await, Ok(true));
         assert_eq!(store.insert_new(&k("d"), 100, 50).await, Err(StoreDown));
         assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn loaded_ids_are_kept_past_max_entries() {
+        let store = MemoryStore::new(1);
+        store.load(k("a"), 100);
+        store.load(k("b"), 100);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.insert_new(&k("a"), 100, 50).await, Ok(false));
+        assert_eq!(store.insert_new(&k("b"), 100, 50).await, Ok(false));
+        assert_eq!(store.insert_new(&k("c"), 100, 50).await, Err(StoreDown));
     }
 }

@@ -63,10 +63,8 @@ impl SledStore {
                 continue;
             };
             next_seq = next_seq.max(seq + 1);
-            for (key, expiry) in records(&value) {
-                // Refusing is the store's answer for new ids only: a full store still
-                // remembers every id it loads.
-                let _ = memory.insert(&key, expiry, now_unix);
+            for (key, expiry) in records(&value).filter(|&(_, expiry)| expiry >= now_unix) {
+                memory.load(key, expiry);
             }
         }
         let shared = Arc::new(Shared {
