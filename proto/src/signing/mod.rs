@@ -17,7 +17,7 @@ mod timestamp;
 pub use error::SigningError;
 pub use headers::{AuthFields, SignedHeaders, parse_signed_headers};
 pub use keys::{PublicKey, SecretKey, Signature};
-pub use message::{BodyDigest, BodyHasher, RequestParts, canonical_message};
+pub use message::{BodyDigest, BodyHasher, RequestParts, canonical_message, lower_hex};
 pub use timestamp::Timestamp;
 
 /// The first line of every signed message; a new scheme gets a new line.

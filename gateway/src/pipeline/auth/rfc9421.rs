@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use http::HeaderMap;
-use photondb_proto::signing::{AuthFields, Signature};
+use photondb_proto::signing::{self, AuthFields, Signature};
 use sfv::{Dictionary, FieldType as _, InnerList, Item, List, ListEntry, Parameters};
 use sha2::{Digest as _, Sha512};
 
@@ -302,7 +302,7 @@ fn check_content_digest(req: &AuthRequest<'_>) -> Result<(), AuthFailure> {
         return Err(INVALID);
     }
     // The pipeline hashed the body with SHA-256 as it arrived.
-    if sha256.is_some_and(|d| hex(d) != req.body_digest.to_hex()) {
+    if sha256.is_some_and(|d| signing::lower_hex(d) != req.body_digest.to_hex()) {
         return Err(INVALID);
     }
     if sha512.is_some_and(|d| d != Sha512::digest(req.body).as_slice()) {
@@ -318,15 +318,6 @@ fn digest_member<'d>(digests: &'d Dictionary, name: &str) -> Result<Option<&'d [
         Some(ListEntry::Item(item)) => item.bare_item.as_byte_sequence().map(Some).ok_or(MALFORMED),
         Some(ListEntry::InnerList(_)) => Err(MALFORMED),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// RFC 9421 §2.5: one `"<component>": <value>` line per covered component, then

@@ -185,13 +185,7 @@ impl StoreKey {
 
     /// Lowercase hex (64 digits).
     pub fn hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(char::from(DIGITS[usize::from(b >> 4)]));
-            out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        out
+        photondb_proto::signing::lower_hex(&self.0)
     }
 }
 
