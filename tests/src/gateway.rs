@@ -447,6 +447,33 @@ impl Gateway {
         self.raw_http1(raw.as_bytes()).await
     }
 
+    /// One raw HTTP/1.1 request to this gateway with `Connection: close`, `headers` (the
+    /// credentials a test signed), `Content-Length`, and `Content-Type: application/json` when
+    /// there is a body; sent by [`Gateway::raw_http1`].
+    pub fn http1_request<N: AsRef<str>, V: AsRef<str>>(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(N, V)],
+        body: &[u8],
+    ) -> Vec<u8> {
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.authority(),
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{}: {}\r\n", name.as_ref(), value.as_ref()));
+        }
+        head.push_str("\r\n");
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        raw
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -83,19 +83,7 @@ pub(crate) async fn send_as(
     let timestamp = Timestamp::now().format();
     let fields = AuthFields::new(partner, &request_id, &timestamp).expect("auth fields");
     let headers = signature_headers(key, &parts, &fields, None).expect("a normal-form request");
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut raw = head.into_bytes();
-    raw.extend_from_slice(body);
+    let raw = gw.http1_request(method, target, &headers, body);
     let mut reply = gw
         .raw_http1(&raw)
         .await

@@ -135,20 +135,9 @@ async fn send(
     body: &[u8],
 ) -> Reply {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nX-Request-Id: {request_id}\r\nContent-Length: {}\r\n",
-        gw.authority(),
-        body.len()
-    );
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut raw = head.into_bytes();
-    raw.extend_from_slice(body);
+    let mut all = vec![("X-Request-Id".to_owned(), request_id.clone())];
+    all.extend_from_slice(headers);
+    let raw = gw.http1_request(method, target, &all, body);
     let mut reply = gw.raw_http1(&raw).await.expect("an HTTP/1.1 answer");
     reply.sent_request_id = Some(request_id);
     reply
