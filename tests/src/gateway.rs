@@ -746,6 +746,18 @@ impl HttpsClient {
         self.send("PUT", target, &[], body.into()).await
     }
 
+    /// Creates database `db` and its table `table`; panics unless both answer 201.
+    pub async fn create_table(&self, db: &str, table: &str) {
+        for target in [
+            format!("/v1/dbs/{db}"),
+            format!("/v1/dbs/{db}/tables/{table}"),
+        ] {
+            let reply = self.put(&target, "").await;
+            let reply = reply.unwrap_or_else(|e| panic!("PUT {target}: {e:#}"));
+            reply.expect(201, None);
+        }
+    }
+
     pub async fn post(&self, target: &str, body: impl Into<Bytes>) -> anyhow::Result<Reply> {
         self.send("POST", target, &[], body.into()).await
     }

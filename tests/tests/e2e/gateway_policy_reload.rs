@@ -290,16 +290,7 @@ async fn the_file_watch_applies_edits_and_configmap_swaps_within_seconds() {
     })
     .unwrap();
     let admin = gw.client(Protocol::Http2).await.unwrap();
-    admin
-        .put("/v1/dbs/shop", "")
-        .await
-        .unwrap()
-        .expect(201, None);
-    admin
-        .put("/v1/dbs/shop/tables/t", "")
-        .await
-        .unwrap()
-        .expect(201, None);
+    admin.create_table("shop", "t").await;
     admin.put(SHOP_DOC, BODY).await.unwrap().expect(200, None);
 
     let dir = gw.policy_dir();

@@ -150,16 +150,7 @@ async fn a_third_party_rfc9421_signer_is_served_and_its_tamperings_refused() {
     let storaged = Storaged::start(&certs, Overrides::default()).unwrap();
     let gw = Gateway::start(&certs, storaged.addr(), |_| {}).unwrap();
     let admin = gw.client(Protocol::Http2).await.unwrap();
-    admin
-        .put("/v1/dbs/shop", "")
-        .await
-        .unwrap()
-        .expect(201, None);
-    admin
-        .put("/v1/dbs/shop/tables/t", "")
-        .await
-        .unwrap()
-        .expect(201, None);
+    admin.create_table("shop", "t").await;
 
     let work = tempfile::tempdir().unwrap();
     let key_file = work.path().join("partner.pem");
