@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::errors::Refusal;
@@ -18,8 +19,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// A JSON body.
-    pub fn json(status: StatusCode, value: &serde_json::Value) -> Self {
+    /// A JSON body: a `serde_json::Value`, or a type that embeds stored JSON as it is.
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
         let body = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
         Self {
             status,

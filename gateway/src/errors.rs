@@ -19,6 +19,11 @@ pub enum Refusal {
     BadKey,
     BadPrecondition,
     HeadersTooLarge,
+    /// The request line or headers are malformed or ambiguous (a duplicate `Host`, differing
+    /// `Content-Length`s, an absolute-form target naming another host); the connection closes.
+    MalformedRequest,
+    /// storaged runs one verify at a time (or the running one gave way to a checkpoint).
+    VerifyBusy,
     IpRateLimited {
         retry_after_secs: u64,
     },
@@ -30,6 +35,8 @@ pub enum Refusal {
     JsonNotUtf8,
     JsonTooDeep,
     JsonMalformed,
+    /// An object repeats a member name: parsers disagree on which one counts.
+    JsonDuplicateKey,
     DocumentNotObject,
     BadBatch,
     TooManyOperations,
@@ -148,6 +155,18 @@ impl Refusal {
                 "Request headers too large",
                 Code::ResourceExhausted,
             ),
+            Self::MalformedRequest => d(
+                S::BAD_REQUEST,
+                "malformed_request",
+                "The request line or headers are malformed or ambiguous",
+                Code::InvalidArgument,
+            ),
+            Self::VerifyBusy => d(
+                S::CONFLICT,
+                "verify_busy",
+                "A verify is already running; try again when it has finished",
+                Code::FailedPrecondition,
+            ),
             Self::IpRateLimited { .. } => d(
                 S::TOO_MANY_REQUESTS,
                 "ip_rate_limited",
@@ -200,6 +219,12 @@ impl Refusal {
                 S::BAD_REQUEST,
                 "json_malformed",
                 "Body is not well-formed JSON",
+                Code::InvalidArgument,
+            ),
+            Self::JsonDuplicateKey => d(
+                S::BAD_REQUEST,
+                "json_duplicate_key",
+                "A JSON object repeats a member name",
                 Code::InvalidArgument,
             ),
             Self::DocumentNotObject => d(
@@ -403,7 +428,10 @@ impl Refusal {
             Code::FailedPrecondition | Code::Aborted => Self::VersionMismatch,
             Code::InvalidArgument | Code::OutOfRange => Self::UpstreamInvalidArgument,
             Code::DataLoss => Self::DataLoss,
-            Code::ResourceExhausted | Code::Unavailable => Self::UpstreamUnavailable,
+            // storaged at its concurrency limit: overload to shed, not a storaged failure (the
+            // circuit breaker must not open for everyone because one client floods).
+            Code::ResourceExhausted => Self::Overloaded,
+            Code::Unavailable => Self::UpstreamUnavailable,
             Code::DeadlineExceeded | Code::Cancelled => Self::UpstreamTimeout,
             _ => Self::Internal,
         }
@@ -439,14 +467,21 @@ mod tests {
             (Code::FailedPrecondition, 412, "version_mismatch"),
             (Code::InvalidArgument, 400, "invalid_argument"),
             (Code::DataLoss, 500, "data_loss"),
-            (Code::ResourceExhausted, 503, "storage_unavailable"),
+            // Overload to shed, not a storaged failure.
+            (Code::ResourceExhausted, 503, "overloaded"),
             (Code::Unavailable, 503, "storage_unavailable"),
             (Code::DeadlineExceeded, 504, "storage_timeout"),
             (Code::Unknown, 500, "internal"),
         ];
         for (code, status, name) in cases {
-            let d = Refusal::from_upstream(code).describe();
+            let r = Refusal::from_upstream(code);
+            let d = r.describe();
             assert_eq!((d.status.as_u16(), d.code), (status, name), "{code:?}");
+            let failure = matches!(
+                code,
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+            );
+            assert_eq!(r.is_upstream_failure(), failure, "{code:?} and the breaker");
         }
     }
 }

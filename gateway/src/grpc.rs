@@ -6,12 +6,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use photondb_proto::v1 as pb;
 use prost::Message;
 
+use photondb_proto::limits::MAX_BATCH_OPERATIONS;
 use photondb_proto::names::{Key, MAX_KEY_BYTES, Name, NameError, TableRef};
 
 use crate::draft::{Draft, PayloadError, PayloadLimits};
 use crate::errors::Refusal;
 use crate::json;
-use crate::operation::{BatchOp, Kind, Operation, Precondition, Reply};
+use crate::operation::{BatchOp, Kind, ListPage, Operation, Precondition, Reply};
 
 /// The gRPC service the gateway accepts.
 pub const SERVICE: &str = "photondb.v1.Storage";
@@ -44,6 +45,8 @@ pub enum GrpcError {
     Compressed,
     BadFrame,
     BadMessage,
+    /// A batch with more operations than the wire contract allows, counted before decoding.
+    TooManyOperations,
     Name(NameError),
 }
 
@@ -59,6 +62,7 @@ impl From<GrpcError> for Refusal {
             GrpcError::UnknownMethod => Self::GrpcUnknownMethod,
             GrpcError::Compressed => Self::GrpcCompressed,
             GrpcError::BadFrame | GrpcError::BadMessage => Self::GrpcBadMessage,
+            GrpcError::TooManyOperations => Self::TooManyOperations,
             GrpcError::Name(n) => n.into(),
         }
     }
@@ -111,17 +115,25 @@ impl GrpcMethod {
     pub fn decode(self, body: &[u8]) -> Result<Draft, GrpcError> {
         let msg = unframe(body)?;
         match self {
-            Self::ListDatabases => decode_as::<pb::ListDatabasesRequest>(msg)
-                .map(|_| Draft::Ready(Operation::ListDatabases)),
+            Self::ListDatabases => {
+                let m = decode_as::<pb::ListDatabasesRequest>(msg)?;
+                let page = list_page(&m.start_after, m.limit)?;
+                Ok(Draft::Ready(Operation::ListDatabases(page)))
+            }
             Self::CreateDatabase => Ok(Draft::Ready(Operation::CreateDatabase(Name::parse(
                 &decode_as::<pb::CreateDatabaseRequest>(msg)?.db,
             )?))),
             Self::DropDatabase => Ok(Draft::Ready(Operation::DropDatabase(Name::parse(
                 &decode_as::<pb::DropDatabaseRequest>(msg)?.db,
             )?))),
-            Self::ListTables => Ok(Draft::Ready(Operation::ListTables(Name::parse(
-                &decode_as::<pb::ListTablesRequest>(msg)?.db,
-            )?))),
+            Self::ListTables => {
+                let m = decode_as::<pb::ListTablesRequest>(msg)?;
+                let page = list_page(&m.start_after, m.limit)?;
+                Ok(Draft::Ready(Operation::ListTables(
+                    Name::parse(&m.db)?,
+                    page,
+                )))
+            }
             Self::CreateTable => Ok(Draft::Ready(Operation::CreateTable(table(
                 decode_as::<pb::CreateTableRequest>(msg)?.table,
             )?))),
@@ -132,9 +144,31 @@ impl GrpcMethod {
             Self::Put => put(decode_as(msg)?),
             Self::Delete => delete(decode_as(msg)?),
             Self::Scan => scan(decode_as(msg)?),
-            Self::Batch => batch(decode_as(msg)?),
+            Self::Batch => {
+                // An empty operation is 2 bytes on the wire and ~70 decoded: count first.
+                if count_field(msg, BATCH_OPERATIONS_FIELD)? > MAX_BATCH_OPERATIONS {
+                    return Err(GrpcError::TooManyOperations);
+                }
+                batch(decode_as(msg)?)
+            }
         }
     }
+}
+
+/// `BatchRequest.operations`.
+const BATCH_OPERATIONS_FIELD: u32 = 2;
+
+/// How often top-level field `field` occurs in an encoded message, without decoding it.
+fn count_field(mut msg: &[u8], field: u32) -> Result<usize, GrpcError> {
+    use prost::encoding::{DecodeContext, decode_key, skip_field};
+    let mut count = 0;
+    while !msg.is_empty() {
+        let (tag, wire_type) = decode_key(&mut msg).map_err(|_| GrpcError::BadMessage)?;
+        count += usize::from(tag == field);
+        skip_field(wire_type, tag, &mut msg, DecodeContext::default())
+            .map_err(|_| GrpcError::BadMessage)?;
+    }
+    Ok(count)
 }
 
 fn decode_as<M: Message + Default>(msg: &[u8]) -> Result<M, GrpcError> {
@@ -183,6 +217,15 @@ fn scan(m: pb::ScanRequest) -> Result<Draft, GrpcError> {
         after: m.start_after,
         limit: m.limit,
     }))
+}
+
+/// A list's cursor is empty or a name, as over REST.
+fn list_page(start_after: &str, limit: u32) -> Result<ListPage, GrpcError> {
+    let after = match start_after {
+        "" => None,
+        name => Some(Name::parse(name)?),
+    };
+    Ok(ListPage { after, limit })
 }
 
 fn batch(m: pb::BatchRequest) -> Result<Draft, GrpcError> {
@@ -285,6 +328,33 @@ mod tests {
         };
         let draft = GrpcMethod::Put.decode(&framed(&req)).unwrap();
         assert!(matches!(draft, Draft::Put { .. }));
+    }
+
+    #[test]
+    fn batches_are_counted_on_the_wire_before_decoding() {
+        let batch = |n: usize| pb::BatchRequest {
+            table: Some(pb::TableRef {
+                db: "d".into(),
+                table: "t".into(),
+            }),
+            operations: vec![pb::BatchOperation::default(); n],
+        };
+        let at_limit = framed(&batch(MAX_BATCH_OPERATIONS));
+        assert!(GrpcMethod::Batch.decode(&at_limit).is_ok());
+        // 2 bytes per empty operation on the wire: refused before any is decoded.
+        let past = framed(&batch(MAX_BATCH_OPERATIONS + 1));
+        assert_eq!(
+            GrpcMethod::Batch.decode(&past).unwrap_err(),
+            GrpcError::TooManyOperations
+        );
+        let mut truncated = framed(&batch(3));
+        truncated.truncate(truncated.len() - 1);
+        let len = (truncated.len() - 5) as u32;
+        truncated[1..5].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            GrpcMethod::Batch.decode(&truncated).unwrap_err(),
+            GrpcError::BadMessage
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub mod breaker;
 pub mod clock;
 /// Gateway configuration: TOML, env overrides, validation, domain types.
 pub mod config;
+/// Which connections the public listener keeps: counted from `accept`, before TLS.
+#[cfg(feature = "server")]
+pub mod connections;
 /// Read-only degraded mode: operator switch and overload shedding.
 pub mod degraded;
 /// A request whose names are checked and whose payload is not yet.

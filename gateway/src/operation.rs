@@ -99,13 +99,22 @@ pub enum Reply {
     Verify(pb::VerifyResponse),
 }
 
+/// Which page of a list of names: those after `after` (`None`: from the first), at most
+/// `limit` (0: storaged's default, its largest page, `limits::MAX_LIST_LIMIT`, which also caps
+/// any larger limit). Paged like a scan; the answer's `next_start_after` names the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub after: Option<Name>,
+    pub limit: u32,
+}
+
 /// A storage operation whose every field has been checked: the only thing forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    ListDatabases,
+    ListDatabases(ListPage),
     CreateDatabase(Name),
     DropDatabase(Name),
-    ListTables(Name),
+    ListTables(Name, ListPage),
     CreateTable(TableRef),
     DropTable(TableRef),
     Get {
@@ -155,21 +164,32 @@ impl Operation {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Self::ListDatabases
-                | Self::ListTables(_)
+            Self::ListDatabases(_)
+                | Self::ListTables(..)
                 | Self::Get { .. }
                 | Self::Scan { .. }
                 | Self::Verify
         )
     }
 
+    /// An admin call (`Verify`): it writes nothing (so read-only mode allows it), but it is
+    /// long and storaged runs one at a time, so it is never retried.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Self::Verify)
+    }
+
+    /// Whether a failed call may be sent again: reads only, not admin calls.
+    pub fn is_retryable(&self) -> bool {
+        self.is_read() && !self.is_admin()
+    }
+
     /// What the operation does (its label).
     pub fn kind(&self) -> Kind {
         match self {
-            Self::ListDatabases => Kind::ListDatabases,
+            Self::ListDatabases(_) => Kind::ListDatabases,
             Self::CreateDatabase(_) => Kind::CreateDatabase,
             Self::DropDatabase(_) => Kind::DropDatabase,
-            Self::ListTables(_) => Kind::ListTables,
+            Self::ListTables(..) => Kind::ListTables,
             Self::CreateTable(_) => Kind::CreateTable,
             Self::DropTable(_) => Kind::DropTable,
             Self::Get { .. } => Kind::Get,
@@ -185,10 +205,10 @@ impl Operation {
     pub fn target(&self) -> Target {
         use Action::*;
         match self {
-            Self::ListDatabases => Target::all(DbList),
+            Self::ListDatabases(_) => Target::all(DbList),
             Self::CreateDatabase(db) => Target::db(DbCreate, db),
             Self::DropDatabase(db) => Target::db(DbDelete, db),
-            Self::ListTables(db) => Target::db(DbList, db),
+            Self::ListTables(db, _) => Target::db(DbList, db),
             Self::CreateTable(t) => Target::table(TableCreate, t),
             Self::DropTable(t) => Target::table(TableDelete, t),
             Self::Get { table, .. } | Self::Scan { table, .. } => Target::table(TableRead, table),

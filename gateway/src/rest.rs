@@ -8,13 +8,17 @@
 //!                 {"op":"put","key":"k3","value":{...},"if_absent":true},
 //!                 {"op":"delete","key":"k4"}]}`
 //! `if_version` / `if_absent` are optional preconditions (at most one per operation).
+//!
+//! Documents keep their bytes both ways: a batch's `value` is cut from the body as the client
+//! wrote it, and an answer embeds the stored bytes verbatim (`RawValue`), never re-encoded.
 
 use bytes::Bytes;
 use http::StatusCode;
 use photondb_proto::names::{Key, TableRef};
 use photondb_proto::v1 as pb;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::answer::Answer;
 use crate::draft::{Draft, PayloadError, PayloadLimits};
@@ -44,10 +48,10 @@ pub fn draft(route: Route, body: Bytes) -> Result<Option<Draft>, PayloadError> {
         Route::PublicGetDoc { table, key } | Route::GetDoc { table, key } => {
             Operation::Get { table, key }
         }
-        Route::ListDbs => Operation::ListDatabases,
+        Route::ListDbs(page) => Operation::ListDatabases(page),
         Route::CreateDb(db) => Operation::CreateDatabase(db),
         Route::DropDb(db) => Operation::DropDatabase(db),
-        Route::ListTables(db) => Operation::ListTables(db),
+        Route::ListTables(db, page) => Operation::ListTables(db, page),
         Route::CreateTable(t) => Operation::CreateTable(t),
         Route::DropTable(t) => Operation::DropTable(t),
         Route::DeleteDoc {
@@ -81,7 +85,7 @@ struct RawBatch {
 struct RawBatchOp {
     op: String,
     key: String,
-    value: Option<serde_json::Value>,
+    value: Option<Box<RawValue>>,
     if_version: Option<u64>,
     if_absent: Option<bool>,
 }
@@ -92,19 +96,20 @@ pub fn batch(
     body: &[u8],
     limits: &PayloadLimits,
 ) -> Result<Operation, PayloadError> {
-    let value = json::parse(body, limits.max_json_depth + 2)?;
-    let raw: RawBatch = serde_json::from_value(value).map_err(|_| PayloadError::BadBatch)?;
+    // The envelope and its `operations` array are two levels above a document.
+    json::check(body, limits.max_json_depth + 2)?;
+    let raw: RawBatch = serde_json::from_slice(body).map_err(|_| PayloadError::BadBatch)?;
     limits.check_batch_len(raw.operations.len())?;
     let ops = raw
         .operations
-        .iter()
+        .into_iter()
         .map(|op| batch_op(op, limits))
         .collect::<Result<Vec<_>, _>>()?;
     PayloadLimits::check_batch_bytes(&ops)?;
     Ok(Operation::Batch { table, ops })
 }
 
-fn batch_op(raw: &RawBatchOp, limits: &PayloadLimits) -> Result<BatchOp, PayloadError> {
+fn batch_op(raw: RawBatchOp, limits: &PayloadLimits) -> Result<BatchOp, PayloadError> {
     let key = Key::parse(&raw.key)?;
     let precondition = match (raw.if_version, raw.if_absent) {
         (None, None | Some(false)) => None,
@@ -112,7 +117,7 @@ fn batch_op(raw: &RawBatchOp, limits: &PayloadLimits) -> Result<BatchOp, Payload
         (None, Some(true)) => Some(Precondition::IfAbsent),
         (Some(_), Some(true)) => return Err(PayloadError::BadBatch),
     };
-    match (raw.op.as_str(), &raw.value) {
+    match (raw.op.as_str(), raw.value) {
         ("put", Some(v)) => {
             let value = checked_value(v, limits)?;
             Ok(BatchOp::Put {
@@ -126,27 +131,28 @@ fn batch_op(raw: &RawBatchOp, limits: &PayloadLimits) -> Result<BatchOp, Payload
     }
 }
 
-fn checked_value(v: &serde_json::Value, limits: &PayloadLimits) -> Result<Document, PayloadError> {
-    let doc = json::document_from_value(v)?;
-    // The depth was bounded for the whole body; re-check the document on its own.
-    Ok(json::document(doc.bytes().clone(), limits.max_json_depth)?)
+/// A batch value, its bytes as the client wrote them, checked as a document on its own (the
+/// body's depth bound allowed two more levels).
+fn checked_value(v: Box<RawValue>, limits: &PayloadLimits) -> Result<Document, PayloadError> {
+    let bytes = Bytes::from(String::from(Box::<str>::from(v)));
+    Ok(json::document(bytes, limits.max_json_depth)?)
 }
 
 /// The JSON answer for storaged's reply.
 pub fn answer(reply: Reply) -> Result<Answer, Refusal> {
     use Reply as R;
     Ok(match reply {
-        R::ListDatabases(m) => Answer::json(StatusCode::OK, &json!({ "databases": m.databases })),
-        R::ListTables(m) => Answer::json(StatusCode::OK, &json!({ "tables": m.tables })),
+        R::ListDatabases(m) => names_answer("databases", &m.databases, &m.next_start_after),
+        R::ListTables(m) => names_answer("tables", &m.tables, &m.next_start_after),
         R::CreateDatabase(_) | R::CreateTable(_) => {
             Answer::json(StatusCode::CREATED, &json!({ "created": true }))
         }
         R::DropDatabase(_) | R::DropTable(_) => Answer::empty(StatusCode::NO_CONTENT),
-        R::Get(m) => document_answer(m.document.ok_or(Refusal::Internal)?)?,
+        R::Get(m) => document_answer(m.document.as_ref().ok_or(Refusal::Internal)?)?,
         R::Put(m) => versioned(m.version),
         R::Delete(m) => Answer::json(StatusCode::OK, &json!({ "version": m.version })),
         R::Batch(m) => Answer::json(StatusCode::OK, &json!({ "version": m.version })),
-        R::Scan(m) => scan_answer(m)?,
+        R::Scan(m) => scan_answer(&m)?,
         R::Verify(m) => verify_answer(&m),
     })
 }
@@ -156,28 +162,63 @@ fn versioned(version: u64) -> Answer {
         .with_header("etag", format!("\"{version}\""))
 }
 
-fn document_json(doc: pb::Document) -> Result<Value, Refusal> {
+/// A document as REST shows it; `value` is written out as storaged's bytes, verbatim.
+#[derive(Serialize)]
+struct DocumentJson<'a> {
+    key: &'a str,
+    version: u64,
+    value: &'a RawValue,
+}
+
+/// A scan page: `next_after` is `null` on the last page.
+#[derive(Serialize)]
+struct ScanJson<'a> {
+    documents: Vec<DocumentJson<'a>>,
+    next_after: Option<&'a str>,
+}
+
+fn document_json(doc: &pb::Document) -> Result<DocumentJson<'_>, Refusal> {
     // storaged stores only checked JSON objects; anything else is an internal fault.
-    let value: Value = serde_json::from_slice(&doc.value).map_err(|_| Refusal::Internal)?;
-    Ok(json!({ "key": doc.key, "version": doc.version, "value": value }))
+    let value = serde_json::from_slice(&doc.value).map_err(|_| Refusal::Internal)?;
+    Ok(DocumentJson {
+        key: &doc.key,
+        version: doc.version,
+        value,
+    })
 }
 
-fn document_answer(doc: pb::Document) -> Result<Answer, Refusal> {
-    let version = doc.version;
+fn document_answer(doc: &pb::Document) -> Result<Answer, Refusal> {
     Ok(Answer::json(StatusCode::OK, &document_json(doc)?)
-        .with_header("etag", format!("\"{version}\"")))
+        .with_header("etag", format!("\"{}\"", doc.version)))
 }
 
-fn scan_answer(m: pb::ScanResponse) -> Result<Answer, Refusal> {
-    let docs = m
+/// `next_after` of a page: the last key or name on it, `null` on the last page.
+fn next_after(next_start_after: &str) -> Option<&str> {
+    (!next_start_after.is_empty()).then_some(next_start_after)
+}
+
+/// A page of names, `{"<field>": [...], "next_after": "name" | null}`, paged as a scan is.
+fn names_answer(field: &str, names: &[String], next_start_after: &str) -> Answer {
+    let next_after = next_after(next_start_after);
+    Answer::json(
+        StatusCode::OK,
+        &json!({ field: names, "next_after": next_after }),
+    )
+}
+
+fn scan_answer(m: &pb::ScanResponse) -> Result<Answer, Refusal> {
+    let documents = m
         .documents
-        .into_iter()
+        .iter()
         .map(document_json)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = (!m.next_start_after.is_empty()).then_some(m.next_start_after);
+    let next_after = next_after(&m.next_start_after);
     Ok(Answer::json(
         StatusCode::OK,
-        &json!({ "documents": docs, "next_after": next }),
+        &ScanJson {
+            documents,
+            next_after,
+        },
     ))
 }
 
@@ -243,6 +284,109 @@ mod tests {
         );
         let three = r#"{"operations":[{"op":"delete","key":"a"},{"op":"delete","key":"b"},{"op":"delete","key":"c"}]}"#;
         assert_eq!(parse(three), Err(PayloadError::TooManyOperations));
+    }
+
+    /// Big integers, `-0`, exponents, escapes and spacing: what re-encoding would change.
+    const FAITHFUL: &str = concat!(
+        r#"{"n":12345678901234567890123,"z":-0,"f":1E2,"#,
+        r#""s":"\u00e9\n\"","o":{ "big" : -1.5e-300 }}"#,
+    );
+
+    #[test]
+    fn batch_values_keep_their_bytes() {
+        let body = format!(r#"{{"operations":[{{"op":"put","key":"a","value": {FAITHFUL} }}]}}"#);
+        let ok = parse(&body);
+        let Ok(Operation::Batch { ops, .. }) = ok else {
+            panic!("{ok:?}")
+        };
+        let [BatchOp::Put { value, .. }] = ops.as_slice() else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(&value.bytes()[..], FAITHFUL.as_bytes());
+    }
+
+    #[test]
+    fn batches_with_repeated_names_are_refused() {
+        let bodies = [
+            r#"{"operations":[{"op":"put","key":"a","value":{"x":1,"x":2}}]}"#,
+            r#"{"operations":[{"op":"put","key":"a","value":{"x":{"y":1,"\u0079":2}}}]}"#,
+            r#"{"operations":[{"op":"put","key":"a","key":"b","value":{}}]}"#,
+        ];
+        for body in bodies {
+            let refused = Err(PayloadError::Json(JsonError::DuplicateKey));
+            assert_eq!(parse(body), refused, "{body}");
+        }
+    }
+
+    fn stored(key: &str, value: &str, version: u64) -> pb::Document {
+        pb::Document {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            version,
+        }
+    }
+
+    /// A document as a GET answer shows it.
+    fn shown(key: &str, version: u64, value: &str) -> String {
+        format!(r#"{{"key":"{key}","version":{version},"value":{value}}}"#)
+    }
+
+    fn get(doc: pb::Document) -> Result<Answer, Refusal> {
+        answer(Reply::Get(pb::GetResponse {
+            document: Some(doc),
+        }))
+    }
+
+    #[test]
+    fn answers_embed_the_stored_bytes() {
+        let got = get(stored("k", FAITHFUL, 7)).unwrap();
+        assert_eq!(&got.body[..], shown("k", 7, FAITHFUL).as_bytes());
+        assert!(got.headers.contains(&("etag", "\"7\"".into())));
+
+        let page = pb::ScanResponse {
+            documents: vec![stored("a", FAITHFUL, 1), stored("b", "{}", 2)],
+            next_start_after: "b".into(),
+        };
+        let got = answer(Reply::Scan(page)).unwrap();
+        let (a, b) = (shown("a", 1, FAITHFUL), shown("b", 2, "{}"));
+        let expected = format!(r#"{{"documents":[{a},{b}],"next_after":"b"}}"#);
+        assert_eq!(&got.body[..], expected.as_bytes());
+        let last = pb::ScanResponse {
+            documents: Vec::new(),
+            next_start_after: String::new(),
+        };
+        let got = answer(Reply::Scan(last)).unwrap();
+        assert_eq!(&got.body[..], br#"{"documents":[],"next_after":null}"#);
+    }
+
+    #[test]
+    fn list_answers_carry_next_after_as_scans_do() {
+        let json_of = |reply| {
+            let got = answer(reply).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&got.body).unwrap()
+        };
+        let page = pb::ListDatabasesResponse {
+            databases: vec!["a".into(), "b".into()],
+            next_start_after: "b".into(),
+        };
+        assert_eq!(
+            json_of(Reply::ListDatabases(page)),
+            json!({ "databases": ["a", "b"], "next_after": "b" })
+        );
+        let last = pb::ListTablesResponse {
+            tables: vec!["t".into()],
+            next_start_after: String::new(),
+        };
+        assert_eq!(
+            json_of(Reply::ListTables(last)),
+            json!({ "tables": ["t"], "next_after": null })
+        );
+    }
+
+    #[test]
+    fn stored_bytes_that_are_not_json_are_an_internal_fault() {
+        assert_eq!(get(stored("k", "{", 1)).err(), Some(Refusal::Internal));
+        assert_eq!(get(stored("k", "{} {}", 1)).err(), Some(Refusal::Internal));
     }
 
     #[test]

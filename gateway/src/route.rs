@@ -7,7 +7,7 @@ use photondb_proto::signing::{path, query};
 use photondb_proto::names::{Key, MAX_KEY_BYTES, Name, NameError, TableRef};
 
 use crate::errors::Refusal;
-use crate::operation::{Kind, Precondition};
+use crate::operation::{Kind, ListPage, Precondition};
 
 /// `GET .../docs?prefix=&after=&limit=`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,10 +27,12 @@ pub enum Route {
         table: TableRef,
         key: Key,
     },
-    ListDbs,
+    /// `GET /v1/dbs?after=&limit=`.
+    ListDbs(ListPage),
     CreateDb(Name),
     DropDb(Name),
-    ListTables(Name),
+    /// `GET /v1/dbs/{db}/tables?after=&limit=`.
+    ListTables(Name, ListPage),
     CreateTable(TableRef),
     DropTable(TableRef),
     GetDoc {
@@ -92,10 +94,10 @@ impl Route {
             Self::PublicHealth => Kind::PublicHealth,
             Self::V1Health => Kind::Health,
             Self::PublicGetDoc { .. } => Kind::PublicGet,
-            Self::ListDbs => Kind::ListDatabases,
+            Self::ListDbs(_) => Kind::ListDatabases,
             Self::CreateDb(_) => Kind::CreateDatabase,
             Self::DropDb(_) => Kind::DropDatabase,
-            Self::ListTables(_) => Kind::ListTables,
+            Self::ListTables(..) => Kind::ListTables,
             Self::CreateTable(_) => Kind::CreateTable,
             Self::DropTable(_) => Kind::DropTable,
             Self::GetDoc { .. } => Kind::Get,
@@ -119,6 +121,8 @@ pub struct RouteInput<'a> {
 }
 
 /// The path's decoded segments, or 400 when the path is not in normal form (DESIGN §3.3).
+/// `%2F` and `%5C` decode inside their segment, so they never change the route; a name that
+/// holds one is then refused by [`Name::parse`], so only a key can.
 pub fn segments(path: &str) -> Result<Vec<String>, RouteError> {
     path::decode_normal(path).map_err(|_| RouteError::PathNotNormal)
 }
@@ -129,7 +133,7 @@ pub fn route(input: &RouteInput<'_>) -> Result<Route, RouteError> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let shape = shape(&segs)?;
     shape.check_method(input.method)?;
-    if shape != Shape::Docs {
+    if !matches!(shape, Shape::Dbs | Shape::Tables | Shape::Docs) {
         no_query(input.query)?;
     }
     build(shape, &segs, input)
@@ -193,14 +197,14 @@ fn build(shape: Shape, segs: &[&str], input: &RouteInput<'_>) -> Result<Route, R
         Shape::PublicHealth => Route::PublicHealth,
         Shape::Health => Route::V1Health,
         Shape::Verify => Route::Verify,
-        Shape::Dbs => Route::ListDbs,
+        Shape::Dbs => Route::ListDbs(list_query(input.query)?),
         Shape::PublicDoc => Route::PublicGetDoc {
             table: TableRef::parse(segs[3], segs[5])?,
             key: Key::parse(segs[7])?,
         },
         Shape::Db if m == Method::PUT => Route::CreateDb(Name::parse(segs[2])?),
         Shape::Db => Route::DropDb(Name::parse(segs[2])?),
-        Shape::Tables => Route::ListTables(Name::parse(segs[2])?),
+        Shape::Tables => Route::ListTables(Name::parse(segs[2])?, list_query(input.query)?),
         Shape::Table if m == Method::PUT => Route::CreateTable(TableRef::parse(segs[2], segs[4])?),
         Shape::Table => Route::DropTable(TableRef::parse(segs[2], segs[4])?),
         Shape::Docs => Route::Scan {
@@ -239,14 +243,23 @@ fn no_query(raw: Option<&str>) -> Result<(), RouteError> {
     }
 }
 
+/// The decoded pairs of a paged route's query (scans and lists alike).
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, RouteError> {
+    query::decode_pairs(raw.unwrap_or("")).map_err(|_| RouteError::BadQuery)
+}
+
+/// A page's `limit`: decimal digits that fit a `u32` (0: the server's default).
+fn page_limit(value: &str) -> Result<u32, RouteError> {
+    value.parse().map_err(|_| RouteError::BadQuery)
+}
+
 fn scan_query(raw: Option<&str>) -> Result<ScanQuery, RouteError> {
-    let pairs = query::decode_pairs(raw.unwrap_or("")).map_err(|_| RouteError::BadQuery)?;
     let mut q = ScanQuery::default();
-    for (name, value) in pairs {
+    for (name, value) in query_pairs(raw)? {
         match name.as_str() {
             "prefix" => q.prefix = value,
             "after" => q.after = value,
-            "limit" => q.limit = value.parse().map_err(|_| RouteError::BadQuery)?,
+            "limit" => q.limit = page_limit(&value)?,
             _ => return Err(RouteError::BadQuery),
         }
     }
@@ -256,6 +269,21 @@ fn scan_query(raw: Option<&str>) -> Result<ScanQuery, RouteError> {
     } else {
         Ok(q)
     }
+}
+
+/// `GET /v1/dbs?after=&limit=` and `.../tables?after=&limit=`: `after` is empty or a name
+/// (every `next_after` is one), as the scan query's is a key.
+fn list_query(raw: Option<&str>) -> Result<ListPage, RouteError> {
+    let mut q = ListPage::default();
+    for (name, value) in query_pairs(raw)? {
+        match name.as_str() {
+            "after" if value.is_empty() => q.after = None,
+            "after" => q.after = Some(Name::parse(&value).map_err(|_| RouteError::BadQuery)?),
+            "limit" => q.limit = page_limit(&value)?,
+            _ => return Err(RouteError::BadQuery),
+        }
+    }
+    Ok(q)
 }
 
 /// `If-Match: "7"` (or `7`) → version 7; `If-None-Match: *` → must not exist. Both: 400.
@@ -306,7 +334,10 @@ mod tests {
             r(Method::GET, "/public/health", None),
             Ok(Route::PublicHealth)
         );
-        assert_eq!(r(Method::GET, "/v1/dbs", None), Ok(Route::ListDbs));
+        assert_eq!(
+            r(Method::GET, "/v1/dbs", None),
+            Ok(Route::ListDbs(ListPage::default()))
+        );
         assert_eq!(
             r(Method::PUT, "/v1/dbs/db1", None),
             Ok(Route::CreateDb(Name::parse("db1").unwrap()))
@@ -353,12 +384,112 @@ mod tests {
             Err(RouteError::PathNotNormal)
         );
         assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs/a%2fb", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs/a\\b", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables/t1/docs/.%2E", None),
+            Err(RouteError::PathNotNormal)
+        );
+        assert_eq!(
             r(Method::GET, "/v1/dbs/Bad/tables", None),
             Err(RouteError::Name(NameError::BadName))
         );
         assert_eq!(
             r(Method::GET, "/v1/dbs", Some("x=1")),
             Err(RouteError::BadQuery)
+        );
+        assert_eq!(
+            r(Method::PUT, "/v1/dbs/db1", Some("limit=1")),
+            Err(RouteError::BadQuery)
+        );
+    }
+
+    #[test]
+    fn list_queries_page_like_scans() {
+        let page = |after: &str, limit| ListPage {
+            after: Some(Name::parse(after).unwrap()),
+            limit,
+        };
+        assert_eq!(
+            r(Method::GET, "/v1/dbs", Some("after=db1&limit=10")),
+            Ok(Route::ListDbs(page("db1", 10)))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs", Some("after=")),
+            Ok(Route::ListDbs(ListPage::default()))
+        );
+        let db = Name::parse("db1").unwrap();
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables", Some("limit=5&after=t1")),
+            Ok(Route::ListTables(db, page("t1", 5)))
+        );
+        for bad in [
+            "after=Bad",
+            "after=a%2Fb",
+            "limit=-1",
+            "limit=x",
+            "prefix=a",
+        ] {
+            assert_eq!(
+                r(Method::GET, "/v1/dbs", Some(bad)),
+                Err(RouteError::BadQuery),
+                "{bad}"
+            );
+            assert_eq!(
+                r(Method::GET, "/v1/dbs/db1/tables", Some(bad)),
+                Err(RouteError::BadQuery),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_slash_and_backslash_belong_to_the_key() {
+        for (path, key) in [
+            ("/v1/dbs/db1/tables/t1/docs/a%2Fb", "a/b"),
+            ("/v1/dbs/db1/tables/t1/docs/x%2Fy%5Cz", "x/y\\z"),
+            ("/v1/dbs/db1/tables/t1/docs/%2Fdocs%2Fk", "/docs/k"),
+            ("/v1/dbs/db1/tables/t1/docs/..%2F..", "../.."),
+        ] {
+            let key = Key::parse(key).unwrap();
+            assert_eq!(
+                r(Method::GET, path, None),
+                Ok(Route::GetDoc {
+                    table: table(),
+                    key
+                }),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn escaped_slash_in_a_name_is_a_bad_name_not_another_route() {
+        for path in [
+            "/v1/dbs/a%2Fb",
+            "/v1/dbs/a%5Cb",
+            "/v1/dbs/db1/tables/a%2Fb",
+            // Not CreateTable of db1.t1: the escaped slashes stay in the database name.
+            "/v1/dbs/db1%2Ftables%2Ft1",
+        ] {
+            assert_eq!(
+                r(Method::PUT, path, None),
+                Err(RouteError::Name(NameError::BadName)),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/a%2Fb/tables/t1/docs/k", None),
+            Err(RouteError::Name(NameError::BadName))
+        );
+        assert_eq!(
+            r(Method::GET, "/v1/dbs/db1/tables%2Ft1/docs/k", None),
+            Err(RouteError::NotFound)
         );
     }
 

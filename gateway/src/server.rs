@@ -21,11 +21,15 @@ use std::path::PathBuf;
 use crate::audit::Audit;
 use crate::breaker::Breaker;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{DevMode, GatewayConfig, LimitStoreKind, Mode, ReplayStoreKind, Security};
+use crate::config::{
+    DevMode, GatewayConfig, LimitStoreKind, Limits, Mode, ReplayStoreKind, Security,
+};
+use crate::connections::{ConnectionLimits, Connections, PreTls};
 use crate::degraded::Degraded;
 use crate::edge::{ConnectionLimit, Edge};
 use crate::metrics::Metrics;
 use crate::pipeline::auth::Credentials;
+use crate::pipeline::body::BodyBudget;
 use crate::pipeline::gate::{DEV_MODE_WARNING, Gate};
 use crate::pipeline::ip_limit::IpLimiter;
 use crate::pipeline::policy::FilePolicy;
@@ -44,6 +48,8 @@ pub struct Gateway {
     cfg: GatewayConfig,
     pipeline: Arc<Pipeline>,
     resolver: Option<Arc<CertResolver>>,
+    /// The public listener's connection accounting (counted from `accept`).
+    connections: Arc<Connections>,
     housekeeping: Option<Housekeeping>,
     /// The sled database, flushed once the server has stopped (replay ids, quotas).
     state: Option<sled::Db>,
@@ -207,6 +213,7 @@ impl Gateway {
         upstream: Arc<dyn crate::upstream::Forward>,
     ) -> Result<Self, Vec<String>> {
         probe_listeners(&cfg)?;
+        private_dir(&cfg.server.runtime_dir).map_err(|e| vec![e])?;
         let resolver = match &cfg.tls {
             Some(files) => Some(Arc::new(
                 CertResolver::new(files.clone()).map_err(|e| vec![e])?,
@@ -238,13 +245,20 @@ impl Gateway {
             },
             upstream,
             metrics: Metrics::new(),
+            body_budget: BodyBudget::new(l.max_body_bytes_in_flight),
             clock,
             dev_mode: matches!(cfg.mode, Mode::Dev(_)),
         };
+        let connections = Arc::new(connections(
+            l,
+            pipeline.clock.clone(),
+            pipeline.metrics.clone(),
+        ));
         Ok(Self {
             cfg,
             pipeline: Arc::new(pipeline),
             resolver,
+            connections,
             housekeeping: security.housekeeping,
             state: security.state,
         })
@@ -262,6 +276,8 @@ impl Gateway {
         let mut server = Server::new_with_opt_and_conf(None, self.server_conf());
         server.bootstrap();
         server.add_service(self.edge_service());
+        let sweeper = Sweeper(Arc::downgrade(&self.connections));
+        server.add_service(background_service("photondb-gateway handshakes", sweeper));
         if let Some(addr) = self.cfg.metrics_listen {
             let mut metrics = Service::new(
                 "photondb-gateway metrics".into(),
@@ -299,36 +315,66 @@ impl Gateway {
             // pingora counts both in whole seconds; round up so a short setting is not zero.
             grace_period_seconds: Some(whole_secs(s.grace_period)),
             graceful_shutdown_timeout_seconds: Some(whole_secs(s.graceful_shutdown_timeout)),
-            pid_file: std::env::temp_dir()
-                .join("photondb-gateway.pid")
-                .display()
-                .to_string(),
-            upgrade_sock: std::env::temp_dir()
-                .join("photondb-gateway-upgrade.sock")
-                .display()
-                .to_string(),
+            pid_file: s.runtime_dir.join("gateway.pid").display().to_string(),
+            upgrade_sock: s.runtime_dir.join("upgrade.sock").display().to_string(),
             ..ServerConf::default()
         }
     }
 
     fn edge_service(&self) -> Service<ConnectionLimit<Edge>> {
-        let metrics = self.pipeline.metrics.clone();
-        let on_refuse = Box::new(move || metrics.refusal("max_connections"));
         let app = ConnectionLimit::new(
-            Edge::new(self.pipeline.clone()),
-            self.cfg.limits.max_connections,
-            on_refuse,
+            Edge::new(self.pipeline.clone(), self.connections.clone()),
+            self.connections.clone(),
         );
         let mut service = Service::new("photondb-gateway edge".into(), app);
         let addr = self.cfg.listen.to_string();
         match &self.resolver {
             Some(resolver) => {
+                let pre_tls = Arc::new(PreTls(self.connections.clone()));
+                service.endpoints().set_pre_tls_callback(pre_tls);
                 service.add_tls_with_settings(&addr, None, tls_settings(resolver.clone()))
             }
             None => service.add_tcp(&addr),
         }
         service
     }
+}
+
+fn connections(l: &Limits, clock: Arc<dyn Clock>, metrics: Metrics) -> Connections {
+    let limits = ConnectionLimits {
+        max_connections: l.max_connections,
+        max_per_ip: l.max_connections_per_ip,
+        max_pending: l.max_pending_handshakes,
+        handshake_timeout: l.handshake_timeout,
+        bodies_per_connection: l.max_bodies_per_connection,
+    };
+    Connections::new(
+        limits,
+        clock,
+        Box::new(move |reason| metrics.refusal(reason)),
+    )
+}
+
+/// Creates `dir` (mode 0700) or checks that it is ours and closed to everyone else: the
+/// upgrade socket in it hands the listening sockets to whoever connects.
+fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    let field = "server.runtime_dir";
+    let shown = dir.display();
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("{field}: cannot create {shown}: {}", e.kind())),
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| format!("{field}: cannot read {shown}: {}", e.kind()))?;
+    let ours = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if !meta.is_dir() || Some(meta.uid()) != ours || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{field}: {shown} must be a directory owned by the gateway's user with mode 0700"
+        ));
+    }
+    Ok(())
 }
 
 fn whole_secs(d: Duration) -> u64 {
@@ -362,6 +408,19 @@ fn tls_settings(resolver: Arc<CertResolver>) -> TlsSettings {
     settings.set_cert_resolver(resolver);
     settings.enable_h2();
     settings
+}
+
+/// Closes TLS handshakes past their deadline.
+struct Sweeper(std::sync::Weak<Connections>);
+
+#[async_trait]
+impl BackgroundService for Sweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            () = Connections::sweep_forever(self.0.clone()) => {}
+        }
+    }
 }
 
 /// Re-reads the certificate files, the read-only flag file and the policy directory
@@ -547,5 +606,25 @@ impl HttpServerApp for MetricsApp {
         s.write_response_body(body.into(), true).await.ok()?;
         let _ = s.finish().await;
         None
+    }
+}
+
+#[cfg(test)]
+mod runtime_dir_tests {
+    use super::private_dir;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_runtime_directory_is_created_private_and_an_open_one_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let fresh = base.path().join("fresh");
+        private_dir(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // Ours and private: accepted again.
+        private_dir(&fresh).unwrap();
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = private_dir(&fresh).unwrap_err();
+        assert!(err.contains("mode 0700"), "{err}");
     }
 }

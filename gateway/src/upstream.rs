@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use photondb_proto::limits::MAX_MESSAGE_BYTES;
 use photondb_proto::metadata;
-use photondb_proto::names::TableRef;
+use photondb_proto::names::{Name, TableRef};
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_client::AdminClient;
 use photondb_proto::v1::storage_client::StorageClient;
@@ -19,7 +19,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Status};
 
 use crate::config::UpstreamConfig;
-use crate::operation::{BatchOp, Operation, Precondition, Reply};
+use crate::operation::{BatchOp, ListPage, Operation, Precondition, Reply};
 use crate::pipeline::cleared::Cleared;
 use crate::pipeline::gate::Admission;
 
@@ -122,7 +122,7 @@ impl Upstream {
 
     async fn call_with_retries(&self, op: &Operation, cleared: &Cleared) -> Result<Reply, Status> {
         let meta = CallMeta::of(cleared)?;
-        let attempts = if op.is_read() {
+        let attempts = if op.is_retryable() {
             1 + self.read_retries
         } else {
             1
@@ -160,10 +160,16 @@ impl Upstream {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(match op {
-            Operation::ListDatabases => Reply::ListDatabases(
-                s.list_databases(self.request(pb::ListDatabasesRequest {}, cl))
-                    .await?
-                    .into_inner(),
+            Operation::ListDatabases(page) => Reply::ListDatabases(
+                s.list_databases(self.request(
+                    pb::ListDatabasesRequest {
+                        start_after: list_after(page),
+                        limit: page.limit,
+                    },
+                    cl,
+                ))
+                .await?
+                .into_inner(),
             ),
             Operation::CreateDatabase(db) => Reply::CreateDatabase(
                 s.create_database(
@@ -177,10 +183,17 @@ impl Upstream {
                     .await?
                     .into_inner(),
             ),
-            Operation::ListTables(db) => Reply::ListTables(
-                s.list_tables(self.request(pb::ListTablesRequest { db: db.to_string() }, cl))
-                    .await?
-                    .into_inner(),
+            Operation::ListTables(db, page) => Reply::ListTables(
+                s.list_tables(self.request(
+                    pb::ListTablesRequest {
+                        db: db.to_string(),
+                        start_after: list_after(page),
+                        limit: page.limit,
+                    },
+                    cl,
+                ))
+                .await?
+                .into_inner(),
             ),
             Operation::CreateTable(t) => Reply::CreateTable(
                 s.create_table(self.request(
@@ -272,7 +285,7 @@ impl Upstream {
 
 #[async_trait]
 impl Forward for Upstream {
-    /// Reads are retried on `UNAVAILABLE`; writes never are.
+    /// Reads are retried on `UNAVAILABLE`; writes and admin calls never are.
     async fn call(
         &self,
         op: &Operation,
@@ -281,6 +294,11 @@ impl Forward for Upstream {
     ) -> Result<Reply, Status> {
         self.call_with_retries(op, cleared).await
     }
+}
+
+/// A list page's cursor as the wire carries it (empty: from the first name).
+fn list_after(page: &ListPage) -> String {
+    page.after.as_ref().map(Name::to_string).unwrap_or_default()
 }
 
 fn pb_table(t: &TableRef) -> pb::TableRef {

@@ -2,7 +2,7 @@
 //! the line before it, so removing or editing any line breaks the chain at that point.
 //! [`AuditLog`] is the one writer both daemons use.
 
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -31,9 +31,11 @@ impl AuditLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
+        // Readable too: the chain continues from the last line of the very file that is locked.
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)?;
         if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
             return Err(std::io::Error::new(
@@ -41,11 +43,7 @@ impl AuditLog {
                 "another process is writing this audit log",
             ));
         }
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
-        let prev = existing
-            .lines()
-            .last()
-            .map_or_else(|| GENESIS.to_owned(), line_hash);
+        let prev = last_line(&mut file)?.map_or_else(|| GENESIS.to_owned(), |l| bytes_hash(&l));
         Ok(Self {
             source,
             state: Mutex::new(ChainState { file, prev }),
@@ -78,12 +76,63 @@ impl AuditLog {
     }
 }
 
+/// How much of the log's end is read at a time while looking for the start of its last line.
+const TAIL_BLOCK: u64 = 8 * 1024;
+
+/// The last line of `file` as [`str::lines`] would give it (without its `\n` or `\r\n`), read
+/// backwards from the end a block at a time: opening a log costs its last line, not its size.
+/// `None` for an empty file. The bytes are returned as they are, so the next line's `prev` is
+/// the hash of what is on disk even if that is not UTF-8.
+fn last_line(file: &mut std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut start = len;
+    // The file's bytes from `start` to its end.
+    let mut tail = Vec::new();
+    while start > 0 {
+        let step = TAIL_BLOCK.min(start);
+        start -= step;
+        let mut block = vec![0; step as usize]; // at most TAIL_BLOCK
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&tail);
+        tail = block;
+        if let Some(line) = line_at_end(&tail, start == 0) {
+            return Ok(Some(line.to_vec()));
+        }
+    }
+    Ok(None)
+}
+
+/// The last line of `tail` (the end of a file; `whole`: all of it), or `None` if the line may
+/// begin before `tail` does.
+fn line_at_end(tail: &[u8], whole: bool) -> Option<&[u8]> {
+    let (body, terminated) = match tail.strip_suffix(b"\n") {
+        Some(body) => (body, true),
+        None => (tail, false),
+    };
+    let begin = match body.iter().rposition(|&b| b == b'\n') {
+        Some(newline) => newline + 1,
+        None if whole => 0,
+        None => return None,
+    };
+    let line = &body[begin..];
+    // `str::lines` drops the `\r` of a `\r\n` ending, and only of that.
+    Some(match line.strip_suffix(b"\r") {
+        Some(without) if terminated => without,
+        _ => line,
+    })
+}
+
 /// `prev` of the first line of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Lowercase hex SHA-256 of one line (without its newline).
 pub fn line_hash(line: &str) -> String {
-    crate::signing::BodyDigest::of(line.as_bytes()).to_hex()
+    bytes_hash(line.as_bytes())
+}
+
+fn bytes_hash(line: &[u8]) -> String {
+    crate::signing::BodyDigest::of(line).to_hex()
 }
 
 /// Appends `prev` to an event and renders it as one line; returns the line and its hash.
@@ -163,5 +212,52 @@ mod tests {
         assert_eq!(verify_chain(&removed), Err(ChainError::Broken(3)));
         let edited = text.replacen("\"i\":1", "\"i\":7", 1);
         assert_eq!(verify_chain(&edited), Err(ChainError::Broken(3)));
+    }
+
+    #[test]
+    fn the_last_line_is_the_one_str_lines_gives() {
+        let texts = [
+            "a", "a\n", "ab\ncd", "ab\ncd\n", "a\n\n", "\n", "a\r\n", "a\r", "\r\n",
+        ];
+        for text in texts {
+            let expected = text.lines().next_back().map(str::as_bytes);
+            let bytes = text.as_bytes();
+            // Every suffix is an end of the file as reading it block by block may hold it.
+            for start in 0..bytes.len() {
+                let found = line_at_end(&bytes[start..], start == 0);
+                assert!(
+                    found.is_none() || found == expected,
+                    "{text:?} from {start}"
+                );
+            }
+            assert_eq!(line_at_end(bytes, true), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_log_is_continued_from_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let at = Timestamp::from_unix(1_700_000_000);
+        let log = AuditLog::open(&path, "test").unwrap();
+        assert!(
+            last_line(&mut std::fs::File::open(&path).unwrap())
+                .unwrap()
+                .is_none()
+        );
+        for i in 0..20_000 {
+            log.record(at, "test", [("i", Value::from(i))]);
+        }
+        // A last line longer than a block, so finding its start takes several reads.
+        let long = "x".repeat(3 * TAIL_BLOCK as usize);
+        log.record(at, "test", [("long", Value::from(long))]);
+        drop(log);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len > 100 * TAIL_BLOCK, "{len} bytes is not many blocks");
+
+        let reopened = AuditLog::open(&path, "test").unwrap();
+        reopened.record(at, "test", [("reopened", Value::from(true))]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify_chain(&text).map(|(n, _)| n), Ok(20_002));
     }
 }

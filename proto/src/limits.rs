@@ -2,7 +2,7 @@
 //! gateway's configuration may only lower them, so it refuses earlier, never later. storaged
 //! ties each one at compile time to the engine's physical limit it must not exceed.
 
-use crate::names::MAX_KEY_BYTES;
+use crate::names::{MAX_KEY_BYTES, MAX_NAME_BYTES};
 
 /// Operations in one atomic batch. Each may touch its own leaf, and the whole batch is one WAL
 /// record, so the count bounds the pages one transaction copies under the tree lock.
@@ -16,6 +16,11 @@ pub const DEFAULT_SCAN_LIMIT: usize = 100;
 
 /// The most documents one scan page returns, whatever the request asks for.
 pub const MAX_SCAN_LIMIT: usize = 1_000;
+
+/// The most names one `ListDatabases` or `ListTables` page returns, and the page size when the
+/// request asks for none (`limit` 0): a client written before the lists were paged sends no
+/// limit and gets the largest first page. Clients must follow `next_start_after`.
+pub const MAX_LIST_LIMIT: usize = 1_000;
 
 /// A scan page stops once its documents' bytes reach this (so one page cannot pull
 /// gigabytes); the document that crosses it is still included.
@@ -43,3 +48,5 @@ const _: () = assert!(MAX_SCAN_PAGE_MESSAGE <= MAX_MESSAGE_BYTES);
 const _: () =
     assert!(MAX_BATCH_BYTES + MAX_BATCH_OPERATIONS * SCAN_ENTRY_OVERHEAD <= MAX_MESSAGE_BYTES);
 const _: () = assert!(DEFAULT_SCAN_LIMIT <= MAX_SCAN_LIMIT);
+// A full list page: every name with its tag and length, and the next_start_after field.
+const _: () = assert!((MAX_LIST_LIMIT + 1) * (MAX_NAME_BYTES + 2) <= MAX_MESSAGE_BYTES);

@@ -38,7 +38,8 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     /// The internal CA that client (gateway) certificates must chain to.
     pub client_ca: Option<PathBuf>,
-    /// Client identities (URI or DNS SANs) allowed to connect.
+    /// Client identities allowed to connect: URI SANs such as SPIFFE IDs. Only URI SANs are
+    /// compared, so a DNS name spelled like an identity is not one.
     pub allowed_clients: Vec<String>,
     /// How often the certificate files are read to see whether their contents changed.
     pub reload_interval_ms: u64,
@@ -53,8 +54,22 @@ pub struct RawLimits {
     /// `MAX_MESSAGE_BYTES`. Lower it only knowing that legal batches may then be refused.
     pub max_message_bytes: usize,
     pub request_timeout_ms: u64,
+    /// The whole TLS handshake, from `accept`.
     pub handshake_timeout_ms: u64,
+    /// Authenticated connections open at once. A slot is taken only once mTLS has succeeded
+    /// (peers still in their handshake hold none); an authenticated connection past it is
+    /// closed.
     pub max_connections: usize,
+    /// TLS handshakes in progress at once, all peers together; a newcomer past it evicts the
+    /// oldest, so sockets that never finish cannot lock a gateway out.
+    pub max_pending_handshakes: usize,
+    /// TLS handshakes in progress from one IPv4 address or IPv6 /64; more are closed at once.
+    /// At most `max_pending_handshakes`.
+    pub max_pending_handshakes_per_ip: usize,
+    /// Refused connections are audited per interval: the first per peer network and reason
+    /// at once, the rest as one line with their `count` when the interval ends (at most 33
+    /// lines per interval in all). 1 s to 1 h.
+    pub refusal_audit_interval_ms: u64,
     pub max_concurrent_streams: u32,
 }
 
@@ -111,6 +126,9 @@ impl Default for RawLimits {
             request_timeout_ms: 30_000,
             handshake_timeout_ms: 10_000,
             max_connections: 1024,
+            max_pending_handshakes: 64,
+            max_pending_handshakes_per_ip: 16,
+            refusal_audit_interval_ms: 10_000,
             max_concurrent_streams: 256,
         }
     }
@@ -152,6 +170,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     pub handshake_timeout: Duration,
     pub max_connections: usize,
+    pub max_pending_handshakes: usize,
+    pub max_pending_handshakes_per_ip: usize,
+    pub refusal_audit_interval: Duration,
     pub max_concurrent_streams: u32,
 }
 
@@ -288,6 +309,10 @@ impl RawTls {
         for id in &self.allowed_clients {
             if id.is_empty() || id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
                 c.fail(format!("tls.allowed_clients: {id:?} is not an identity"));
+            } else if !id.contains("://") {
+                c.fail(format!(
+                    "tls.allowed_clients: {id:?} is not a URI; only URI SANs are compared, e.g. \"spiffe://photondb.local/gateway\""
+                ));
             }
         }
         c.positive("tls.reload_interval_ms", self.reload_interval_ms);
@@ -324,6 +349,19 @@ impl RawLimits {
         let connections = self.max_connections as u64;
         c.positive("limits.max_connections", connections);
         c.at_most("limits.max_connections", connections, MAX_COUNT);
+        let pending = self.max_pending_handshakes as u64;
+        c.positive("limits.max_pending_handshakes", pending);
+        c.at_most("limits.max_pending_handshakes", pending, MAX_COUNT);
+        let per_ip = self.max_pending_handshakes_per_ip as u64;
+        c.positive("limits.max_pending_handshakes_per_ip", per_ip);
+        if per_ip > pending {
+            c.fail(format!(
+                "limits.max_pending_handshakes_per_ip: must be at most limits.max_pending_handshakes ({pending})"
+            ));
+        }
+        let interval = self.refusal_audit_interval_ms;
+        c.at_least("limits.refusal_audit_interval_ms", interval, 1_000);
+        c.at_most("limits.refusal_audit_interval_ms", interval, 3_600_000);
         c.positive(
             "limits.max_concurrent_streams",
             u64::from(self.max_concurrent_streams),
@@ -334,6 +372,9 @@ impl RawLimits {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             max_connections: self.max_connections,
+            max_pending_handshakes: self.max_pending_handshakes,
+            max_pending_handshakes_per_ip: self.max_pending_handshakes_per_ip,
+            refusal_audit_interval: Duration::from_millis(self.refusal_audit_interval_ms),
             max_concurrent_streams: self.max_concurrent_streams,
         })
     }
@@ -387,6 +428,12 @@ impl Check {
     fn at_most(&mut self, field: &str, value: u64, max: u64) {
         if value > max {
             self.fail(format!("{field}: must be at most {max}"));
+        }
+    }
+
+    fn at_least(&mut self, field: &str, value: u64, min: u64) {
+        if value < min {
+            self.fail(format!("{field}: must be at least {min}"));
         }
     }
 }
@@ -479,6 +526,38 @@ mod tests {
         };
         let errors = raw.validate().expect_err("invalid").0;
         assert!(errors.iter().any(|e| e.starts_with("tls: ")), "{errors:?}");
+    }
+
+    #[test]
+    fn handshake_limits_and_identities_are_checked() {
+        let raw: RawConfig = toml::from_str(
+            r#"
+            [tls]
+            allowed_clients = ["gateway.internal"]
+            [limits]
+            max_pending_handshakes = 8
+            max_pending_handshakes_per_ip = 9
+            refusal_audit_interval_ms = 999
+            "#,
+        )
+        .expect("parses");
+        let errors = raw.validate().expect_err("invalid").0;
+        for needle in [
+            "tls.allowed_clients: \"gateway.internal\" is not a URI",
+            "limits.max_pending_handshakes_per_ip: must be at most limits.max_pending_handshakes (8)",
+            "limits.refusal_audit_interval_ms: must be at least 1000",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(needle)),
+                "{needle} missing from {errors:?}"
+            );
+        }
+        let mut c = Check::default();
+        let limits = RawLimits::default().validate(&mut c).expect("defaults");
+        assert!(c.0.is_empty(), "the defaults are invalid: {:?}", c.0);
+        assert_eq!(limits.max_pending_handshakes, 64);
+        assert_eq!(limits.max_pending_handshakes_per_ip, 16);
+        assert_eq!(limits.refusal_audit_interval, Duration::from_secs(10));
     }
 
     #[test]

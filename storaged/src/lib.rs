@@ -6,14 +6,18 @@ pub mod audit;
 pub mod cli;
 /// TOML configuration, environment overrides and validation.
 pub mod config;
-/// Accepting bounded, authenticated mTLS connections.
+/// Accepting bounded, authenticated mTLS connections; keepalive on their sockets.
 pub mod conn;
 /// Request id, principal and deadline from the gateway's metadata.
 pub mod context;
 /// The storage engine; it imports nothing above it (not even the wire contract).
 pub mod engine;
+/// TLS handshakes in progress: bounded in all and per network, the oldest evicted.
+pub mod handshakes;
 /// Prometheus metrics on a private listener.
 pub mod metrics;
+/// Refused connections on the audit log, aggregated per network, reason and interval.
+pub mod refusals;
 /// Starting and stopping the daemon.
 pub mod server;
 /// The gRPC services on the engine.

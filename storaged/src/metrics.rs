@@ -1,5 +1,6 @@
-//! Prometheus metrics: request counts and latency by method and code, and the engine's own
-//! counters, served as text on a separate private listener.
+//! Prometheus metrics: request counts and latency by method and code, refused connections,
+//! and the engine's own counters, served as text on a separate private listener that holds at
+//! most [`MAX_SCRAPES`] connections, each for at most [`SCRAPE_DEADLINE`].
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -11,13 +12,20 @@ use hyper::body::Bytes;
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
+
+/// Connections the metrics listener serves at once (a scraper needs one); more are closed.
+pub const MAX_SCRAPES: usize = 32;
+/// How long one metrics connection may stay open, keep-alive included.
+pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
+    connections_refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -39,17 +47,35 @@ impl Metrics {
             &["method"],
         )
         .expect("valid metric definition");
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "storaged_connections_refused_total",
+                "connections closed before they could make a call, by reason",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
         registry
             .register(Box::new(requests.clone()))
             .expect("unique metric");
         registry
             .register(Box::new(latency.clone()))
             .expect("unique metric");
+        registry
+            .register(Box::new(connections_refused.clone()))
+            .expect("unique metric");
         Self {
             registry,
             requests,
             latency,
+            connections_refused,
         }
+    }
+
+    /// Counts a connection closed before it could make a call; `reason` is one of a few
+    /// fixed labels (never peer-supplied text).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused.with_label_values(&[reason]).inc();
     }
 
     pub fn observe(&self, method: &str, code: tonic::Code, elapsed: Duration) {
@@ -153,26 +179,49 @@ impl Default for Metrics {
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, engine: Arc<Engine>) {
+    serve_bounded(listener, metrics, engine, MAX_SCRAPES, SCRAPE_DEADLINE).await;
+}
+
+/// How long accepting pauses after it failed (out of descriptors), rather than spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn serve_bounded(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    engine: Arc<Engine>,
+    max_connections: usize,
+    deadline: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            continue;
+        };
+        // Past the cap the connection is dropped, so closed at once.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue;
         };
         let (metrics, engine) = (metrics.clone(), engine.clone());
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let response = answer(req.uri().path(), &metrics, &engine);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-            let io = hyper_util::rt::TokioIo::new(tcp);
-            // hyper panics on a header timeout without a timer: every scrape failed.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(io, service)
-                .await;
+            let _slot = slot;
+            let _ = tokio::time::timeout(deadline, serve_one(tcp, metrics, engine)).await;
         });
     }
+}
+
+async fn serve_one(tcp: tokio::net::TcpStream, metrics: Arc<Metrics>, engine: Arc<Engine>) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let response = answer(req.uri().path(), &metrics, &engine);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    // hyper panics on a header timeout without a timer: every scrape failed.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5))
+        .serve_connection(io, service)
+        .await;
 }
 
 fn answer(path: &str, metrics: &Metrics, engine: &Engine) -> hyper::Response<Full<Bytes>> {
@@ -186,4 +235,73 @@ fn answer(path: &str, metrics: &Metrics, engine: &Engine) -> hyper::Response<Ful
         .header("content-type", "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineOptions, SimFs};
+    use std::path::Path;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// True if the server closes `s` (EOF or reset) within a few seconds.
+    async fn closes(s: &mut TcpStream) -> bool {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0) | Err(_)))
+    }
+
+    async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(addr).await?;
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        s.write_all(request).await?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await?;
+        Ok(reply)
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_are_closed_at_once_and_each_has_a_deadline() {
+        let opened = Engine::open_with(
+            Arc::new(SimFs::new()),
+            Path::new("/db"),
+            EngineOptions::default(),
+        );
+        let engine = Arc::new(opened.unwrap().0);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let deadline = Duration::from_secs(1);
+        tokio::spawn(serve_bounded(listener, metrics, engine, 2, deadline));
+
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closes(&mut third).await,
+            "a connection past the cap was kept"
+        );
+        let mut buf = [0u8; 8];
+        let open = held[0].try_read(&mut buf);
+        assert!(
+            matches!(&open, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a connection within the cap was closed early: {open:?}"
+        );
+        for s in &mut held {
+            assert!(closes(s).await, "a silent connection outlived its deadline");
+        }
+        // The closed connections' slots are free again (their tasks end just after the close).
+        let mut reply = String::new();
+        for _ in 0..50 {
+            reply = scrape(addr).await.unwrap_or_default();
+            if !reply.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
 }

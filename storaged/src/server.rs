@@ -14,10 +14,18 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::audit::Audit;
 use crate::config::Config;
+use crate::conn::Acceptor;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::refusals::RefusalLog;
 use crate::service::Handler;
 use crate::tls::Reloading;
+
+/// How often an idle HTTP/2 connection is pinged, and how long the ping may go unanswered
+/// before the connection is closed: a gateway that vanished gives its slot back in well under
+/// a minute.
+const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a running server ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +91,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let (tx, rx) = mpsc::channel(64);
     let limits = config.limits.clone();
-    tokio::spawn(crate::conn::accept_loop(
-        listener,
-        tls.clone(),
-        limits.max_connections,
-        limits.handshake_timeout,
+    let refusals = RefusalLog::new(
         audit.clone(),
-        tx,
-    ));
+        config.engine.clock.clone(),
+        limits.refusal_audit_interval,
+    );
+    RefusalLog::spawn_flusher(&refusals);
+    let acceptor = Acceptor::new(tls.clone(), &limits, refusals, metrics.clone());
+    tokio::spawn(crate::conn::accept_loop(listener, acceptor, tx));
     tokio::spawn(reload_loop(tls));
     let stop = Arc::new(Notify::new());
     let fatal = Arc::new(Notify::new());
@@ -215,6 +223,9 @@ async fn serve(
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_header_list_size(16 * 1024)
+        // Applied to incoming streams too (unlike tonic's TCP options; conn.rs sets those).
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .layer(
             // Client refusals (NOT_FOUND, ...) are normal: the handler logs each call's
             // outcome itself and what needs an operator (corruption, disk failure) at error.

@@ -1,8 +1,14 @@
 //! The gRPC services `photondb.v1.Storage` and `photondb.v1.Admin` on the engine. Each handler
 //! checks its message against the wire contract (`wire`: INVALID_ARGUMENT before the engine is
 //! called), runs one blocking engine call, and maps the result in one place.
+//!
+//! Two kinds of call: requests (the data path, `Stats`, `Checkpoint`) run under a permit
+//! from `max_concurrent_requests`, held by the blocking task until the engine returns; `Verify`
+//! is an admin scan that takes no permit: the engine runs one at a time (the task itself holds
+//! that slot) and refuses another at once, and the scan stops once nobody waits for it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_server::Admin;
@@ -65,11 +71,14 @@ impl Handler {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, engine::Error> + Send + 'static,
     {
-        let span = tracing::info_span!("call", method = ctx.method, request_id = %ctx.request_id, principal = %ctx.principal);
+        let span = call_span(&ctx);
         let result = self.run_inner(&ctx, work).instrument(span).await;
-        let code = result
-            .as_ref()
-            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.observe(&ctx, code_of(&result));
+        result
+    }
+
+    /// Counts and logs a finished call.
+    fn observe(&self, ctx: &CallContext, code: tonic::Code) {
         let elapsed = self.clock.since(ctx.started);
         self.metrics.observe(ctx.method, code, elapsed);
         tracing::info!(
@@ -80,7 +89,6 @@ impl Handler {
             micros = elapsed.as_micros() as u64,
             "call"
         );
-        result
     }
 
     async fn run_inner<T, F>(&self, ctx: &CallContext, work: F) -> Result<T, Status>
@@ -88,34 +96,67 @@ impl Handler {
         T: Send + 'static,
         F: FnOnce(&Engine) -> Result<T, engine::Error> + Send + 'static,
     {
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             return Err(status::from_refusal(Refusal::Overloaded));
         };
         if ctx.expired(&*self.clock) {
             return Err(status::from_refusal(Refusal::DeadlineExceeded));
         }
         let engine = self.engine.clone();
-        let outcome = tokio::task::spawn_blocking(move || work(&engine))
-            .await
-            .map_err(|_| Status::internal("internal error"))?;
+        // The task keeps the permit: a call dropped on timeout frees it only once the engine
+        // call it started has returned, so abandoned work still counts against the limit.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&engine)
+        })
+        .await
+        .map_err(|_| Status::internal("internal error"))?;
         outcome.map_err(|err| self.refuse(&err, ctx))
+    }
+
+    /// Runs a verify on the blocking pool, outside the request permits. The engine's
+    /// one-verify slot is taken and released inside the task, so a call dropped by a client
+    /// timeout cannot free it while the scan still runs; dropping the call (or passing its
+    /// deadline) makes the scan stop at its next step.
+    async fn run_verify(&self, ctx: CallContext) -> Result<engine::VerifyReport, Status> {
+        let span = call_span(&ctx);
+        let result = self.run_verify_inner(&ctx).instrument(span).await;
+        self.observe(&ctx, code_of(&result));
+        result
+    }
+
+    async fn run_verify_inner(&self, ctx: &CallContext) -> Result<engine::VerifyReport, Status> {
+        if ctx.expired(&*self.clock) {
+            return Err(status::from_refusal(Refusal::DeadlineExceeded));
+        }
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+        let (engine, clock, deadline) = (self.engine.clone(), self.clock.clone(), ctx.deadline);
+        let outcome = tokio::task::spawn_blocking(move || {
+            let past_deadline = || deadline.is_some_and(|d| clock.now() >= d);
+            engine.verify_until(&|| abandoned.load(Ordering::Relaxed) || past_deadline())
+        })
+        .await
+        .map_err(|_| Status::internal("internal error"))?;
+        outcome.map_err(|err| self.refuse_verify(&err, ctx))
     }
 
     /// A request that breaks the wire contract, refused before the engine sees it: counted
     /// and logged like every other call.
     fn invalid(&self, ctx: &CallContext, invalid: wire::Invalid) -> Status {
         let status = Status::from(invalid);
-        let elapsed = self.clock.since(ctx.started);
-        self.metrics.observe(ctx.method, status.code(), elapsed);
-        tracing::info!(
-            method = ctx.method,
-            request_id = %ctx.request_id,
-            principal = %ctx.principal,
-            code = ?status.code(),
-            micros = elapsed.as_micros() as u64,
-            "call"
-        );
+        self.observe(ctx, status.code());
         status
+    }
+
+    fn refuse_verify(&self, err: &engine::VerifyError, ctx: &CallContext) -> Status {
+        use engine::VerifyError as V;
+        match err {
+            V::AlreadyRunning => status::from_refusal(Refusal::VerifyRunning),
+            V::CheckpointDue => status::from_refusal(Refusal::VerifyGaveWay),
+            V::Stopped => status::from_refusal(Refusal::VerifyStopped),
+            V::Engine(e) => self.refuse(e, ctx),
+        }
     }
 
     fn refuse(&self, err: &engine::Error, ctx: &CallContext) -> Status {
@@ -136,6 +177,26 @@ impl Handler {
             self.fatal.notify_one();
         }
         status::from_engine(err, ctx)
+    }
+}
+
+fn call_span(ctx: &CallContext) -> tracing::Span {
+    tracing::info_span!("call", method = ctx.method, request_id = %ctx.request_id, principal = %ctx.principal)
+}
+
+fn code_of<T>(result: &Result<T, Status>) -> tonic::Code {
+    result
+        .as_ref()
+        .map_or_else(|s| s.code(), |_| tonic::Code::Ok)
+}
+
+/// Set when dropped, that is when the call's future is gone (answered, or abandoned by a
+/// client timeout or reset): a scan still running for it may stop.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -179,8 +240,13 @@ impl Storage for Handler {
         req: Request<pb::ListDatabasesRequest>,
     ) -> Result<Response<pb::ListDatabasesResponse>, Status> {
         let ctx = self.context("ListDatabases", req.metadata());
-        let databases = self.run(ctx, |e| e.list_databases()).await?;
-        Ok(Response::new(pb::ListDatabasesResponse { databases }))
+        let r = req.into_inner();
+        let list = wire::list(&r.start_after, r.limit).map_err(|e| self.invalid(&ctx, e))?;
+        let page = self.run(ctx, move |e| e.list_databases(&list)).await?;
+        Ok(Response::new(pb::ListDatabasesResponse {
+            databases: page.names,
+            next_start_after: page.next_start_after.unwrap_or_default(),
+        }))
     }
 
     async fn create_database(
@@ -209,9 +275,16 @@ impl Storage for Handler {
         req: Request<pb::ListTablesRequest>,
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
         let ctx = self.context("ListTables", req.metadata());
-        let db = wire::database(&req.into_inner().db).map_err(|e| self.invalid(&ctx, e))?;
-        let tables = self.run(ctx, move |e| e.list_tables(db.as_str())).await?;
-        Ok(Response::new(pb::ListTablesResponse { tables }))
+        let r = req.into_inner();
+        let db = wire::database(&r.db).map_err(|e| self.invalid(&ctx, e))?;
+        let list = wire::list(&r.start_after, r.limit).map_err(|e| self.invalid(&ctx, e))?;
+        let page = self
+            .run(ctx, move |e| e.list_tables(db.as_str(), &list))
+            .await?;
+        Ok(Response::new(pb::ListTablesResponse {
+            tables: page.names,
+            next_start_after: page.next_start_after.unwrap_or_default(),
+        }))
     }
 
     async fn create_table(
@@ -344,7 +417,7 @@ impl Admin for Handler {
         req: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let ctx = self.context("Verify", req.metadata());
-        let report = self.run(ctx, |e| e.verify()).await?;
+        let report = self.run_verify(ctx).await?;
         if !report.is_clean() {
             self.audit.record(
                 "verify_found_bad_pages",
@@ -414,6 +487,13 @@ mod tests {
         (handler, dir)
     }
 
+    fn first_page() -> engine::List {
+        engine::List {
+            start_after: None,
+            limit: 100,
+        }
+    }
+
     fn invalid<T: std::fmt::Debug>(result: Result<T, Status>) -> String {
         let status = result.expect_err("refused");
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -433,7 +513,13 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert!(h.engine.list_databases().unwrap().is_empty());
+        assert!(
+            h.engine
+                .list_databases(&first_page())
+                .unwrap()
+                .names
+                .is_empty()
+        );
         h.create_database(create("app")).await.unwrap();
         let table = Request::new(pb::CreateTableRequest {
             table: Some(pb::TableRef {
@@ -443,7 +529,92 @@ mod tests {
         });
         let message = invalid(h.create_table(table).await);
         assert_eq!(message, "table name must match [a-z0-9_-]{1,64}");
-        assert!(h.engine.list_tables("app").unwrap().is_empty());
+        assert!(
+            h.engine
+                .list_tables("app", &first_page())
+                .unwrap()
+                .names
+                .is_empty()
+        );
+    }
+
+    /// Lists come in pages linked by `next_start_after` (empty on the last); limit 0 is the
+    /// largest page, and a cursor that is not a name is refused before the engine.
+    #[tokio::test]
+    async fn lists_page_through_names_in_order() {
+        let (h, _dir) = handler();
+        let names: Vec<String> = (0..25).map(|i| format!("db{i:02}")).collect();
+        for name in &names {
+            h.engine.create_database(name).unwrap();
+        }
+        let list = |after: &str, limit| {
+            Request::new(pb::ListDatabasesRequest {
+                start_after: after.into(),
+                limit,
+            })
+        };
+        let (mut seen, mut after) = (Vec::new(), String::new());
+        loop {
+            let page = h.list_databases(list(after.as_str(), 10)).await.unwrap();
+            let page = page.into_inner();
+            assert!(page.databases.len() <= 10, "{page:?}");
+            seen.extend(page.databases);
+            if page.next_start_after.is_empty() {
+                break;
+            }
+            after = page.next_start_after;
+        }
+        assert_eq!(seen, names);
+        let all = h.list_databases(list("", 0)).await.unwrap().into_inner();
+        assert_eq!(
+            (all.databases, all.next_start_after),
+            (names, String::new())
+        );
+        let message = invalid(h.list_databases(list("Bad", 0)).await);
+        assert!(message.starts_with("list start_after"), "{message}");
+
+        for table in ["a", "b", "c"] {
+            h.engine.create_table("db00", table).unwrap();
+        }
+        let tables = |after: &str| {
+            Request::new(pb::ListTablesRequest {
+                db: "db00".into(),
+                start_after: after.into(),
+                limit: 2,
+            })
+        };
+        let first = h.list_tables(tables("")).await.unwrap().into_inner();
+        assert_eq!(first.tables, ["a", "b"]);
+        assert_eq!(first.next_start_after, "b");
+        let last = h.list_tables(tables("b")).await.unwrap().into_inner();
+        assert_eq!(last.tables, ["c"]);
+        assert_eq!(last.next_start_after, "");
+    }
+
+    /// A verify while another runs is refused at once with FAILED_PRECONDITION; once the
+    /// other ends, the next one is served, request permits or not.
+    #[tokio::test]
+    async fn a_second_verify_is_refused_while_one_runs() {
+        let (h, _dir) = handler();
+        let engine = h.engine.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        // Stands in for a running verify: holds the engine's one-verify slot.
+        let holder = std::thread::spawn(move || {
+            let _slot = engine.verifying.lock().unwrap_or_else(|e| e.into_inner());
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        });
+        held_rx.recv().unwrap();
+        let verify = || Request::new(pb::VerifyRequest {});
+        let status = h.verify(verify()).await.expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert_eq!(status.message(), "a verify is already running");
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        // With every request permit taken, a verify is still served: it needs none.
+        let _all = h.permits.clone().try_acquire_many_owned(8).unwrap();
+        assert!(h.verify(verify()).await.unwrap().into_inner().clean);
     }
 
     #[tokio::test]

@@ -15,6 +15,15 @@ pub enum Refusal {
     DeadlineExceeded,
     /// The request breaks the wire contract; the text says how, and nothing more.
     Invalid(Invalid),
+    /// Another verify is running: FAILED_PRECONDITION, because the caller should wait for
+    /// that one's answer, not retry. RESOURCE_EXHAUSTED would read as overload (the gateway
+    /// counts it against storaged's health), and ABORTED is one some clients retry by default.
+    VerifyRunning,
+    /// A verify gave way to an overdue checkpoint (writes outgrew what it may hold off):
+    /// ABORTED, a conflict with concurrent work that running it again later resolves.
+    VerifyGaveWay,
+    /// A verify passed its deadline between two steps and stopped.
+    VerifyStopped,
 }
 
 impl From<Invalid> for Refusal {
@@ -45,6 +54,13 @@ pub fn from_refusal(refusal: Refusal) -> Status {
             Status::deadline_exceeded("deadline passed before the work started")
         }
         Refusal::Invalid(invalid) => Status::invalid_argument(invalid.to_string()),
+        Refusal::VerifyRunning => Status::failed_precondition("a verify is already running"),
+        Refusal::VerifyGaveWay => Status::aborted(
+            "the verify stopped to let writes checkpoint; run it again when writes are quieter",
+        ),
+        Refusal::VerifyStopped => {
+            Status::deadline_exceeded("deadline passed before the verify finished")
+        }
     }
 }
 

@@ -25,7 +25,9 @@ pub struct TlsFiles {
     pub reload_interval: Duration,
 }
 
-/// The identities (URI and DNS SANs) on a certificate.
+/// The identities on a certificate: its URI SANs (SPIFFE IDs), and only those. A DNS SAN is
+/// not an identity even when spelled like one (`spiffe://photondb.local/gateway` as a DNS
+/// name): what a CA checks before it signs a DNS name is not what it checks for an identity.
 pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
     let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
@@ -39,7 +41,6 @@ pub fn identities(cert: &CertificateDer<'_>) -> Vec<String> {
         .iter()
         .filter_map(|name| match name {
             GeneralName::URI(uri) => Some((*uri).to_owned()),
-            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
             _ => None,
         })
         .collect()
@@ -241,6 +242,72 @@ fn digest(files: &TlsFiles) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GATEWAY: &str = "spiffe://photondb.local/gateway";
+
+    /// A chain check that passes anything, so that only the allowlist decides.
+    #[derive(Debug)]
+    struct AnyChain;
+
+    impl ClientCertVerifier for AnyChain {
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            &[]
+        }
+
+        fn verify_client_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: UnixTime,
+        ) -> Result<ClientCertVerified, rustls::Error> {
+            Ok(ClientCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            Vec::new()
+        }
+    }
+
+    fn leaf(san: rcgen::SanType) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![san];
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn a_dns_name_spelled_like_an_allowed_identity_is_not_that_identity() {
+        let dns = leaf(rcgen::SanType::DnsName(GATEWAY.try_into().unwrap()));
+        let uri = leaf(rcgen::SanType::URI(GATEWAY.try_into().unwrap()));
+        assert!(identities(&dns).is_empty(), "{:?}", identities(&dns));
+        assert_eq!(identities(&uri), vec![GATEWAY.to_owned()]);
+        let verifier = AllowlistVerifier {
+            inner: Arc::new(AnyChain),
+            allowed: vec![GATEWAY.to_owned()],
+            audit: None,
+        };
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000));
+        assert!(verifier.verify_client_cert(&dns, &[], now).is_err());
+        assert!(verifier.verify_client_cert(&uri, &[], now).is_ok());
+    }
 
     #[test]
     fn a_rewrite_with_the_same_modification_time_is_seen() {

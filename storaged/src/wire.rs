@@ -5,8 +5,8 @@
 use std::fmt;
 
 use photondb_proto::limits::{
-    DEFAULT_SCAN_LIMIT, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS, MAX_DOCUMENT_BYTES, MAX_SCAN_LIMIT,
-    MAX_SCAN_PAGE_BYTES,
+    DEFAULT_SCAN_LIMIT, MAX_BATCH_BYTES, MAX_BATCH_OPERATIONS, MAX_DOCUMENT_BYTES, MAX_LIST_LIMIT,
+    MAX_SCAN_LIMIT, MAX_SCAN_PAGE_BYTES,
 };
 use photondb_proto::names::{Key, MAX_KEY_BYTES, MAX_NAME_BYTES, Name, TableRef};
 use photondb_proto::v1 as pb;
@@ -20,6 +20,7 @@ const _: () = assert!(MAX_BATCH_OPERATIONS <= engine::ENGINE_MAX_BATCH_OPERATION
 const _: () = assert!(MAX_BATCH_BYTES <= engine::ENGINE_MAX_BATCH_BYTES);
 const _: () = assert!(MAX_SCAN_LIMIT <= engine::ENGINE_MAX_SCAN_ROWS);
 const _: () = assert!(MAX_SCAN_PAGE_BYTES <= engine::ENGINE_MAX_SCAN_BYTES);
+const _: () = assert!(MAX_LIST_LIMIT <= engine::ENGINE_MAX_LIST_NAMES);
 
 /// Why a request breaks the wire contract (answered `INVALID_ARGUMENT` with this text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum Invalid {
     Key,
     /// A scan's prefix or `start_after` longer than a key can be.
     ScanBound,
+    /// A list's `start_after` that is neither empty nor a name.
+    ListBound,
     DocumentTooLarge,
     EmptyBatch,
     TooManyOperations,
@@ -48,6 +51,10 @@ impl fmt::Display for Invalid {
             Invalid::ScanBound => write!(
                 f,
                 "scan prefix and start_after are at most {MAX_KEY_BYTES} bytes"
+            ),
+            Invalid::ListBound => write!(
+                f,
+                "list start_after must be empty or match [a-z0-9_-]{{1,{MAX_NAME_BYTES}}}"
             ),
             Invalid::DocumentTooLarge => {
                 write!(f, "a document may be at most {MAX_DOCUMENT_BYTES} bytes")
@@ -112,6 +119,25 @@ pub fn scan_bounds(prefix: &str, start_after: &str) -> Result<(), Invalid> {
     } else {
         Err(Invalid::ScanBound)
     }
+}
+
+/// A list page: after `start_after` (empty: from the first name; otherwise a name, as every
+/// `next_start_after` is), at most `limit` names (0, or more than `MAX_LIST_LIMIT`: that many;
+/// the largest page is the default so that a client that never pages sees the most).
+pub fn list(start_after: &str, limit: u32) -> Result<engine::List, Invalid> {
+    let start_after = match start_after {
+        "" => None,
+        name => Some(
+            Name::parse(name)
+                .map_err(|_| Invalid::ListBound)?
+                .to_string(),
+        ),
+    };
+    let limit = match usize::try_from(limit) {
+        Ok(0) | Err(_) => MAX_LIST_LIMIT,
+        Ok(n) => n.min(MAX_LIST_LIMIT),
+    };
+    Ok(engine::List { start_after, limit })
 }
 
 /// Ends a page once its documents reach `MAX_SCAN_PAGE_BYTES` (the one that crosses it stays);
@@ -203,6 +229,18 @@ mod tests {
         assert_eq!(scan_limit(0), DEFAULT_SCAN_LIMIT);
         assert_eq!(scan_limit(7), 7);
         assert_eq!(scan_limit(u32::MAX), MAX_SCAN_LIMIT);
+    }
+
+    #[test]
+    fn list_pages_default_to_the_largest_and_take_a_name_as_cursor() {
+        let page = |after: &str, limit| list(after, limit).map(|l| (l.start_after, l.limit));
+        assert_eq!(page("", 0), Ok((None, MAX_LIST_LIMIT)));
+        assert_eq!(page("app", 7), Ok((Some("app".into()), 7)));
+        assert_eq!(page("", u32::MAX), Ok((None, MAX_LIST_LIMIT)));
+        let long = "a".repeat(MAX_NAME_BYTES + 1);
+        for bad in ["App", "a.b", long.as_str()] {
+            assert_eq!(page(bad, 0), Err(Invalid::ListBound), "{bad}");
+        }
     }
 
     #[test]

@@ -237,6 +237,8 @@ impl Gateway {
         write_policies_on(&gw.policy_dir(), PARTNER, &public_key, setup.plan)?;
         let mut config = Self::config(certs, upstream);
         config.state_dir = Some(gw.work.path().join("state"));
+        // Each gateway its own pid file and upgrade socket (the default is one per user).
+        config.server.runtime_dir = Some(gw.work.path().join("run"));
         config.policy.dir = Some(gw.policy_dir());
         tweak(&mut config);
         let hosts_given = !config.hosts.is_empty();
@@ -276,6 +278,7 @@ impl Gateway {
         config.hosts = vec![GATEWAY_NAME.to_owned()];
         config.state_dir = Some(work.path().join("state"));
         config.policy.dir = Some(work.path().join("policies"));
+        config.server.runtime_dir = Some(work.path().join("run"));
         tweak(&mut config);
         let path = work.path().join("gateway.toml");
         std::fs::write(&path, toml::to_string(&config)?)?;

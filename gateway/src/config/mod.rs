@@ -118,6 +118,11 @@ pub struct RawLimits {
     pub max_batch_operations: usize,
     pub max_scan_limit: u32,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_pending_handshakes: usize,
+    pub handshake_timeout_ms: u64,
+    pub max_body_bytes_in_flight: usize,
+    pub max_bodies_per_connection: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub header_timeout_ms: u64,
@@ -152,6 +157,10 @@ pub struct RawServer {
     pub threads: usize,
     pub grace_period_ms: u64,
     pub graceful_shutdown_timeout_ms: u64,
+    /// Where the pid file and the upgrade socket live (the socket hands over the listening
+    /// sockets: only the gateway's user may enter). Absent: `$RUNTIME_DIRECTORY` (systemd),
+    /// else `$XDG_RUNTIME_DIR/photondb-gateway`, else `<tmp>/photondb-gateway-<uid>`.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl Default for RawConfig {
@@ -211,6 +220,11 @@ impl Default for RawLimits {
             max_batch_operations: MAX_BATCH_OPERATIONS,
             max_scan_limit: MAX_SCAN_LIMIT as u32,
             max_connections: 4_096,
+            max_connections_per_ip: 256,
+            max_pending_handshakes: 512,
+            handshake_timeout_ms: 5_000,
+            max_body_bytes_in_flight: 64 << 20,
+            max_bodies_per_connection: 32,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             header_timeout_ms: 10_000,
@@ -219,8 +233,10 @@ impl Default for RawLimits {
             h2_max_concurrent_streams: 100,
             h2_max_pending_reset_streams: 20,
             h2_max_local_error_resets: 256,
-            max_inflight: 1_024,
-            shed_writes_at: 768,
+            // Below storaged's `max_concurrent_requests` (512): the gateway sheds overload
+            // itself, before storaged has to refuse (RESOURCE_EXHAUSTED).
+            max_inflight: 384,
+            shed_writes_at: 288,
             ip_rate_per_sec: 200,
             ip_burst: 400,
         }
@@ -243,6 +259,7 @@ impl Default for RawServer {
             threads: 2,
             grace_period_ms: 5_000,
             graceful_shutdown_timeout_ms: 5_000,
+            runtime_dir: None,
         }
     }
 }
@@ -293,6 +310,16 @@ pub struct Limits {
     pub max_batch_operations: usize,
     pub max_scan_limit: u32,
     pub max_connections: usize,
+    /// Per client IP (IPv6: per /64), counted from `accept`.
+    pub max_connections_per_ip: usize,
+    /// Connections whose TLS handshake has not finished; past it the oldest is closed.
+    pub max_pending_handshakes: usize,
+    /// The whole TLS handshake, from `accept`.
+    pub handshake_timeout: Duration,
+    /// Request bodies being buffered, all connections together.
+    pub max_body_bytes_in_flight: usize,
+    /// Request bodies being buffered at once on one connection (HTTP/2 streams).
+    pub max_bodies_per_connection: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub header_timeout: Duration,
@@ -321,11 +348,13 @@ pub struct BreakerConfig {
     pub half_open_probes: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub threads: usize,
     pub grace_period: Duration,
     pub graceful_shutdown_timeout: Duration,
+    /// Private to the gateway's user (mode 0700): pid file and upgrade socket.
+    pub runtime_dir: PathBuf,
 }
 
 impl GatewayConfig {
@@ -611,6 +640,23 @@ impl RawLimits {
             MAX_SCAN_LIMIT as u64,
         );
         c.positive("limits.max_connections", self.max_connections as u64);
+        for (field, n) in [
+            ("limits.max_connections_per_ip", self.max_connections_per_ip),
+            ("limits.max_pending_handshakes", self.max_pending_handshakes),
+            (
+                "limits.max_bodies_per_connection",
+                self.max_bodies_per_connection,
+            ),
+        ] {
+            c.positive(field, n as u64);
+        }
+        c.positive("limits.handshake_timeout_ms", self.handshake_timeout_ms);
+        // One body of the largest size must fit, or large requests could never be served.
+        c.at_least(
+            "limits.max_body_bytes_in_flight",
+            self.max_body_bytes_in_flight as u64,
+            self.max_body_bytes as u64,
+        );
         c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
         c.at_most(
             "limits.max_header_bytes",
@@ -643,6 +689,11 @@ impl RawLimits {
             max_batch_operations: self.max_batch_operations,
             max_scan_limit: self.max_scan_limit,
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_pending_handshakes: self.max_pending_handshakes,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_body_bytes_in_flight: self.max_body_bytes_in_flight,
+            max_bodies_per_connection: self.max_bodies_per_connection,
             max_header_bytes: self.max_header_bytes,
             max_headers: self.max_headers,
             header_timeout: Duration::from_millis(self.header_timeout_ms),
@@ -685,8 +736,30 @@ impl RawServer {
             threads: self.threads,
             grace_period: Duration::from_millis(self.grace_period_ms),
             graceful_shutdown_timeout: Duration::from_millis(self.graceful_shutdown_timeout_ms),
+            runtime_dir: self.runtime_dir.clone().unwrap_or_else(default_runtime_dir),
         }
     }
+}
+
+/// The runtime directory when the config names none.
+fn default_runtime_dir() -> PathBuf {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = env("RUNTIME_DIRECTORY") {
+        return dir;
+    }
+    if let Some(dir) = env("XDG_RUNTIME_DIR") {
+        return dir.join("photondb-gateway");
+    }
+    // Our uid without libc: the owner of /proc/self is the process's user.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid()
+    });
+    std::env::temp_dir().join(format!("photondb-gateway-{uid}"))
 }
 
 #[cfg(test)]

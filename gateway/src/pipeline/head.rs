@@ -16,6 +16,9 @@ pub struct RequestHead {
     pub http2: bool,
     /// Bytes of the request target, counted against the header size limit.
     pub target_len: usize,
+    /// The target carried a `#fragment` (which URI parsing drops): not normal form
+    /// (DESIGN §3.3), so refused rather than silently served without it.
+    pub fragment: bool,
 }
 
 impl RequestHead {
@@ -33,6 +36,7 @@ impl RequestHead {
             headers,
             http2,
             target_len: uri.path_and_query().map_or(0, |p| p.as_str().len()),
+            fragment: false,
         }
     }
 

@@ -121,6 +121,8 @@ pub struct Pipeline {
     pub gate: Gate,
     pub upstream: Arc<dyn Forward>,
     pub metrics: Metrics,
+    /// What all request bodies being read may hold together (step 5).
+    pub body_budget: body::BodyBudget,
     pub clock: Arc<dyn Clock>,
     pub dev_mode: bool,
 }
@@ -146,6 +148,18 @@ impl Pipeline {
             answer,
             label,
             close: !body.is_done(),
+            request_id,
+        }
+    }
+
+    /// The answer to a request the server could not take on now (no room for its body): 503
+    /// `overloaded` before any step runs. Counted, not audited (a flood would fill the log).
+    pub fn overloaded(&self, head: &RequestHead) -> Outcome {
+        let request_id = head.request_id();
+        Outcome {
+            answer: self.refuse(&Refusal::Overloaded, head, &request_id),
+            label: "unrouted",
+            close: true,
             request_id,
         }
     }
@@ -193,6 +207,7 @@ impl Pipeline {
             source,
             limits.max_body_bytes,
             limits.body_timeout,
+            &self.body_budget,
         );
         let body = body.await?;
         let policy = self.policy.current();
@@ -352,9 +367,9 @@ impl Pipeline {
         let started = self.clock.now();
         let result = self.upstream.call(op, cleared, &admission).await;
         let elapsed = self.clock.now().saturating_duration_since(started);
-        let label = op.kind().label();
-        self.metrics.upstream(label, elapsed.as_secs_f64());
-        let result = result.map_err(|status| upstream_refusal(&status, label, cleared));
+        let kind = op.kind();
+        self.metrics.upstream(kind.label(), elapsed.as_secs_f64());
+        let result = result.map_err(|status| upstream_refusal(&status, kind, cleared));
         admission.finish(result.as_ref().is_err_and(Refusal::is_upstream_failure));
         result
     }
@@ -398,8 +413,14 @@ fn refuse_proxied(head: &RequestHead) -> Result<(), Refusal> {
 }
 
 /// storaged's status as a refusal; its message is logged at most, never answered.
-fn upstream_refusal(status: &tonic::Status, op: &'static str, cleared: &Cleared) -> Refusal {
-    let refusal = Refusal::from_upstream(status.code());
+fn upstream_refusal(status: &tonic::Status, kind: Kind, cleared: &Cleared) -> Refusal {
+    use tonic::Code;
+    let refusal = match (kind, status.code()) {
+        // One verify at a time: a second is refused, and one may give way to a checkpoint.
+        (Kind::Verify, Code::FailedPrecondition | Code::Aborted) => Refusal::VerifyBusy,
+        (_, code) => Refusal::from_upstream(code),
+    };
+    let op = kind.label();
     let (rid, code) = (cleared.request_id(), status.code());
     if refusal.is_upstream_failure() {
         tracing::warn!(
@@ -417,6 +438,9 @@ fn upstream_refusal(status: &tonic::Status, op: &'static str, cleared: &Cleared)
 
 /// Step 4: a gRPC method or a REST route; the path must be in normal form either way.
 fn route_request(head: &RequestHead) -> Result<Routed, Refusal> {
+    if head.fragment {
+        return Err(Refusal::PathNotNormal);
+    }
     if head.is_grpc() {
         let segs = route::segments(&head.path)?;
         if head.method != http::Method::POST {

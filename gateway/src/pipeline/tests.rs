@@ -143,6 +143,8 @@ struct Failing {
     limit: bool,
     policy: bool,
     breaker_open: bool,
+    /// The body budget in bytes (default 1 MiB).
+    body_budget: Option<usize>,
 }
 
 fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
@@ -190,6 +192,7 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         limits,
         upstream: storage.clone(),
         metrics: Metrics::new(),
+        body_budget: body::BodyBudget::new(f.body_budget.unwrap_or(1 << 20)),
         clock,
         dev_mode: true,
     };
@@ -245,6 +248,7 @@ async fn each_refusal_comes_from_the_first_failing_step() {
         limit: true,
         policy: true,
         breaker_open: true,
+        body_budget: None,
     };
     let many_headers: Vec<(&'static str, &str)> = vec![("x-a", "1"); 9];
     let bad_json = b"[1]".as_slice();

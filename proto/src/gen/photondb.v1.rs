@@ -35,12 +35,25 @@ pub struct Document {
     #[prost(uint64, tag = "3")]
     pub version: u64,
 }
-#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct ListDatabasesRequest {}
+/// Names come in order, one page at a time, as a scan pages documents: pass next_start_after
+/// back as start_after until it comes back empty. A client that does not follow it sees the
+/// first page only.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListDatabasesRequest {
+    /// Only names strictly greater than this one (empty: from the first).
+    #[prost(string, tag = "1")]
+    pub start_after: ::prost::alloc::string::String,
+    /// Page size; 0 means the largest page the server allows (1 000). The server caps it.
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListDatabasesResponse {
     #[prost(string, repeated, tag = "1")]
     pub databases: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Pass as start_after to read the next page; empty when there is none.
+    #[prost(string, tag = "2")]
+    pub next_start_after: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateDatabaseRequest {
@@ -56,15 +69,25 @@ pub struct DropDatabaseRequest {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DropDatabaseResponse {}
+/// Paged like ListDatabases.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTablesRequest {
     #[prost(string, tag = "1")]
     pub db: ::prost::alloc::string::String,
+    /// Only names strictly greater than this one (empty: from the first).
+    #[prost(string, tag = "2")]
+    pub start_after: ::prost::alloc::string::String,
+    /// Page size; 0 means the largest page the server allows (1 000). The server caps it.
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListTablesResponse {
     #[prost(string, repeated, tag = "1")]
     pub tables: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Pass as start_after to read the next page; empty when there is none.
+    #[prost(string, tag = "2")]
+    pub next_start_after: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CreateTableRequest {

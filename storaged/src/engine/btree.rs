@@ -65,6 +65,29 @@ pub(crate) fn scan(
     Ok(out)
 }
 
+/// One page under `prefix`, for every paged read (documents, names): the cells strictly after
+/// `after` (from the prefix's first key when `after` is `None` or sorts before the prefix), at
+/// most `limit` of them plus one more if there is one, so the caller can tell whether another
+/// page follows.
+pub(crate) fn page(
+    src: &mut impl PageSource,
+    prefix: &[u8],
+    after: Option<Vec<u8>>,
+    limit: usize,
+) -> Result<Vec<Cell>, StorageError> {
+    let (from, inclusive) = match after {
+        Some(after) if after.as_slice() >= prefix => (after, false),
+        _ => (prefix.to_vec(), true),
+    };
+    let range = Range {
+        from: &from,
+        inclusive,
+        prefix,
+        limit: limit.saturating_add(1),
+    };
+    scan(src, &range)
+}
+
 /// Returns true once the scan is complete.
 fn walk(
     src: &mut impl PageSource,

@@ -154,7 +154,20 @@ impl PageStore {
     }
 
     pub(crate) fn over_budget(&self) -> bool {
-        lock(&self.pool).dirty > self.capacity
+        self.over_budget_by(1)
+    }
+
+    /// Whether dirty pages exceed `times` the pool bound (checkpoints were held off).
+    pub(crate) fn over_budget_by(&self, times: usize) -> bool {
+        lock(&self.pool).dirty > self.capacity.saturating_mul(times)
+    }
+
+    /// The images of the dirty pages, as they are now: images are replaced whole, never
+    /// changed in place, so these stay as they were however the pages change later.
+    pub(crate) fn dirty_images(&self) -> HashMap<u64, Image> {
+        let pool = lock(&self.pool);
+        let dirty = pool.frames.iter().filter(|(_, f)| f.dirty);
+        dirty.map(|(&p, f)| (p, f.image.clone())).collect()
     }
 
     pub(crate) fn dirty_pages(&self) -> Vec<(u64, Image, u64)> {

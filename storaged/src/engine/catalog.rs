@@ -87,13 +87,22 @@ pub(crate) fn table_id(src: &mut impl PageSource, db: &str, table: &str) -> Resu
     }
 }
 
-/// Names under a catalog prefix, in order.
-pub(crate) fn names(src: &mut impl PageSource, prefix: &[u8]) -> Result<Vec<String>, Error> {
-    let cells = all_with_prefix(src, prefix)?;
+/// Up to `limit` names under a catalog prefix after `after`, in order (the same page as a
+/// scan's, `btree::page`), and whether more follow.
+pub(crate) fn names(
+    src: &mut impl PageSource,
+    prefix: &[u8],
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<String>, bool), Error> {
+    let after = after.map(|a| [prefix, a.as_bytes()].concat());
+    let cells = btree::page(src, prefix, after, limit)?;
+    let more = cells.len() > limit;
     let names = cells
         .into_iter()
+        .take(limit)
         .map(|c| String::from_utf8_lossy(&c.key[prefix.len()..]).into_owned());
-    Ok(names.collect())
+    Ok((names.collect(), more))
 }
 
 pub(crate) fn new_table(txn: &mut Txn<'_>, db: &str, table: &str) -> Result<u32, Error> {

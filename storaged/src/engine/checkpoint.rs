@@ -41,8 +41,16 @@ impl Engine {
         })
     }
 
-    /// Runs a checkpoint now.
+    /// Runs a checkpoint now; first waits for a running verify, which reads the data file as
+    /// the last checkpoint left it (`verify.rs`).
     pub fn checkpoint(&self) -> Result<CheckpointStats, Error> {
+        self.check_open()?;
+        let _busy = lock(&self.checkpoint_busy);
+        self.checkpoint_busy_held()
+    }
+
+    /// Runs a checkpoint; the caller holds `checkpoint_busy`.
+    pub(crate) fn checkpoint_busy_held(&self) -> Result<CheckpointStats, Error> {
         self.check_open()?;
         let _tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
         self.checkpoint_locked()

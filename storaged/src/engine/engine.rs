@@ -32,7 +32,11 @@ pub struct Engine {
     pub(crate) wal: Wal,
     pub(crate) control: Mutex<ControlState>,
     pub(crate) control_file: Arc<dyn IoFile>,
+    /// Held by whoever checkpoints, and by a verify for its whole scan: the data file is
+    /// written only by checkpoints, so while a verify holds it the file stays as it was.
     pub(crate) checkpoint_busy: Mutex<()>,
+    /// Held by the one verify that may run at a time (`verify.rs`).
+    pub(crate) verifying: Mutex<()>,
     pub(crate) last_checkpoint: Mutex<Instant>,
     pub(crate) counters: Counters,
     /// The store's lock file, held while open (real filesystem only).
@@ -244,10 +248,11 @@ impl Engine {
         if !(wal_due || time_due || self.store.over_budget()) {
             return;
         }
+        // Busy: a checkpoint is running, or a verify holds them off; the next commit retries.
         let Ok(_busy) = self.checkpoint_busy.try_lock() else {
             return;
         };
-        if let Err(e) = self.checkpoint() {
+        if let Err(e) = self.checkpoint_busy_held() {
             tracing::error!(error = %e, "automatic checkpoint failed");
         }
     }

@@ -107,6 +107,29 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// Why an online verify gave no report. Only `Engine` says anything about the store.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Another verify of this engine is running; at most one runs at a time.
+    #[error("a verify is already running")]
+    AlreadyRunning,
+    /// The caller's stop condition fired between two steps (nobody waits for the answer).
+    #[error("the verify was stopped before it finished")]
+    Stopped,
+    /// Writes since the verify started made a checkpoint overdue (dirty pages or WAL bytes
+    /// twice their trigger); the verify gave way to it rather than let memory or the log grow.
+    #[error("the verify gave way to an overdue checkpoint; run it again when writes are quieter")]
+    CheckpointDue,
+    #[error(transparent)]
+    Engine(#[from] Error),
+}
+
+impl From<StorageError> for VerifyError {
+    fn from(e: StorageError) -> Self {
+        VerifyError::Engine(e.into())
+    }
+}
+
 /// Why `Engine::open` (or an offline tool) did not produce an engine.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

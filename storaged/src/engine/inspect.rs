@@ -144,6 +144,14 @@ fn count_pages(
     Ok(())
 }
 
+/// Text from the store (the keys in record summaries) as a terminal may show it: control and
+/// other non-printable characters escaped (`\u{1b}`, `\n`), so that a key cannot move the
+/// cursor or rewrite the operator's screen; `\` and quotes are escaped too, so what is printed
+/// reads back as exactly one key.
+fn escaped(text: &str) -> std::str::EscapeDebug<'_> {
+    text.escape_debug()
+}
+
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, slot) in self.control_slots.iter().enumerate() {
@@ -179,12 +187,45 @@ impl fmt::Display for InspectReport {
             )?;
         }
         for r in &self.recent_records {
-            writeln!(f, "  {:#x} {} ({} pages)", r.lsn, r.summary, r.pages)?;
+            let summary = escaped(&r.summary);
+            writeln!(f, "  {:#x} {summary} ({} pages)", r.lsn, r.pages)?;
         }
         writeln!(
             f,
             "data file: {} pages {:?}, {} free, unreadable: {:?}",
             self.data_file_pages, self.pages_by_type, self.free_pages, self.unreadable_pages
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_printed_escaped() {
+        let report = InspectReport {
+            control_slots: [Err("test".into()), Err("test".into())],
+            segments: Vec::new(),
+            wal_records: 1,
+            wal_last_lsn: 0x80,
+            wal_end: "clean end at 0x100".into(),
+            recent_records: vec![RecordSummary {
+                lsn: 0x80,
+                summary: "put app/t/\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{202e}x\\y".into(),
+                pages: 1,
+            }],
+            data_file_pages: 0,
+            pages_by_type: BTreeMap::new(),
+            unreadable_pages: Vec::new(),
+            free_pages: 0,
+        };
+        let text = report.to_string();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the terminal: {text:?}"
+        );
+        let expected = r"  0x80 put app/t/\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{202e}x\\y (1 pages)";
+        assert!(text.contains(expected), "{text}");
     }
 }

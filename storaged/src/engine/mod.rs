@@ -37,7 +37,7 @@ pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use control::ControlState;
 pub use engine::Engine;
-pub use error::{Error, OpenError, StorageError, What};
+pub use error::{Error, OpenError, StorageError, VerifyError, What};
 pub use inspect::{InspectReport, RecordSummary, SegmentInfo, inspect, inspect_with};
 #[cfg(any(test, feature = "testing"))]
 pub use io::SimFs;
@@ -45,12 +45,13 @@ pub use io::{IoBackend, IoFile, LatchedIo, ReadOnly, StdFs};
 pub use recovery::{CutKind, CutReport, RecoveryReport};
 pub use refusal::{Problem, Refusal};
 pub use types::{
-    BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, RecoveryMode, Scan,
-    ScanPage,
+    BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, List, ListPage,
+    RecoveryMode, Scan, ScanPage,
 };
 pub use validate::{
-    ENGINE_MAX_BATCH_BYTES, ENGINE_MAX_BATCH_OPERATIONS, ENGINE_MAX_KEY_BYTES,
-    ENGINE_MAX_NAME_BYTES, ENGINE_MAX_SCAN_BYTES, ENGINE_MAX_SCAN_ROWS, ENGINE_MAX_VALUE_BYTES,
+    ENGINE_DROP_TABLES_PER_COMMIT, ENGINE_MAX_BATCH_BYTES, ENGINE_MAX_BATCH_OPERATIONS,
+    ENGINE_MAX_KEY_BYTES, ENGINE_MAX_LIST_NAMES, ENGINE_MAX_NAME_BYTES, ENGINE_MAX_SCAN_BYTES,
+    ENGINE_MAX_SCAN_ROWS, ENGINE_MAX_VALUE_BYTES,
 };
 pub use verify::{BadPage, VerifyReport, verify_offline};
 

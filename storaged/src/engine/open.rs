@@ -61,6 +61,7 @@ impl Engine {
             control: Mutex::new(rec.control),
             control_file: rec.control_file,
             checkpoint_busy: Mutex::new(()),
+            verifying: Mutex::new(()),
             last_checkpoint: Mutex::new(clock.now()),
             counters: Counters::default(),
             dir_lock: None,

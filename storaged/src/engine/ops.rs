@@ -1,15 +1,16 @@
 //! The engine's operations: databases, tables, documents, scans, batches.
 
-use crate::engine::btree::{self, Range};
+use crate::engine::btree;
 use crate::engine::catalog::{self, db_key, doc_key, table_key, tables_prefix};
 use crate::engine::engine::Engine;
 use crate::engine::error::{Error, What};
 use crate::engine::page::{Cell, Value};
 use crate::engine::txn::{PageSource, Txn};
-use crate::engine::types::{BatchOp, Condition, Document, Scan, ScanPage};
+use crate::engine::types::{BatchOp, Condition, Document, List, ListPage, Scan, ScanPage};
 use crate::engine::validate::{
-    self, ENGINE_MAX_BATCH_BYTES, ENGINE_MAX_BATCH_OPERATIONS, ENGINE_MAX_KEY_BYTES,
-    ENGINE_MAX_SCAN_BYTES, ENGINE_MAX_SCAN_ROWS,
+    self, ENGINE_DROP_TABLES_PER_COMMIT, ENGINE_MAX_BATCH_BYTES, ENGINE_MAX_BATCH_OPERATIONS,
+    ENGINE_MAX_KEY_BYTES, ENGINE_MAX_LIST_NAMES, ENGINE_MAX_NAME_BYTES, ENGINE_MAX_SCAN_BYTES,
+    ENGINE_MAX_SCAN_ROWS,
 };
 use crate::engine::{purge, values};
 
@@ -135,26 +136,31 @@ impl Engine {
         Ok(lsn)
     }
 
-    /// Drops a database and its tables; returns the LSN of the (atomic) drop.
+    /// Drops a database and its tables; returns the LSN of the commit that removed the
+    /// database. Each commit unlinks at most `ENGINE_DROP_TABLES_PER_COMMIT` tables (whose
+    /// documents are then purged), and the one that leaves none removes the database too: a
+    /// database with that many tables or fewer goes in one commit, a larger one in several.
+    /// Each commit is atomic, the whole drop is not: after a crash or an error the database
+    /// may remain with fewer tables, and dropping it again finishes (storaged/DESIGN.md §3.7).
     pub fn drop_database(&self, db: &str) -> Result<u64, Error> {
         validate::name("database", db)?;
-        let owned = db.to_owned();
-        let (ids, lsn) = self.write(format!("drop database {db}"), move |txn| {
-            let db = &owned;
-            catalog::require_db(txn, db)?;
-            let mut ids = Vec::new();
-            for table in catalog::names(txn, &tables_prefix(db))? {
-                ids.push(purge::unlink_table(txn, db, &table)?);
+        loop {
+            let owned = db.to_owned();
+            let summary = format!("drop database {db}");
+            let ((ids, dropped), lsn) =
+                self.write(summary, move |txn| drop_database_step(txn, &owned))?;
+            self.purge_tables(&ids)?;
+            if dropped {
+                return Ok(lsn);
             }
-            btree::remove(txn, &db_key(db))?;
-            Ok(ids)
-        })?;
-        self.purge_tables(&ids)?;
-        Ok(lsn)
+        }
     }
 
-    pub fn list_databases(&self) -> Result<Vec<String>, Error> {
-        self.read(|v| catalog::names(v, &catalog::dbs_prefix()))
+    /// One page of database names in order: at most `list.limit` (clamped to
+    /// `ENGINE_MAX_LIST_NAMES`) after `list.start_after`.
+    pub fn list_databases(&self, list: &List) -> Result<ListPage, Error> {
+        let limit = check_list(list)?;
+        self.read(|v| name_page(v, &catalog::dbs_prefix(), list, limit))
     }
 
     pub fn create_table(&self, db: &str, table: &str) -> Result<u64, Error> {
@@ -181,11 +187,13 @@ impl Engine {
         Ok(lsn)
     }
 
-    pub fn list_tables(&self, db: &str) -> Result<Vec<String>, Error> {
+    /// One page of a database's table names, paged as `list_databases` is.
+    pub fn list_tables(&self, db: &str, list: &List) -> Result<ListPage, Error> {
         validate::name("database", db)?;
+        let limit = check_list(list)?;
         self.read(|v| {
             catalog::require_db(v, db)?;
-            catalog::names(v, &tables_prefix(db))
+            name_page(v, &tables_prefix(db), list, limit)
         })
     }
 
@@ -263,18 +271,8 @@ impl Engine {
             let id = catalog::table_id(v, db, table)?;
             let prefix = doc_key(id, scan.prefix.as_bytes());
             let after = scan.start_after.as_ref().map(|a| doc_key(id, a.as_bytes()));
-            let (from, inclusive) = match after {
-                Some(after) if after >= prefix => (after, false),
-                _ => (prefix.clone(), true),
-            };
             let limit = scan.limit.min(ENGINE_MAX_SCAN_ROWS);
-            let range = Range {
-                from: &from,
-                inclusive,
-                prefix: &prefix,
-                limit: limit + 1,
-            };
-            let cells = btree::scan(v, &range)?;
+            let cells = btree::page(v, &prefix, after, limit)?;
             page_of(v, cells, limit)
         })
     }
@@ -303,6 +301,57 @@ fn page_of(v: &mut impl PageSource, cells: Vec<Cell>, limit: usize) -> Result<Sc
         docs,
         next_start_after,
     })
+}
+
+/// One commit of a database drop: unlinks the database's first tables, at most
+/// `ENGINE_DROP_TABLES_PER_COMMIT`, and removes the database once none remain. The check
+/// that none remain and the removal are one commit, so a table created meanwhile is never
+/// left behind: it is unlinked by a later step. Returns the unlinked ids and whether the
+/// database is gone.
+fn drop_database_step(txn: &mut Txn<'_>, db: &str) -> Result<(Vec<u32>, bool), Error> {
+    catalog::require_db(txn, db)?;
+    let prefix = tables_prefix(db);
+    let (tables, more) = catalog::names(txn, &prefix, None, ENGINE_DROP_TABLES_PER_COMMIT)?;
+    let ids = tables
+        .iter()
+        .map(|table| purge::unlink_table(txn, db, table))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !more {
+        btree::remove(txn, &db_key(db))?;
+    }
+    Ok((ids, !more))
+}
+
+fn name_page(
+    v: &mut impl PageSource,
+    prefix: &[u8],
+    list: &List,
+    limit: usize,
+) -> Result<ListPage, Error> {
+    let (names, more) = catalog::names(v, prefix, list.start_after.as_deref(), limit)?;
+    let next_start_after = if more { names.last().cloned() } else { None };
+    Ok(ListPage {
+        names,
+        next_start_after,
+    })
+}
+
+/// A list's page size, clamped to `ENGINE_MAX_LIST_NAMES`; its cursor is no longer than a
+/// name.
+fn check_list(list: &List) -> Result<usize, Error> {
+    if list.limit == 0 {
+        return Err(Error::InvalidArgument("list limit must be positive".into()));
+    }
+    if list
+        .start_after
+        .as_ref()
+        .is_some_and(|a| a.len() > ENGINE_MAX_NAME_BYTES)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "list start_after is at most {ENGINE_MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(list.limit.min(ENGINE_MAX_LIST_NAMES))
 }
 
 fn check_scan(scan: &Scan) -> Result<(), Error> {

@@ -3,7 +3,8 @@
 //! The drop itself is one small atomic commit: the table's catalog entry is replaced by a
 //! "pending purge" entry (`0u32 BE ++ "g\0" ++ table_id BE`). Its documents, now unreachable by
 //! name (table ids are never reused), are then deleted in bounded commits, and the pending entry
-//! goes last. A crash in between leaves the entry, and the next open finishes the purge.
+//! goes last; small tables share a commit. A crash in between leaves the entry, and the next
+//! open finishes the purge.
 
 use crate::engine::btree::{self, Range};
 use crate::engine::bytes::get_u32;
@@ -42,36 +43,57 @@ pub(crate) fn unlink_table(txn: &mut Txn<'_>, db: &str, table: &str) -> Result<u
     Ok(id)
 }
 
-/// Deletes up to one chunk of a dropped table's documents; true when none remain.
-fn purge_chunk(txn: &mut Txn<'_>, id: u32) -> Result<bool, Error> {
+/// Deletes up to `budget` of a dropped table's documents; true when none remain (then its
+/// pending entry goes too).
+fn purge_table(txn: &mut Txn<'_>, id: u32, budget: usize) -> Result<(bool, usize), Error> {
     let prefix = id.to_be_bytes();
     let range = Range {
         from: &prefix,
         inclusive: true,
         prefix: &prefix,
-        limit: PURGE_CHUNK,
+        limit: budget,
     };
     let cells = btree::scan(txn, &range)?;
     for cell in &cells {
         btree::remove(txn, &cell.key)?;
         values::release(txn, &cell.value)?;
     }
-    if cells.len() < PURGE_CHUNK {
+    let finished = cells.len() < budget;
+    if finished {
         btree::remove(txn, &pending_key(id))?;
-        return Ok(true);
     }
-    Ok(false)
+    Ok((finished, cells.len()))
+}
+
+/// One purge commit: deletes documents of the dropped tables in order, `PURGE_CHUNK` in all
+/// (a finished table's pending entry counts as one, so many small tables share a commit);
+/// returns how many of the tables it finished.
+fn purge_chunk(txn: &mut Txn<'_>, ids: &[u32]) -> Result<usize, Error> {
+    let mut budget = PURGE_CHUNK;
+    let mut finished = 0;
+    for &id in ids {
+        let (done, deleted) = purge_table(txn, id, budget)?;
+        if !done {
+            break;
+        }
+        finished += 1;
+        budget -= deleted + 1;
+        if budget == 0 {
+            break;
+        }
+    }
+    Ok(finished)
 }
 
 impl Engine {
     pub(crate) fn purge_tables(&self, ids: &[u32]) -> Result<(), Error> {
-        for &id in ids {
-            while !self
-                .write(format!("purge table id {id}"), move |txn| {
-                    purge_chunk(txn, id)
-                })?
-                .0
-            {}
+        let mut rest = ids;
+        while let Some(&first) = rest.first() {
+            // A commit finishes at most `PURGE_CHUNK` tables: each costs one of its budget.
+            let pending = rest[..rest.len().min(PURGE_CHUNK)].to_vec();
+            let summary = format!("purge dropped tables from id {first}");
+            let (finished, _) = self.write(summary, move |txn| purge_chunk(txn, &pending))?;
+            rest = &rest[finished..];
         }
         Ok(())
     }

@@ -127,6 +127,20 @@ pub struct ScanPage {
     pub next_start_after: Option<String>,
 }
 
+/// One page of database or table names, paged as a [`Scan`] is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct List {
+    pub start_after: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub names: Vec<String>,
+    /// Pass as `start_after` for the next page; `None` when there are no more.
+    pub next_start_after: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckpointStats {
     pub redo_lsn: u64,

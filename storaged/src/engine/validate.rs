@@ -18,6 +18,11 @@ pub const ENGINE_MAX_BATCH_OPERATIONS: usize = 1_000;
 pub const ENGINE_MAX_SCAN_ROWS: usize = 10_000;
 /// A scan page ends after the document that brings its values to this many bytes.
 pub const ENGINE_MAX_SCAN_BYTES: usize = 4 << 20;
+/// The most names one page of databases or tables holds; a larger limit is clamped to it.
+pub const ENGINE_MAX_LIST_NAMES: usize = 10_000;
+/// Tables one commit of a database drop unlinks: each becomes a pending purge entry, so this
+/// bounds the drop's WAL records, whatever the number of tables.
+pub const ENGINE_DROP_TABLES_PER_COMMIT: usize = 256;
 
 /// A table's catalog key (`0u32 ++ "t\0" ++ db ++ "\0" ++ table`) fits where a document key does.
 const _: () = assert!(2 + 2 * ENGINE_MAX_NAME_BYTES < ENGINE_MAX_KEY_BYTES);

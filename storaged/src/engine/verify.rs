@@ -4,18 +4,23 @@
 //! by the tree (interior, leaf, overflow) or by the free list; keys strictly increase within a
 //! node and lie within the separators of the path to it; overflow chains hold exactly the
 //! length their cell records; the free list has no cycle and holds only free pages.
+//!
+//! Online, it checks a snapshot while writers go on (DESIGN §8): the images of the pages dirty
+//! when it starts, over the data file, which only a checkpoint writes and which checkpoints
+//! leave alone until the verify ends.
 
-use crate::engine::buffer::PageStore;
+use crate::engine::buffer::{Image, PageStore};
 use crate::engine::engine::Engine;
-use crate::engine::error::{Error, OpenError, StorageError};
+use crate::engine::error::{Error, OpenError, StorageError, VerifyError};
 use crate::engine::page::{Cell, Meta, Node, OVERFLOW_CAPACITY, Value};
 use crate::engine::recovery::RecoveryReport;
+use crate::engine::sync::lock;
 use crate::engine::txn::META_PAGE;
 use crate::engine::types::EngineOptions;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{MutexGuard, TryLockError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPage {
@@ -69,8 +74,38 @@ enum Claim {
     Free,
 }
 
-struct Verifier<'a> {
+/// The store as of one instant: the images of the pages dirty then (images are replaced
+/// whole, never changed in place) over the data file, which only a checkpoint writes.
+struct Snapshot<'a> {
     store: &'a PageStore,
+    dirty: HashMap<u64, Image>,
+}
+
+impl Snapshot<'_> {
+    /// A page as of the snapshot, decoded: from memory if it was dirty (newer than the data
+    /// file), otherwise from the data file with its checksum checked.
+    fn node(&self, page: u64) -> Result<Node, StorageError> {
+        match self.dirty.get(&page) {
+            Some(image) => Node::decode(image, page),
+            None => {
+                let (image, _) = self.store.read_from_disk(page)?;
+                Node::decode(&image, page)
+            }
+        }
+    }
+}
+
+/// Asked between two steps of a scan whether to go on.
+type Pace<'a> = &'a dyn Fn() -> Result<(), VerifyError>;
+
+struct Verifier<'a> {
+    snapshot: &'a Snapshot<'a>,
+    pace: Pace<'a>,
+    /// Pages read between two questions to `pace`.
+    step: u64,
+    loads: u64,
+    /// Why the scan ended early; what it found is then discarded.
+    stopped: Option<VerifyError>,
     report: VerifyReport,
     bad: BTreeMap<u64, String>,
     claims: Vec<Option<Claim>>,
@@ -78,10 +113,27 @@ struct Verifier<'a> {
 
 const MAX_DEPTH: usize = 32;
 
+/// Pages read between two checks of the stop condition and of the checkpoint bounds: 8 MiB,
+/// a few milliseconds of reading.
+const VERIFY_STEP_PAGES: u64 = 1024;
+
+/// A verify gives way once dirty pages or WAL bytes since the checkpoint reach this many times
+/// what triggers a checkpoint, so holding checkpoints off costs at most about one more buffer
+/// pool of memory and one more trigger's worth of log.
+const OVERDUE_FACTOR: usize = 2;
+
 impl<'a> Verifier<'a> {
-    fn run(store: &'a PageStore) -> VerifyReport {
+    fn run(
+        snapshot: &'a Snapshot<'a>,
+        step: u64,
+        pace: Pace<'a>,
+    ) -> Result<VerifyReport, VerifyError> {
         let mut v = Verifier {
-            store,
+            snapshot,
+            pace,
+            step: step.max(1),
+            loads: 0,
+            stopped: None,
             report: VerifyReport::default(),
             bad: BTreeMap::new(),
             claims: Vec::new(),
@@ -92,12 +144,36 @@ impl<'a> Verifier<'a> {
             v.walk_free_list(meta.free_head);
             v.find_unclaimed();
         }
+        if let Some(stopped) = v.stopped.take() {
+            return Err(stopped);
+        }
         v.report.bad_pages = v
             .bad
             .into_iter()
             .map(|(page, reason)| BadPage { page, reason })
             .collect();
-        v.report
+        Ok(v.report)
+    }
+
+    /// Reads a page of the snapshot, first asking `pace` if a step has passed; `None` once the
+    /// scan has stopped.
+    fn load(&mut self, page: u64) -> Option<Result<Node, StorageError>> {
+        if self.stopped.is_none() && self.loads > 0 && self.loads.is_multiple_of(self.step) {
+            self.stopped = (self.pace)().err();
+        }
+        if self.stopped.is_some() {
+            return None;
+        }
+        self.loads += 1;
+        match self.snapshot.node(page) {
+            // The engine latched meanwhile: not damage of this page, and nothing read from
+            // here on counts.
+            Err(StorageError::PreviousIo) => {
+                self.stopped = Some(StorageError::PreviousIo.into());
+                None
+            }
+            loaded => Some(loaded),
+        }
     }
 
     fn mark_bad(&mut self, page: u64, reason: impl Into<String>) {
@@ -112,17 +188,17 @@ impl<'a> Verifier<'a> {
         self.mark_bad(page, reason);
     }
 
-    fn node(&mut self, page: u64) -> Option<Arc<Node>> {
-        let decoded = self.store.node(page).map(|(node, _)| node);
-        decoded.map_err(|e| self.fail(page, e)).ok()
+    fn node(&mut self, page: u64) -> Option<Node> {
+        let loaded = self.load(page)?;
+        loaded.map_err(|e| self.fail(page, e)).ok()
     }
 
     fn meta(&mut self) -> Option<Meta> {
-        match &*self.node(META_PAGE)? {
+        match self.node(META_PAGE)? {
             Node::Meta(meta) => {
                 self.report.page_count = meta.page_count;
                 self.claims = vec![None; meta.page_count as usize];
-                Some(meta.clone())
+                Some(meta)
             }
             _ => {
                 self.mark_bad(META_PAGE, "page 0 is not the meta page");
@@ -134,15 +210,11 @@ impl<'a> Verifier<'a> {
     /// Checksums every page on disk; pages changed since the checkpoint are checked in memory.
     fn check_all_pages(&mut self, meta: &Meta) {
         for page in 0..meta.page_count {
-            self.report.pages_checked += 1;
-            let result = match self.store.peek(page) {
-                Some((image, true)) => Node::decode(&image, page).map(|_| ()),
-                _ => self
-                    .store
-                    .read_from_disk(page)
-                    .and_then(|(image, _)| Node::decode(&image, page).map(|_| ())),
+            let Some(loaded) = self.load(page) else {
+                return;
             };
-            if let Err(e) = result {
+            self.report.pages_checked += 1;
+            if let Err(e) = loaded {
                 self.fail(page, e);
             }
         }
@@ -174,7 +246,7 @@ impl<'a> Verifier<'a> {
             return;
         }
         self.report.tree_pages += 1;
-        match self.node(page).as_deref() {
+        match self.node(page).as_ref() {
             Some(Node::Leaf(leaf)) => {
                 let keys: Vec<&[u8]> = leaf.cells.iter().map(|c| c.key.as_slice()).collect();
                 self.check_keys(page, &keys, lo, hi);
@@ -218,7 +290,7 @@ impl<'a> Verifier<'a> {
                 return;
             }
             self.report.overflow_pages += 1;
-            match self.node(page).as_deref() {
+            match self.node(page).as_ref() {
                 Some(Node::Overflow(o)) => {
                     total += o.data.len();
                     page = o.next;
@@ -243,7 +315,7 @@ impl<'a> Verifier<'a> {
                 return;
             }
             self.report.free_pages += 1;
-            match self.node(page).as_deref() {
+            match self.node(page).as_ref() {
                 Some(Node::Free(f)) => page = f.next,
                 Some(_) => return self.mark_bad(page, "free list points at a used page"),
                 None => return,
@@ -252,6 +324,9 @@ impl<'a> Verifier<'a> {
     }
 
     fn find_unclaimed(&mut self) {
+        if self.stopped.is_some() {
+            return;
+        }
         let unclaimed: Vec<u64> = (1..self.claims.len() as u64)
             .filter(|&p| self.claims[p as usize].is_none())
             .collect();
@@ -265,11 +340,78 @@ impl<'a> Verifier<'a> {
 }
 
 impl Engine {
-    /// Checks every page and the tree's invariants. Holds off writers while it runs.
-    pub fn verify(&self) -> Result<VerifyReport, Error> {
+    /// Checks every page and the tree's invariants as they were when it started; writers go
+    /// on meanwhile. See [`Engine::verify_until`].
+    pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
+        self.verify_until(&|| false)
+    }
+
+    /// Verifies a snapshot taken when it starts (under the tree lock, for as long as copying
+    /// the dirty pages' handles takes), holding checkpoints off until it ends; writers commit
+    /// meanwhile. At most one verify runs at a time: another gets
+    /// [`VerifyError::AlreadyRunning`] at once. Every few milliseconds of reading it asks
+    /// `stop`, and ends with [`VerifyError::Stopped`] once that says true; it ends with
+    /// [`VerifyError::CheckpointDue`] once writes since it started make a checkpoint overdue.
+    pub fn verify_until(&self, stop: &dyn Fn() -> bool) -> Result<VerifyReport, VerifyError> {
+        self.verify_in_steps(VERIFY_STEP_PAGES, stop)
+    }
+
+    fn verify_in_steps(
+        &self,
+        step: u64,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<VerifyReport, VerifyError> {
         self.check_open()?;
+        let _only = self.verify_slot()?;
+        // Held to the end: no checkpoint writes the data file under the snapshot's clean pages.
+        let _no_checkpoint = lock(&self.checkpoint_busy);
+        let snapshot = self.snapshot();
+        let pace = || self.go_on(stop);
+        let report = Verifier::run(&snapshot, step, &pace)?;
+        // After a latch reads fail with `PreviousIo`: what the scan found then is no report.
+        self.check_open()?;
+        Ok(report)
+    }
+
+    fn verify_slot(&self) -> Result<MutexGuard<'_, ()>, VerifyError> {
+        match self.verifying.try_lock() {
+            Ok(slot) => Ok(slot),
+            // A verify that panicked left nothing behind but the flag.
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(VerifyError::AlreadyRunning),
+        }
+    }
+
+    /// The dirty pages' images now: under the tree lock, so every commit is in or out whole.
+    fn snapshot(&self) -> Snapshot<'_> {
         let _tree = self.tree.read().unwrap_or_else(|e| e.into_inner());
-        Ok(Verifier::run(&self.store))
+        Snapshot {
+            store: &self.store,
+            dirty: self.store.dirty_images(),
+        }
+    }
+
+    /// Between two steps: whether the scan may go on.
+    fn go_on(&self, stop: &dyn Fn() -> bool) -> Result<(), VerifyError> {
+        self.check_open()?;
+        if stop() {
+            return Err(VerifyError::Stopped);
+        }
+        if self.checkpoint_overdue() {
+            return Err(VerifyError::CheckpointDue);
+        }
+        Ok(())
+    }
+
+    /// Whether writes since the last checkpoint are past twice what triggers one.
+    fn checkpoint_overdue(&self) -> bool {
+        let redo = lock(&self.control).redo_lsn;
+        let wal = self.wal.tail().saturating_sub(redo);
+        let wal_bound = self
+            .opts
+            .checkpoint_wal_bytes
+            .saturating_mul(OVERDUE_FACTOR as u64);
+        wal >= wal_bound || self.store.over_budget_by(OVERDUE_FACTOR)
     }
 }
 
@@ -282,8 +424,193 @@ pub fn verify_offline(dir: &Path) -> Result<(RecoveryReport, VerifyReport), Open
     };
     let (engine, recovery) = Engine::open(dir, opts)?;
     let report = engine.verify().map_err(|e| match e {
-        Error::Storage(s) => OpenError::Storage(s),
+        VerifyError::Engine(Error::Storage(s)) => OpenError::Storage(s),
         other => OpenError::Storage(StorageError::corrupted(None, other.to_string())),
     })?;
     Ok((recovery, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::clock::ManualClock;
+    use crate::engine::io::SimFs;
+    use crate::engine::{Condition, Engine, EngineOptions, VerifyError};
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn engine(opts: EngineOptions) -> Arc<Engine> {
+        let io = Arc::new(SimFs::new());
+        let (engine, _) = Engine::open_with(io, Path::new("/db"), opts).unwrap();
+        engine.create_database("d").unwrap();
+        engine.create_table("d", "t").unwrap();
+        Arc::new(engine)
+    }
+
+    fn put(e: &Engine, key: &str, len: usize) {
+        e.put("d", "t", key, &vec![b'v'; len], Condition::Any)
+            .unwrap();
+    }
+
+    /// Inline documents and overflow chains, some only on disk (checkpointed) and some changed
+    /// since (dirty in memory), so a snapshot holds both kinds.
+    fn fill(e: &Engine) {
+        for i in 0..300 {
+            put(
+                e,
+                &format!("k{i:04}"),
+                if i % 10 == 0 { 20_000 } else { 900 },
+            );
+        }
+        e.checkpoint().unwrap();
+        for i in 300..400 {
+            put(e, &format!("k{i:04}"), 900);
+        }
+    }
+
+    /// Runs `f` on its own thread; fails (instead of hanging) unless it returns within 30 s.
+    fn finishes<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("the call returned (and did not panic) while a verify was running")
+    }
+
+    /// Writers commit while a verify is mid-walk, changing the structure it walks (leaves
+    /// rewritten and split, chains freed, freed pages reused), and it still reports exactly
+    /// the store it started on, clean; the checkpoint it held off runs after it.
+    #[test]
+    fn writers_commit_during_a_verify_and_it_reports_its_snapshot_clean() {
+        let clock = ManualClock::default();
+        let opts = EngineOptions {
+            clock: Arc::new(clock.clone()),
+            ..EngineOptions::default()
+        };
+        let e = engine(opts);
+        fill(&e);
+        let before = e.verify().unwrap();
+        assert!(before.is_clean(), "{before}");
+        let checkpoints = e.stats().checkpoints;
+        // Past the checksum pass (one step per page), halfway through the tree.
+        let mid_walk = (before.page_count + before.tree_pages / 2) as usize;
+        let steps = AtomicUsize::new(0);
+        let hook = || {
+            if steps.fetch_add(1, Ordering::Relaxed) == mid_walk {
+                let (w, clock) = (e.clone(), clock.clone());
+                finishes(move || {
+                    for i in (0..400).step_by(2) {
+                        let key = format!("k{i:04}");
+                        w.delete("d", "t", &key, Condition::Any).unwrap();
+                    }
+                    for i in 400..700 {
+                        put(
+                            &w,
+                            &format!("k{i:04}"),
+                            if i % 7 == 0 { 30_000 } else { 900 },
+                        );
+                    }
+                    clock.advance(Duration::from_secs(3600));
+                    w.maybe_checkpoint();
+                    assert_eq!(
+                        w.stats().checkpoints,
+                        checkpoints,
+                        "checkpointed mid-verify"
+                    );
+                });
+            }
+            false
+        };
+        let during = e.verify_in_steps(1, &hook).unwrap();
+        assert!(
+            steps.load(Ordering::Relaxed) > mid_walk,
+            "the writes ran mid-scan"
+        );
+        assert!(during.is_clean(), "{during}");
+        assert_eq!(
+            during, before,
+            "the verify saw the store as it was when it started"
+        );
+        e.maybe_checkpoint();
+        assert_eq!(
+            e.stats().checkpoints,
+            checkpoints + 1,
+            "the due checkpoint runs after"
+        );
+        let after = e.verify().unwrap();
+        assert!(after.is_clean(), "{after}");
+        assert_ne!(after.cells, before.cells, "the writes changed the store");
+    }
+
+    /// While one verify runs, a second is refused at once instead of queueing behind it; the
+    /// next one after it runs.
+    #[test]
+    fn a_second_verify_while_one_runs_is_refused() {
+        let e = engine(EngineOptions::default());
+        fill(&e);
+        let steps = AtomicUsize::new(0);
+        let hook = || {
+            if steps.fetch_add(1, Ordering::Relaxed) == 0 {
+                let second = e.clone();
+                let refused = finishes(move || second.verify());
+                assert!(
+                    matches!(refused, Err(VerifyError::AlreadyRunning)),
+                    "{refused:?}"
+                );
+            }
+            false
+        };
+        assert!(e.verify_in_steps(1, &hook).unwrap().is_clean());
+        assert!(steps.load(Ordering::Relaxed) > 0);
+        assert!(e.verify().unwrap().is_clean());
+    }
+
+    /// Once `stop` says so, the scan ends at the next step and lets go of the verify slot and
+    /// of the checkpoints it held off.
+    #[test]
+    fn a_stopped_verify_ends_at_the_next_step_and_lets_go() {
+        let e = engine(EngineOptions::default());
+        fill(&e);
+        let steps = AtomicUsize::new(0);
+        let stop = || steps.fetch_add(1, Ordering::Relaxed) >= 3;
+        let stopped = e.verify_in_steps(1, &stop);
+        assert!(matches!(stopped, Err(VerifyError::Stopped)), "{stopped:?}");
+        assert_eq!(steps.load(Ordering::Relaxed), 4, "no step after the stop");
+        let c = e.clone();
+        finishes(move || c.checkpoint().unwrap());
+        assert!(e.verify().unwrap().is_clean());
+    }
+
+    /// Writes that outgrow the pool while checkpoints are held off make the verify give way;
+    /// the overdue checkpoint then runs and the store verifies clean.
+    #[test]
+    fn a_verify_gives_way_when_writes_make_a_checkpoint_overdue() {
+        // A pool of 16 pages: a 400 kB document alone dirties about 50.
+        let opts = EngineOptions {
+            buffer_pool_bytes: 16 * crate::engine::page::PAGE_SIZE,
+            ..EngineOptions::default()
+        };
+        let e = engine(opts);
+        fill(&e);
+        let steps = AtomicUsize::new(0);
+        let hook = || {
+            if steps.fetch_add(1, Ordering::Relaxed) == 0 {
+                let w = e.clone();
+                finishes(move || put(&w, "big", 400_000));
+            }
+            false
+        };
+        let gave_way = e.verify_in_steps(1, &hook);
+        assert!(
+            matches!(gave_way, Err(VerifyError::CheckpointDue)),
+            "{gave_way:?}"
+        );
+        let checkpoints = e.stats().checkpoints;
+        e.maybe_checkpoint();
+        assert_eq!(e.stats().checkpoints, checkpoints + 1);
+        assert!(e.verify().unwrap().is_clean());
+    }
 }

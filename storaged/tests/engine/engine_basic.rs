@@ -1,8 +1,8 @@
 //! Documents, tables and databases behave as the API promises, and survive a reopen.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, ENGINE_MAX_SCAN_BYTES, Engine, EngineOptions, Error, IoBackend, Scan,
-    SimFs, What,
+    BatchOp, Condition, ENGINE_DROP_TABLES_PER_COMMIT, ENGINE_MAX_SCAN_BYTES, Engine,
+    EngineOptions, Error, IoBackend, List, ListPage, Scan, SimFs, What, inspect_with,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,17 @@ fn open(fs: &SimFs) -> Engine {
     Engine::open_with(io, Path::new("/db"), opts())
         .expect("open")
         .0
+}
+
+fn first_page() -> List {
+    List {
+        start_after: None,
+        limit: 100,
+    }
+}
+
+fn databases(e: &Engine) -> Vec<String> {
+    e.list_databases(&first_page()).unwrap().names
 }
 
 fn with_table() -> (SimFs, Engine) {
@@ -95,8 +106,9 @@ fn missing_and_duplicate_names_are_reported() {
         e.put("app", "users", "k", &big, Condition::Any),
         Err(Error::InvalidArgument(_))
     ));
-    assert_eq!(e.list_databases().unwrap(), vec!["app".to_string()]);
-    assert_eq!(e.list_tables("app").unwrap(), vec!["users".to_string()]);
+    assert_eq!(databases(&e), ["app"]);
+    let tables = e.list_tables("app", &first_page()).unwrap();
+    assert_eq!(tables.names, ["users"]);
 }
 
 #[test]
@@ -223,8 +235,158 @@ fn dropping_tables_and_databases_frees_their_pages() {
     assert!(report.is_clean(), "{report}");
     assert!(report.free_pages > 50, "{report}");
     e.drop_database("app").unwrap();
-    assert!(e.list_databases().unwrap().is_empty());
+    assert!(databases(&e).is_empty());
     assert!(e.verify().unwrap().is_clean());
+}
+
+/// The pages a list returns when its cursor is followed to the end.
+fn pages_of(
+    mut list: impl FnMut(&List) -> Result<ListPage, Error>,
+    limit: usize,
+) -> Vec<Vec<String>> {
+    let mut next = List {
+        start_after: None,
+        limit,
+    };
+    let mut pages = Vec::new();
+    loop {
+        let page = list(&next).unwrap();
+        assert!(pages.len() < 100, "the cursor moves forward");
+        match page.next_start_after {
+            Some(after) => {
+                assert_eq!(
+                    page.names.last(),
+                    Some(&after),
+                    "the cursor is the last name"
+                );
+                next.start_after = Some(after);
+                pages.push(page.names);
+            }
+            None => {
+                pages.push(page.names);
+                return pages;
+            }
+        }
+    }
+}
+
+fn lens(pages: &[Vec<String>]) -> Vec<usize> {
+    pages.iter().map(Vec::len).collect()
+}
+
+/// Lists are paged as scans are: every name once and in order, a cursor on every page but the
+/// last (none after a full last page either), and no name of a neighbouring database.
+#[test]
+fn databases_and_tables_are_listed_in_pages() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    let dbs: Vec<String> = (0..2500).map(|i| format!("db{i:04}")).collect();
+    for db in &dbs {
+        e.create_database(db).unwrap();
+    }
+    let pages = pages_of(|list| e.list_databases(list), 1000);
+    assert_eq!(lens(&pages), [1000, 1000, 500]);
+    assert_eq!(pages.concat(), dbs);
+
+    let tables: Vec<String> = (0..1500).map(|i| format!("t{i:04}")).collect();
+    for table in &tables {
+        e.create_table("db0001", table).unwrap();
+    }
+    e.create_table("db0000", "other").unwrap();
+    e.create_table("db0002", "other").unwrap();
+    let pages = pages_of(|list| e.list_tables("db0001", list), 1000);
+    assert_eq!(lens(&pages), [1000, 500]);
+    assert_eq!(pages.concat(), tables);
+    let pages = pages_of(|list| e.list_tables("db0001", list), 500);
+    assert_eq!(lens(&pages), [500, 500, 500]);
+    assert_eq!(pages.concat(), tables);
+
+    // A cursor need not be a name that exists.
+    let between = List {
+        start_after: Some("db0999x".into()),
+        limit: 2,
+    };
+    let page = e.list_databases(&between).unwrap();
+    assert_eq!(page.names, ["db1000", "db1001"]);
+    assert_eq!(page.next_start_after.as_deref(), Some("db1001"));
+    let past = List {
+        start_after: Some("zz".into()),
+        limit: 10,
+    };
+    assert_eq!(e.list_databases(&past).unwrap(), ListPage::default());
+    let empty = List {
+        start_after: None,
+        limit: 0,
+    };
+    assert!(matches!(
+        e.list_databases(&empty),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        e.list_tables("nope", &first_page()),
+        Err(Error::NotFound(What::Database))
+    ));
+}
+
+/// A database drop unlinks `ENGINE_DROP_TABLES_PER_COMMIT` tables a commit (their documents
+/// purged in commits of their own), so its records stay small however many tables it has.
+#[test]
+fn dropping_a_database_with_many_tables_commits_in_bounded_records() {
+    let fs = SimFs::new();
+    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+    // A pool that holds the whole drop: no checkpoint moves the redo point past its records.
+    let roomy = EngineOptions {
+        buffer_pool_bytes: 64 << 20,
+        ..opts()
+    };
+    let e = Engine::open_with(io, Path::new("/db"), roomy).unwrap().0;
+    e.create_database("app").unwrap();
+    e.create_database("keep").unwrap();
+    e.create_table("keep", "t").unwrap();
+    let tables = 1000;
+    let name = |i: usize| format!("{}{i:04}", "t".repeat(60));
+    for i in 0..tables {
+        e.create_table("app", &name(i)).unwrap();
+        e.put("app", &name(i), "k", &[1u8; 200], Condition::Any)
+            .unwrap();
+    }
+    e.checkpoint().unwrap();
+    let before = e.verify().unwrap();
+    e.drop_database("app").unwrap();
+
+    assert_eq!(databases(&e), ["keep"]);
+    assert!(matches!(
+        e.get("app", &name(0), "k"),
+        Err(Error::NotFound(What::Database))
+    ));
+    let after = e.verify().unwrap();
+    assert!(after.is_clean(), "{after}");
+    assert_eq!(after.cells, 2, "only keep and keep/t remain: {after}");
+    assert!(after.free_pages > before.free_pages, "{before}\n{after}");
+
+    let records = inspect_with(&fs, Path::new("/db")).unwrap().recent_records;
+    let drops = records
+        .iter()
+        .filter(|r| r.summary == "drop database app")
+        .count();
+    assert_eq!(drops, tables.div_ceil(ENGINE_DROP_TABLES_PER_COMMIT));
+    assert!(records.len() < 100, "all of the drop's records are listed");
+    for r in &records {
+        assert!(r.pages <= 32, "{} changed {} pages", r.summary, r.pages);
+    }
+    // A database with few tables still goes in one commit.
+    e.create_database("small").unwrap();
+    e.create_table("small", "t").unwrap();
+    e.checkpoint().unwrap();
+    e.drop_database("small").unwrap();
+    let records = inspect_with(&fs, Path::new("/db")).unwrap().recent_records;
+    let summaries: Vec<&str> = records.iter().map(|r| r.summary.as_str()).collect();
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    assert_eq!(summaries[0], "drop database small");
+    assert!(
+        summaries[1].starts_with("purge dropped tables"),
+        "{summaries:?}"
+    );
 }
 
 #[test]
@@ -403,7 +565,7 @@ fn a_store_open_in_one_engine_is_refused_to_a_second_until_closed() {
     }
     drop(first);
     let (again, _) = Engine::open(dir.path(), opts()).expect("open after the first closed");
-    assert_eq!(again.list_databases().unwrap(), vec!["app".to_string()]);
+    assert_eq!(databases(&again), ["app"]);
 }
 
 /// Interior nodes hold whole keys as separators (15 to 526 bytes an entry), so splitting one by

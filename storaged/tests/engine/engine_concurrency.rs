@@ -107,6 +107,37 @@ fn readers_see_only_whole_batches_moving_forward() {
     assert!(e.verify().unwrap().is_clean());
 }
 
+/// A database drop takes several commits, and tables created meanwhile go with it: the commit
+/// that removes the database is the one that finds no table left, so none outlives it.
+#[test]
+fn tables_created_during_a_database_drop_do_not_outlive_it() {
+    use photondb_storaged::engine::{Error, What};
+    let e = open();
+    for i in 0..600 {
+        e.create_table("d", &format!("t{i:04}")).unwrap();
+    }
+    let creator = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            let mut created = 0;
+            loop {
+                match e.create_table("d", &format!("z{created:06}")) {
+                    Ok(_) => created += 1,
+                    Err(Error::NotFound(What::Database)) => return created,
+                    Err(other) => panic!("creating a table: {other}"),
+                }
+            }
+        })
+    };
+    e.drop_database("d").unwrap();
+    let created: u32 = creator.join().unwrap();
+    let report = e.verify().unwrap();
+    assert!(
+        report.is_clean() && report.cells == 0,
+        "no table of the {created} created meanwhile remains: {report}"
+    );
+}
+
 /// Many writers share fsyncs through the combining writer; an fsync that fails mid-run fails
 /// every write it covered and every later one (no writer hangs, none is told "committed" for a
 /// record that was not synced), and after a power cut every acknowledged write is there.

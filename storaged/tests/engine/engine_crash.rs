@@ -6,7 +6,7 @@
 //! `PHOTONDB_CRASH_SEED`. `PHOTONDB_LONG_TESTS=1` runs more and longer workloads.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, Scan, SimFs,
+    BatchOp, Condition, Engine, EngineOptions, Error, IoBackend, List, Scan, SimFs, What,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -363,6 +363,83 @@ fn a_crash_during_drop_finishes_the_drop_on_reopen() {
             "only the database entry remains: {report}"
         );
     }
+}
+
+/// The tables of `db` (every page), or `None` once the database is gone.
+fn tables_of(e: &Engine, db: &str) -> Option<Vec<String>> {
+    let mut list = List {
+        start_after: None,
+        limit: 1000,
+    };
+    let mut tables = Vec::new();
+    loop {
+        match e.list_tables(db, &list) {
+            Ok(page) => {
+                tables.extend(page.names);
+                match page.next_start_after {
+                    Some(after) => list.start_after = Some(after),
+                    None => return Some(tables),
+                }
+            }
+            Err(Error::NotFound(What::Database)) => return None,
+            Err(other) => panic!("listing {db}: {other}"),
+        }
+    }
+}
+
+/// Dropping a database with many tables takes several commits. Cut off after any of them (an
+/// injected sync failure, then a power cut), the store is consistent: the database is gone, or
+/// it remains with the last of its tables in name order (the drop unlinks the first ones
+/// first), every dropped table is gone whole, documents included, and dropping the database
+/// again finishes the job.
+#[test]
+fn a_database_drop_cut_off_midway_leaves_fewer_tables_and_a_second_drop_finishes() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    e.create_database("d").unwrap();
+    let tables: Vec<String> = (0..700).map(|i| format!("t{i:04}")).collect();
+    for t in &tables {
+        e.create_table("d", t).unwrap();
+        e.put("d", t, "k", &[3u8; 32], Condition::Any).unwrap();
+    }
+    e.checkpoint().unwrap();
+    drop(e);
+    let mut partly_dropped = 0;
+    for fail_at in 0..12u64 {
+        // Everything above was acknowledged, so every power cut keeps all of it.
+        let attempt = fs.crash(fail_at);
+        let e = open(&attempt);
+        attempt.fail_sync_after(fail_at);
+        // Fails unless the drop needs fewer syncs than `fail_at`; checked by what remains.
+        let _ = e.drop_database("d");
+        drop(e);
+        let e = open(&attempt.crash(fail_at + 1000));
+        let report = e.verify().unwrap();
+        assert!(report.is_clean(), "failure at sync {fail_at}: {report}");
+        let left = tables_of(&e, "d").unwrap_or_default();
+        let gone = tables.len() - left.len();
+        assert_eq!(left, tables[gone..], "failure at sync {fail_at}");
+        for t in &tables[..gone] {
+            assert!(matches!(e.get("d", t, "k"), Err(Error::NotFound(_))), "{t}");
+        }
+        for t in &left {
+            assert!(e.get("d", t, "k").unwrap().is_some(), "{t}");
+        }
+        partly_dropped += usize::from(0 < gone && gone < tables.len());
+        if tables_of(&e, "d").is_some() {
+            e.drop_database("d").unwrap();
+        }
+        assert!(tables_of(&e, "d").is_none());
+        let report = e.verify().unwrap();
+        assert!(
+            report.is_clean() && report.cells == 0,
+            "nothing remains after the second drop: {report}"
+        );
+    }
+    assert!(
+        partly_dropped >= 2,
+        "some cuts fell between the drop's commits ({partly_dropped} of 12)"
+    );
 }
 
 /// Recovery writes pages, a control slot and maybe a cut (or, when the replayed pages fit in the

@@ -7,8 +7,8 @@
 //! `PHOTONDB_MODEL_SEED=<seed>`. `PHOTONDB_LONG_TESTS=1` runs more seeds and steps.
 
 use photondb_storaged::engine::{
-    BatchOp, Condition, ENGINE_MAX_SCAN_BYTES, Engine, EngineOptions, Error, IoBackend, Scan,
-    SimFs, StorageError, What,
+    BatchOp, Condition, ENGINE_MAX_SCAN_BYTES, Engine, EngineOptions, Error, IoBackend, List,
+    ListPage, Scan, SimFs, StorageError, What,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,6 +23,23 @@ const DBS: [&str; 3] = ["alpha", "beta", "gamma"];
 const TABLES: [&str; 2] = ["t1", "t2"];
 /// The version of a write made earlier in the same batch.
 const PENDING: u64 = u64::MAX;
+
+/// Every name a list returns, two a page (so the model pages too).
+fn every_name(mut list: impl FnMut(&List) -> Result<ListPage, Error>) -> Vec<String> {
+    let mut next = List {
+        start_after: None,
+        limit: 2,
+    };
+    let mut names = Vec::new();
+    loop {
+        let page = list(&next).unwrap();
+        names.extend(page.names);
+        match page.next_start_after {
+            Some(after) => next.start_after = Some(after),
+            None => return names,
+        }
+    }
+}
 
 fn long() -> bool {
     std::env::var("PHOTONDB_LONG_TESTS").is_ok_and(|v| v == "1")
@@ -460,9 +477,9 @@ impl Harness {
     fn read_all(&self) -> Model {
         let e = self.e();
         let mut out = Model::new();
-        for db in e.list_databases().unwrap() {
+        for db in every_name(|list| e.list_databases(list)) {
             let tables = out.entry(db.clone()).or_default();
-            for t in e.list_tables(&db).unwrap() {
+            for t in every_name(|list| e.list_tables(&db, list)) {
                 let page = e
                     .scan(
                         &db,

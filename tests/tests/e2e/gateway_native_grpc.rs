@@ -14,7 +14,7 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// A channel to the gateway whose `:authority` is the gateway's public host name.
-async fn gateway_channel(gw: &Gateway) -> Channel {
+pub(crate) async fn gateway_channel(gw: &Gateway) -> Channel {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(gw.ca_pem()))
         .domain_name(GATEWAY_NAME);
@@ -31,7 +31,7 @@ async fn gateway_channel(gw: &Gateway) -> Channel {
 
 /// A request signed as partners sign native gRPC (DESIGN §3.2): method POST, the gRPC path,
 /// no query, and the SHA-256 of the whole HTTP/2 body (the one framed message tonic sends).
-fn signed<M: prost::Message>(gw: &Gateway, method: &str, msg: M) -> tonic::Request<M> {
+pub(crate) fn signed<M: prost::Message>(gw: &Gateway, method: &str, msg: M) -> tonic::Request<M> {
     let encoded = msg.encode_to_vec();
     let mut body = vec![0u8];
     body.extend_from_slice(&(encoded.len() as u32).to_be_bytes());

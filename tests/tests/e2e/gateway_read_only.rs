@@ -96,7 +96,7 @@ async fn flag_file_makes_writes_503_and_reads_still_work() {
             "{scan}"
         );
         let dbs = client.get("/v1/dbs").await.unwrap().expect(200, None);
-        assert_eq!(dbs, json!({ "databases": ["ro"] }));
+        assert_eq!(dbs, json!({ "databases": ["ro"], "next_after": null }));
         client
             .get("/public/v1/dbs/ro/tables/t/docs/a")
             .await

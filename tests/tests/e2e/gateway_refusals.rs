@@ -209,7 +209,7 @@ async fn paths_not_in_normal_form_are_400_never_normalised() {
         "/v1/dbs/../dbs",
         "/v1/dbs/shop/tables/../tables",
         "/v1/dbs/./shop/tables",
-        "/v1/dbs/shop%2Ftables",
+        "/v1/dbs/shop/tables/items/docs/.%2E",
         "/v1/dbs/shop/tables/items/docs/a%2fb",
         "/v1//dbs",
         "//v1/dbs",
@@ -465,4 +465,48 @@ async fn exchange(
     let mut body = vec![0u8; length];
     tls.read_exact(&mut body).await.unwrap();
     (head[9..12].parse().unwrap(), head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_heads_get_an_answer_with_a_code_before_the_close() {
+    let s = stack().await;
+    let gw = &s.gateway;
+    let host = gw.authority();
+    let heads = [
+        (
+            "a fragment",
+            format!("GET /v1/dbs#frag HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+            "path_not_normal",
+        ),
+        (
+            "two Host headers",
+            format!(
+                "GET /public/health HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+            ),
+            "malformed_request",
+        ),
+        (
+            "two different Content-Lengths",
+            format!(
+                "PUT {T}/docs/k HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{{}}"
+            ),
+            "malformed_request",
+        ),
+        (
+            "an absolute-form target naming another host",
+            format!(
+                "GET https://evil.example/public/health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            ),
+            "malformed_request",
+        ),
+    ];
+    for (what, raw, code) in heads {
+        let r = gw.raw_http1(raw.as_bytes()).await;
+        let r = r.unwrap_or_else(|e| panic!("{what}: no answer ({e})"));
+        assert_eq!(
+            (r.status, r.code().as_deref()),
+            (400, Some(code)),
+            "{what}: {r}"
+        );
+    }
 }

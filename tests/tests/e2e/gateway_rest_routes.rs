@@ -2,7 +2,7 @@
 //! over HTTP/2 and over HTTP/1.1 keep-alive.
 
 use photondb_tests::gateway::{Gateway, HttpsClient, Protocol};
-use photondb_tests::{Overrides, Storaged, TestCerts};
+use photondb_tests::{Overrides, Storaged, TestCerts, pb, table};
 use serde_json::{Value, json};
 
 struct Stack {
@@ -69,7 +69,7 @@ async fn health(c: &HttpsClient) {
 
 async fn databases_and_tables(c: &HttpsClient) {
     let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
-    assert_eq!(v, json!({ "databases": [] }));
+    assert_eq!(v, json!({ "databases": [], "next_after": null }));
     let v = c.put("/v1/dbs/shop", "").await.unwrap().expect(201, None);
     assert_eq!(v, json!({ "created": true }));
     c.put("/v1/dbs/shop", "")
@@ -78,14 +78,17 @@ async fn databases_and_tables(c: &HttpsClient) {
         .expect(409, Some("already_exists"));
     c.put("/v1/dbs/other", "").await.unwrap().expect(201, None);
     let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
-    assert_eq!(v, json!({ "databases": ["other", "shop"] }));
+    assert_eq!(
+        v,
+        json!({ "databases": ["other", "shop"], "next_after": null })
+    );
 
     let v = c
         .get("/v1/dbs/shop/tables")
         .await
         .unwrap()
         .expect(200, None);
-    assert_eq!(v, json!({ "tables": [] }));
+    assert_eq!(v, json!({ "tables": [], "next_after": null }));
     let v = c
         .put("/v1/dbs/shop/tables/items", "")
         .await
@@ -101,7 +104,7 @@ async fn databases_and_tables(c: &HttpsClient) {
         .await
         .unwrap()
         .expect(200, None);
-    assert_eq!(v, json!({ "tables": ["items"] }));
+    assert_eq!(v, json!({ "tables": ["items"], "next_after": null }));
     c.get("/v1/dbs/nope/tables")
         .await
         .unwrap()
@@ -318,18 +321,137 @@ async fn drop_table_and_db(c: &HttpsClient) {
         .await
         .unwrap()
         .expect(200, None);
-    assert_eq!(v, json!({ "tables": [] }));
+    assert_eq!(v, json!({ "tables": [], "next_after": null }));
     c.get(&format!("{T}/docs/b1"))
         .await
         .unwrap()
         .expect(404, Some("not_found"));
     c.delete("/v1/dbs/shop").await.unwrap().expect(204, None);
     let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
-    assert_eq!(v, json!({ "databases": ["other"] }));
+    assert_eq!(v, json!({ "databases": ["other"], "next_after": null }));
     c.delete("/v1/dbs/shop")
         .await
         .unwrap()
         .expect(404, Some("not_found"));
+}
+
+type Grpc = pb::storage_client::StorageClient<tonic::transport::Channel>;
+
+/// Runs `create` for every item, 32 calls at a time, each on its own clone of the client.
+async fn create_all<F, Fut>(c: &Grpc, items: Vec<String>, create: F)
+where
+    F: Fn(Grpc, String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in items.chunks(items.len().div_ceil(32).max(1)) {
+        let calls: Vec<Fut> = chunk.iter().map(|i| create(c.clone(), i.clone())).collect();
+        tasks.spawn(async move {
+            for call in calls {
+                call.await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// Follows `next_after` from the first page of `path` to the last; returns the pages.
+async fn pages(c: &HttpsClient, path: &str, field: &str, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        assert!(pages.len() < 10, "the cursor never ended: {pages:?}");
+        let target = match &after {
+            Some(a) => format!("{path}?limit={limit}&after={a}"),
+            None => format!("{path}?limit={limit}"),
+        };
+        let v = c.get(&target).await.unwrap().expect(200, None);
+        let names: Vec<String> = v[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {field} in {v}"))
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect();
+        assert!(names.len() <= limit, "limit respected: {v}");
+        pages.push(names);
+        match v["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return pages,
+        }
+    }
+}
+
+/// `GET /v1/dbs` is paged as a scan is: 2,050 databases (made directly over storaged's gRPC)
+/// come back a page of 1,000 at a time, every name once and in order, `next_after` null on
+/// the last page. Without a limit the page is the largest (what a client written before the
+/// lists were paged gets); a larger limit is capped, and a cursor that is not a name refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_thousands_of_databases_pages_through_them_all() {
+    let s = stack();
+    let names: Vec<String> = (0..2050).map(|i| format!("db-{i:04}")).collect();
+    let grpc = s.storaged.client().await.unwrap();
+    create_all(&grpc, names.clone(), |mut c, db| async move {
+        c.create_database(pb::CreateDatabaseRequest { db })
+            .await
+            .unwrap();
+    })
+    .await;
+
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    let got = pages(&c, "/v1/dbs", "databases", 1000).await;
+    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+    assert_eq!(lens, [1000, 1000, 50]);
+    assert_eq!(got.concat(), names, "every database once, in order");
+
+    for path in ["/v1/dbs", "/v1/dbs?limit=0", "/v1/dbs?limit=5000"] {
+        let v = c.get(path).await.unwrap().expect(200, None);
+        let first = v["databases"].as_array().map(Vec::len);
+        assert_eq!(first, Some(1000), "{path}");
+        assert_eq!(v["next_after"], "db-0999", "{path}");
+    }
+    for bad in [
+        "/v1/dbs?after=Not-A-Name",
+        "/v1/dbs?limit=-1",
+        "/v1/dbs?prefix=db",
+    ] {
+        c.get(bad).await.unwrap().expect(400, Some("bad_query"));
+    }
+}
+
+/// A database of many tables: its tables list in pages, and dropping it (several bounded
+/// commits in storaged) removes it and every table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_many_tables_lists_in_pages_and_drops_whole() {
+    let s = stack();
+    let mut grpc = s.storaged.client().await.unwrap();
+    grpc.create_database(pb::CreateDatabaseRequest { db: "many".into() })
+        .await
+        .unwrap();
+    let tables: Vec<String> = (0..600).map(|i| format!("t-{i:04}")).collect();
+    create_all(&grpc, tables.clone(), |mut c, t| async move {
+        c.create_table(pb::CreateTableRequest {
+            table: table("many", &t),
+        })
+        .await
+        .unwrap();
+    })
+    .await;
+
+    let c = s.gateway.client(Protocol::Http2).await.unwrap();
+    let got = pages(&c, "/v1/dbs/many/tables", "tables", 250).await;
+    let lens: Vec<usize> = got.iter().map(Vec::len).collect();
+    assert_eq!(lens, [250, 250, 100]);
+    assert_eq!(got.concat(), tables, "every table once, in order");
+
+    c.delete("/v1/dbs/many").await.unwrap().expect(204, None);
+    c.get("/v1/dbs/many/tables")
+        .await
+        .unwrap()
+        .expect(404, Some("not_found"));
+    let v = c.get("/v1/dbs").await.unwrap().expect(200, None);
+    assert_eq!(v, json!({ "databases": [], "next_after": null }));
 }
 
 /// Percent-encodes every byte outside RFC 3986 "unreserved" (what normal form requires).
@@ -431,4 +553,82 @@ async fn a_scan_page_of_large_documents_decodes() {
         assert_eq!(d["value"]["i"], i, "document {i} in key order");
         assert_eq!(d["value"]["blob"].as_str().map(str::len), Some(blob.len()));
     }
+}
+
+/// Keys holding `/` or `\` (DESIGN §3.3): `%2F` and `%5C` decode into the key's segment, so
+/// a key written over gRPC is reachable over REST and a key written over REST is the decoded
+/// text. Lowercase escapes stay refused, and a name cannot hold an escaped slash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_with_escaped_slashes_round_trip() {
+    let s = stack();
+    s.gateway
+        .client(Protocol::Http2)
+        .await
+        .unwrap()
+        .create_table("d", "t")
+        .await;
+    // Written over gRPC (storaged's own API, as a native client sends it), read over REST.
+    let mut grpc = s.storaged.client().await.unwrap();
+    let put = grpc
+        .put(pb::PutRequest {
+            table: table("d", "t"),
+            key: "x/y\\z".into(),
+            value: br#"{"via":"grpc"}"#.to_vec(),
+            precondition: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    for p in Protocol::BOTH {
+        let c = s.gateway.client(p).await.unwrap();
+        let got = c
+            .get("/v1/dbs/d/tables/t/docs/x%2Fy%5Cz")
+            .await
+            .unwrap()
+            .expect(200, None);
+        assert_eq!(got["key"], "x/y\\z", "{p:?}: {got}");
+        assert_eq!(got["version"], put.version, "{p:?}: {got}");
+        assert_eq!(got["value"]["via"], "grpc", "{p:?}: {got}");
+
+        let doc = "/v1/dbs/d/tables/t/docs/a%2Fb";
+        let body = json!({ "p": p as u8 }).to_string();
+        let v = c.put(doc, body).await.unwrap().expect(200, None);
+        let got = c.get(doc).await.unwrap().expect(200, None);
+        assert_eq!(got["key"], "a/b", "{p:?}: {got}");
+        assert_eq!(got["version"], v["version"], "{p:?}: {got}");
+        assert_eq!(got["value"]["p"], p as u8, "{p:?}: {got}");
+
+        // A scan prefix with an escaped slash finds the key it names, and only that one.
+        let v = c
+            .get("/v1/dbs/d/tables/t/docs?prefix=x%2F")
+            .await
+            .unwrap()
+            .expect(200, None);
+        assert_eq!(v["documents"].as_array().map(Vec::len), Some(1), "{v}");
+        assert_eq!(v["documents"][0]["key"], "x/y\\z", "{v}");
+
+        c.get("/v1/dbs/d/tables/t/docs/a%2fb")
+            .await
+            .unwrap()
+            .expect(400, Some("path_not_normal"));
+        // Signed and in normal form, but "a/b" is not a name (names are [a-z0-9_-]).
+        c.put("/v1/dbs/d/tables/a%2Fb", "")
+            .await
+            .unwrap()
+            .expect(400, Some("bad_name"));
+    }
+
+    // The key REST wrote is the decoded text, not the escaped one.
+    let direct = grpc
+        .get(pb::GetRequest {
+            table: table("d", "t"),
+            key: "a/b".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document
+        .expect("REST wrote the key a/b");
+    assert_eq!(direct.key, "a/b");
 }

@@ -97,3 +97,18 @@ fn a_taken_address_stops_the_start() {
     }
     drop((taken, taken_metrics));
 }
+
+#[test]
+fn a_runtime_directory_others_can_enter_stops_the_start() {
+    // The upgrade socket in it hands the listening sockets to whoever connects.
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("run");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let given = open.clone();
+    let (status, stderr) = run(move |c| c.server.runtime_dir = Some(given.clone()));
+    assert_eq!(status.code(), Some(EX_USAGE), "{stderr}");
+    assert!(stderr.contains("server.runtime_dir"), "{stderr}");
+    assert!(stderr.contains("mode 0700"), "{stderr}");
+}

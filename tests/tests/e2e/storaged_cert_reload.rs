@@ -66,7 +66,9 @@ async fn new_connections_get_the_reloaded_certificate() -> anyhow::Result<()> {
     );
     // A connection made before the reload keeps working across it.
     let mut before = storaged.client().await?;
-    before.list_databases(pb::ListDatabasesRequest {}).await?;
+    before
+        .list_databases(pb::ListDatabasesRequest::default())
+        .await?;
 
     // A broken key file: the reload fails, is audited, and the old certificate stays.
     replace(&certs.path(files::STORAGED_KEY), "not a key\n")?;
@@ -77,7 +79,7 @@ async fn new_connections_get_the_reloaded_certificate() -> anyhow::Result<()> {
     storaged
         .client()
         .await?
-        .list_databases(pb::ListDatabasesRequest {})
+        .list_databases(pb::ListDatabasesRequest::default())
         .await?;
 
     // A new certificate from the same CA with an added name.
@@ -104,7 +106,10 @@ async fn new_connections_get_the_reloaded_certificate() -> anyhow::Result<()> {
         .connect()
         .await?;
     let mut c = pb::storage_client::StorageClient::new(channel);
-    c.list_databases(pb::ListDatabasesRequest {}).await?;
-    before.list_databases(pb::ListDatabasesRequest {}).await?;
+    c.list_databases(pb::ListDatabasesRequest::default())
+        .await?;
+    before
+        .list_databases(pb::ListDatabasesRequest::default())
+        .await?;
     Ok(())
 }

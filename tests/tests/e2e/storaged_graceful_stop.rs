@@ -14,7 +14,8 @@ async fn sigterm_under_load_exits_0_and_keeps_acknowledged_writes() -> anyhow::R
     photondb_tests::create_table(&mut c, "app", "t").await?;
     // An idle connection stays open throughout.
     let mut idle = storaged.client().await?;
-    idle.list_databases(pb::ListDatabasesRequest {}).await?;
+    idle.list_databases(pb::ListDatabasesRequest::default())
+        .await?;
 
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let writer = {

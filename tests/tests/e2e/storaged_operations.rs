@@ -91,7 +91,7 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
     );
     assert_eq!(s.message(), "database name must match [a-z0-9_-]{1,64}");
     let dbs = c
-        .list_databases(pb::ListDatabasesRequest {})
+        .list_databases(pb::ListDatabasesRequest::default())
         .await?
         .into_inner()
         .databases;
@@ -134,7 +134,10 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
     );
     assert_eq!(s.message(), "table reference is required");
     let tables = c
-        .list_tables(pb::ListTablesRequest { db: "app".into() })
+        .list_tables(pb::ListTablesRequest {
+            db: "app".into(),
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .tables;
@@ -158,7 +161,7 @@ async fn every_operation_works_and_every_refusal_has_its_code() -> anyhow::Resul
         Code::NotFound,
     );
     let dbs = c
-        .list_databases(pb::ListDatabasesRequest {})
+        .list_databases(pb::ListDatabasesRequest::default())
         .await?
         .into_inner()
         .databases;

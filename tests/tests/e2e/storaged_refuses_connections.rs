@@ -15,7 +15,7 @@ const AUDIT_WAIT: Duration = Duration::from_secs(10);
 async fn call_fails_at_transport(endpoint: Endpoint) -> tonic::Status {
     let mut client = StorageClient::new(endpoint.connect_lazy());
     let status = client
-        .list_databases(pb::ListDatabasesRequest {})
+        .list_databases(pb::ListDatabasesRequest::default())
         .await
         .expect_err("the call must not be served");
     // A served refusal would come as a gRPC status from the server; a transport failure is
@@ -70,7 +70,7 @@ async fn wait_refused(storaged: &Storaged, kind: &str, at_least: usize) -> serde
 
 async fn correct_client_works(storaged: &Storaged) {
     let mut c = storaged.client().await.expect("correct client connects");
-    c.list_databases(pb::ListDatabasesRequest {})
+    c.list_databases(pb::ListDatabasesRequest::default())
         .await
         .expect("correct client is served");
 }

@@ -203,7 +203,7 @@ async fn invalid_protobuf_is_refused_per_call() -> anyhow::Result<()> {
         bystander.progresses(3).await;
     }
     // The same channel still serves valid calls.
-    let valid = prost::Message::encode_to_vec(&pb::ListDatabasesRequest {});
+    let valid = prost::Message::encode_to_vec(&pb::ListDatabasesRequest::default());
     raw.ready().await?;
     let reply = raw
         .unary::<Vec<u8>, Vec<u8>, RawCodec>(
