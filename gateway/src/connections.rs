@@ -9,9 +9,10 @@
 //! the handshake has finished ([`Connections::established`]). [`Connections::sweep`] closes the
 //! handshakes still pending at their deadline (shutting the duplicate down ends the
 //! handshake's reads) and forgets those whose connection pingora has already dropped. When
-//! the pending handshakes or all connections reach their cap, the oldest pending handshake is
-//! closed to make room: a client that completes its handshake in a round trip is not locked
-//! out by sockets that never do.
+//! the pending handshakes or all connections reach their cap, a pending handshake of the
+//! network holding the most is closed to make room (its oldest silent one first): a network
+//! that floods or churns connections evicts its own, not a client elsewhere that completes
+//! its handshake in a round trip.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,7 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
 
 use crate::clock::Clock;
+use crate::pipeline::ip_limit::Network;
 
 /// The bounds, from `[limits]`.
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +42,17 @@ pub struct ConnectionLimits {
 /// Why a connection or a body was not admitted: the refusal metric's code.
 pub type Reason = &'static str;
 
+/// A connection: the gateway's address and the client's (one client address may reach
+/// several of the gateway's).
+pub type ConnKey = (SocketAddr, SocketAddr);
+
 /// The listener's connection accounting; shared by the pre-TLS callback, the edge app and
 /// the sweeper.
 pub struct Connections {
     limits: ConnectionLimits,
     counts: Arc<Mutex<Counts>>,
-    pending: Mutex<HashMap<SocketAddr, Pending>>,
-    open: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    pending: Mutex<HashMap<ConnKey, Pending>>,
+    open: Mutex<HashMap<ConnKey, Arc<AtomicUsize>>>,
     clock: Arc<dyn Clock>,
     on_refuse: Box<dyn Fn(Reason) + Send + Sync>,
 }
@@ -55,32 +61,13 @@ pub struct Connections {
 #[derive(Default)]
 struct Counts {
     total: usize,
-    per_ip: HashMap<IpKey, usize>,
-}
-
-/// The unit a client is counted in: an IPv4 address or an IPv6 /64 (one subscriber's prefix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpKey(IpAddr);
-
-impl IpKey {
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self(IpAddr::V4(v4)),
-                None => {
-                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    Self(IpAddr::V6(prefix.into()))
-                }
-            },
-            v4 => Self(v4),
-        }
-    }
+    per_ip: HashMap<Network, usize>,
 }
 
 /// One admitted connection's place in the counts; given back when dropped.
 struct Ticket {
     counts: Arc<Mutex<Counts>>,
-    key: IpKey,
+    key: Network,
 }
 
 impl Drop for Ticket {
@@ -111,7 +98,7 @@ struct Pending {
 /// A connection the edge serves; it keeps its place in the counts until dropped.
 pub struct Connection {
     _ticket: Ticket,
-    peer: SocketAddr,
+    key: ConnKey,
     bodies: Arc<AtomicUsize>,
     connections: Arc<Connections>,
 }
@@ -121,10 +108,10 @@ impl Drop for Connection {
         let mut open = lock(&self.connections.open);
         // A newer connection from the same address may have replaced this entry already.
         if open
-            .get(&self.peer)
+            .get(&self.key)
             .is_some_and(|b| Arc::ptr_eq(b, &self.bodies))
         {
-            open.remove(&self.peer);
+            open.remove(&self.key);
         }
     }
 }
@@ -163,26 +150,28 @@ impl Connections {
         lock(&self.counts).total
     }
 
-    /// Admits a connection from `peer` into the counts, closing the oldest pending handshake
-    /// if that is what makes room.
+    /// Admits a connection from `peer` into the counts. A network at its own cap is refused
+    /// before anything else happens; when the pending handshakes or all connections are at
+    /// their cap, one pending handshake of the busiest network is closed to make room.
     fn admit(&self, peer: IpAddr) -> Result<Ticket, Reason> {
-        if lock(&self.pending).len() >= self.limits.max_pending {
-            self.evict_oldest();
+        let key = Network::from(peer);
+        let at_cap =
+            |c: &Counts| c.per_ip.get(&key).copied().unwrap_or(0) >= self.limits.max_per_ip;
+        if at_cap(&lock(&self.counts)) {
+            return Err("max_connections_per_ip");
         }
-        let key = IpKey::of(peer);
+        if lock(&self.pending).len() >= self.limits.max_pending {
+            self.evict();
+        }
+        if lock(&self.counts).total >= self.limits.max_connections && !self.evict() {
+            return Err("max_connections");
+        }
         let mut counts = lock(&self.counts);
-        if counts.per_ip.get(&key).copied().unwrap_or(0) >= self.limits.max_per_ip {
+        if at_cap(&counts) {
             return Err("max_connections_per_ip");
         }
         if counts.total >= self.limits.max_connections {
-            drop(counts);
-            if !self.evict_oldest() {
-                return Err("max_connections");
-            }
-            counts = lock(&self.counts);
-            if counts.total >= self.limits.max_connections {
-                return Err("max_connections");
-            }
+            return Err("max_connections");
         }
         counts.total += 1;
         *counts.per_ip.entry(key).or_default() += 1;
@@ -197,31 +186,39 @@ impl Connections {
         reason
     }
 
-    /// Closes one pending handshake, false if none is pending: the oldest of those whose
-    /// client has sent nothing yet, else the oldest. A client whose first bytes are waiting
-    /// in the socket counts as having spoken, even if its task has not run yet.
-    fn evict_oldest(&self) -> bool {
+    /// Closes one pending handshake, false if none is pending. It is taken from the network
+    /// with the most pending handshakes (an attacker churning connections evicts its own),
+    /// and there the oldest of those whose client has sent nothing yet, else the oldest. A
+    /// client whose first bytes wait in the socket counts as having spoken, even if its task
+    /// has not run yet.
+    fn evict(&self) -> bool {
         let evicted = {
             let mut pending = lock(&self.pending);
+            let mut per_net: HashMap<Network, usize> = HashMap::new();
+            for p in pending.values() {
+                *per_net.entry(p.ticket.key).or_default() += 1;
+            }
+            let busiest = per_net.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| k);
             let mut order: Vec<_> = pending
                 .iter()
-                .map(|(addr, p)| (p.spoke, p.deadline, *addr))
+                .filter(|(_, p)| Some(p.ticket.key) == busiest)
+                .map(|(key, p)| (p.spoke, p.deadline, *key))
                 .collect();
             order.sort_unstable();
             let mut victim = None;
-            for (_, _, addr) in &order {
-                let Some(p) = pending.get_mut(addr) else {
+            for (_, _, key) in &order {
+                let Some(p) = pending.get_mut(key) else {
                     continue;
                 };
                 if !p.spoke && has_bytes_waiting(&p.socket) {
                     p.spoke = true;
                     continue;
                 }
-                victim = Some(*addr);
+                victim = Some(*key);
                 break;
             }
-            let victim = victim.or_else(|| order.first().map(|(_, _, a)| *a));
-            victim.and_then(|addr| pending.remove(&addr))
+            let victim = victim.or_else(|| order.first().map(|(_, _, k)| *k));
+            victim.and_then(|key| pending.remove(&key))
         };
         match evicted {
             Some(p) => {
@@ -233,15 +230,12 @@ impl Connections {
         }
     }
 
-    /// Registers a connection right after `accept` (TLS listeners); returns its address and a
+    /// Registers a connection right after `accept` (TLS listeners); returns its key and a
     /// duplicate of its socket to wait on.
-    fn pending(&self, stream: &L4Stream) -> Result<(SocketAddr, std::net::TcpStream), Reason> {
+    fn pending(&self, stream: &L4Stream) -> Result<(ConnKey, std::net::TcpStream), Reason> {
         let digest = stream.get_socket_digest().ok_or("no_peer_address")?;
-        let peer = *digest
-            .peer_addr()
-            .and_then(|a| a.as_inet())
-            .ok_or("no_peer_address")?;
-        let ticket = self.admit(peer.ip()).map_err(|r| self.refused(r))?;
+        let key = key_of(&digest).ok_or("no_peer_address")?;
+        let ticket = self.admit(key.1.ip()).map_err(|r| self.refused(r))?;
         let duplicated = duplicate(stream).and_then(|s| Ok((s.try_clone()?, s)));
         let (socket, watch) = duplicated.map_err(|_| self.refused("socket_duplicate_failed"))?;
         let entry = Pending {
@@ -251,27 +245,24 @@ impl Connections {
             deadline: self.clock.now() + self.limits.handshake_timeout,
             spoke: false,
         };
-        // An entry under the same address is a connection that has ended since.
-        let replaced = lock(&self.pending).insert(peer, entry);
+        // Both addresses name one live TCP connection, so an entry under the same key is a
+        // connection that has ended since.
+        let replaced = lock(&self.pending).insert(key, entry);
         drop(replaced);
-        Ok((peer, watch))
+        Ok((key, watch))
     }
 
     /// Waits, within the handshake deadline, for the client's first bytes (its ClientHello),
     /// so a socket that says nothing never reaches the TLS handshake. Once it has spoken, the
     /// connection is evicted only after every silent one.
-    async fn first_bytes(
-        &self,
-        peer: SocketAddr,
-        watch: std::net::TcpStream,
-    ) -> Result<(), Reason> {
+    async fn first_bytes(&self, key: ConnKey, watch: std::net::TcpStream) -> Result<(), Reason> {
         let spoke = async {
             let watch = tokio::net::TcpStream::from_std(watch)?;
             watch.peek(&mut [0u8; 1]).await
         };
         let spoke = tokio::time::timeout(self.limits.handshake_timeout, spoke).await;
         let mut pending = lock(&self.pending);
-        match (spoke, pending.get_mut(&peer)) {
+        match (spoke, pending.get_mut(&key)) {
             (Ok(Ok(n)), Some(p)) if n > 0 => {
                 p.spoke = true;
                 Ok(())
@@ -279,7 +270,7 @@ impl Connections {
             (spoke, entry) => {
                 // Gone silent, closed, or evicted meanwhile (then the entry is gone too).
                 let ours = entry.is_some();
-                let removed = if ours { pending.remove(&peer) } else { None };
+                let removed = if ours { pending.remove(&key) } else { None };
                 drop(pending);
                 drop(removed);
                 let reason = match spoke {
@@ -296,30 +287,28 @@ impl Connections {
 
     /// The edge app's claim on a connection whose handshake finished (or, on a listener
     /// without TLS, that was just accepted). `Err` means it must be closed.
-    pub fn established(self: &Arc<Self>, peer: Option<SocketAddr>) -> Result<Connection, Reason> {
-        let peer = peer.ok_or_else(|| self.refused("no_peer_address"))?;
-        let claimed = lock(&self.pending).remove(&peer);
+    pub fn established(self: &Arc<Self>, key: Option<ConnKey>) -> Result<Connection, Reason> {
+        let key = key.ok_or_else(|| self.refused("no_peer_address"))?;
+        let claimed = lock(&self.pending).remove(&key);
         let ticket = match claimed {
             Some(p) => p.ticket,
-            None => self.admit(peer.ip()).map_err(|r| self.refused(r))?,
+            None => self.admit(key.1.ip()).map_err(|r| self.refused(r))?,
         };
         let bodies = Arc::new(AtomicUsize::new(0));
-        lock(&self.open).insert(peer, bodies.clone());
+        lock(&self.open).insert(key, bodies.clone());
         Ok(Connection {
             _ticket: ticket,
-            peer,
+            key,
             bodies,
             connections: self.clone(),
         })
     }
 
-    /// A place for one more request body on `peer`'s connection, if it has one free.
-    pub fn body_slot(&self, peer: Option<SocketAddr>) -> Result<BodySlot, Reason> {
-        let bodies = peer.and_then(|p| lock(&self.open).get(&p).cloned());
-        let Some(bodies) = bodies else {
-            // Not a connection this accounting knows (tests driving the app directly).
-            return Ok(BodySlot(Arc::new(AtomicUsize::new(1))));
-        };
+    /// A place for one more request body on this connection, if it has one free; a
+    /// connection this accounting does not know gets none.
+    pub fn body_slot(&self, key: Option<ConnKey>) -> Result<BodySlot, Reason> {
+        let bodies = key.and_then(|k| lock(&self.open).get(&k).cloned());
+        let bodies = bodies.ok_or_else(|| self.refused("untracked_connection"))?;
         let max = self.limits.bodies_per_connection;
         let taken = bodies.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)
@@ -334,7 +323,7 @@ impl Connections {
     pub fn sweep(&self, now: Instant) {
         let done: Vec<Pending> = {
             let mut pending = lock(&self.pending);
-            let finished: Vec<SocketAddr> = pending
+            let finished: Vec<ConnKey> = pending
                 .iter()
                 .filter(|(_, p)| p.deadline <= now || p.alive.strong_count() == 0)
                 .map(|(a, _)| *a)
@@ -365,6 +354,13 @@ impl Connections {
     }
 }
 
+/// A connection's key from its socket digest.
+pub fn key_of(digest: &SocketDigest) -> Option<ConnKey> {
+    let local = *digest.local_addr()?.as_inet()?;
+    let peer = *digest.peer_addr()?.as_inet()?;
+    Some((local, peer))
+}
+
 /// Whether the client has sent bytes not read yet (the socket is non-blocking).
 fn has_bytes_waiting(socket: &std::net::TcpStream) -> bool {
     matches!(socket.peek(&mut [0u8; 1]), Ok(n) if n > 0)
@@ -373,8 +369,13 @@ fn has_bytes_waiting(socket: &std::net::TcpStream) -> bool {
 /// A second descriptor for the connection's socket.
 fn duplicate(stream: &L4Stream) -> std::io::Result<std::net::TcpStream> {
     let fd = stream.as_raw_fd();
-    // SAFETY: `fd` is the socket of `stream`, which the caller borrows to us for this call, so
-    // it stays open while it is duplicated; the duplicate is a new descriptor we own.
+    if fd < 0 {
+        // A virtual stream has no descriptor.
+        return Err(std::io::ErrorKind::Unsupported.into());
+    }
+    // SAFETY: `fd` is the (non-negative) socket of `stream`, which the caller borrows to us for
+    // this call, so it stays open while it is duplicated; the duplicate is a new descriptor
+    // we own.
     #[allow(unsafe_code)]
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     Ok(std::net::TcpStream::from(borrowed.try_clone_to_owned()?))
@@ -414,14 +415,23 @@ mod tests {
         (Arc::new(c), refused)
     }
 
-    fn addr(ip: [u8; 4], port: u16) -> Option<SocketAddr> {
-        Some(SocketAddr::from((ip, port)))
+    /// A connection from `ip:port` to the gateway's 127.0.0.1:8443.
+    fn addr(ip: [u8; 4], port: u16) -> Option<ConnKey> {
+        let local = SocketAddr::from(([127, 0, 0, 1], 8443));
+        Some((local, SocketAddr::from((ip, port))))
     }
 
     /// A connected socket pair: the server side as pingora hands it to the pre-TLS callback.
     async fn accepted() -> (L4Stream, tokio::net::TcpStream) {
+        accepted_from([127, 0, 0, 1]).await
+    }
+
+    /// The same, from the loopback address `from`.
+    async fn accepted_from(from: [u8; 4]) -> (L4Stream, tokio::net::TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((from, 0))).unwrap();
+        let client = socket.connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (server, _) = accepted.unwrap();
         let fd = server.as_raw_fd();
@@ -435,10 +445,13 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(IpKey::of(a), IpKey::of(b));
-        assert_ne!(IpKey::of(a), IpKey::of(other));
+        assert_eq!(Network::from(a), Network::from(b));
+        assert_ne!(Network::from(a), Network::from(other));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(IpKey::of(mapped), IpKey::of("192.0.2.7".parse().unwrap()));
+        assert_eq!(
+            Network::from(mapped),
+            Network::from("192.0.2.7".parse::<IpAddr>().unwrap())
+        );
     }
 
     #[test]
@@ -501,14 +514,8 @@ mod tests {
         let (third, _third_client) = accepted().await;
         c.pending(&third).unwrap();
         assert_eq!(*lock(&refused), ["handshake_evicted"]);
-        let talker_peer = talker
-            .get_socket_digest()
-            .unwrap()
-            .peer_addr()
-            .unwrap()
-            .as_inet()
-            .copied();
-        assert!(lock(&c.pending).contains_key(&talker_peer.unwrap()));
+        let talker_key = key_of(&talker.get_socket_digest().unwrap()).unwrap();
+        assert!(lock(&c.pending).contains_key(&talker_key));
         let mut buf = [0u8; 1];
         assert_eq!(
             second_client.read(&mut buf).await.unwrap(),
@@ -530,17 +537,46 @@ mod tests {
         // A handshake that finished is claimed and counted until it closes.
         let (done, _done_client) = accepted().await;
         c.pending(&done).unwrap();
-        let peer = done
-            .get_socket_digest()
-            .unwrap()
-            .peer_addr()
-            .unwrap()
-            .as_inet()
-            .copied();
-        let conn = c.established(peer).unwrap();
+        let key = key_of(&done.get_socket_digest().unwrap());
+        let conn = c.established(key).unwrap();
         assert!(lock(&c.pending).is_empty());
         assert_eq!(c.connections(), 1);
         drop(conn);
         assert_eq!(c.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_churning_network_evicts_its_own_handshakes_not_others() {
+        let clock = ManualClock::default();
+        let limits = ConnectionLimits {
+            max_connections: 100,
+            max_per_ip: 100,
+            max_pending: 4,
+            ..LIMITS
+        };
+        let c = Arc::new(Connections::new(
+            limits,
+            Arc::new(clock.clone()),
+            Box::new(|_| ()),
+        ));
+        // A real client's handshake started first, and has spoken.
+        let (real, mut real_client) = accepted_from([127, 0, 0, 2]).await;
+        real_client.write_all(b"\x16\x03\x01").await.unwrap();
+        c.pending(&real).unwrap();
+        let real_key = key_of(&real.get_socket_digest().unwrap()).unwrap();
+        // An attacker churns connections that also speak.
+        let mut flood = Vec::new();
+        for _ in 0..20 {
+            clock.advance(Duration::from_millis(1));
+            let (s, mut client) = accepted_from([127, 0, 0, 9]).await;
+            client.write_all(b"\x16").await.unwrap();
+            c.pending(&s).unwrap();
+            flood.push((s, client));
+        }
+        assert!(
+            lock(&c.pending).contains_key(&real_key),
+            "the real client was evicted"
+        );
+        assert_eq!(lock(&c.pending).len(), 4);
     }
 }

@@ -19,7 +19,7 @@ use pingora::protocols::http::v2::server::{H2Options, default_h2_options};
 use pingora::server::ShutdownWatch;
 
 use crate::answer::Answer;
-use crate::connections::{BodySlot, Connections};
+use crate::connections::{BodySlot, Connections, key_of};
 use crate::errors::Refusal;
 use crate::pipeline::body::{BodyBroken, BodySource};
 use crate::pipeline::head::RequestHead;
@@ -54,10 +54,11 @@ impl Edge {
     /// says whether the client may still be sending a body.
     async fn serve(&self, s: &mut ServerSession, head: &RequestHead) -> (Outcome, bool) {
         let peer = s.client_addr().and_then(|a| a.as_inet()).copied();
+        let local = s.server_addr().and_then(|a| a.as_inet()).copied();
         let slot = if s.is_body_empty() {
             None
         } else {
-            match self.connections.body_slot(peer) {
+            match self.connections.body_slot(local.zip(peer)) {
                 Ok(slot) => Some(slot),
                 Err(_) => return (self.pipeline.overloaded(head), !expects_continue(s)),
             }
@@ -309,10 +310,8 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for ConnectionLimit<A> 
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let Ok(_connection) = self.connections.established(peer) else {
+        let key = stream.get_socket_digest().and_then(|d| key_of(&d));
+        let Ok(_connection) = self.connections.established(key) else {
             return None;
         };
         // The inner app serves the whole connection (HTTP/1 keep-alive or HTTP/2 streams).

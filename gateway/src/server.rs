@@ -245,7 +245,10 @@ impl Gateway {
             },
             upstream,
             metrics: Metrics::new(),
-            body_budget: BodyBudget::new(l.max_body_bytes_in_flight),
+            body_budget: BodyBudget::new(
+                l.max_body_bytes_in_flight,
+                l.max_body_bytes_in_flight_per_ip,
+            ),
             clock,
             dev_mode: matches!(cfg.mode, Mode::Dev(_)),
         };

@@ -99,9 +99,20 @@ fn last_line(file: &mut std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
         if let Some(line) = line_at_end(&tail, start == 0) {
             return Ok(Some(line.to_vec()));
         }
+        if tail.len() > MAX_LAST_LINE {
+            // No audit line is this long: the end of the file is not the log's (a torn or
+            // foreign write). Refuse rather than read the whole file into memory.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the audit log's last line is longer than {MAX_LAST_LINE} bytes"),
+            ));
+        }
     }
     Ok(None)
 }
+
+/// The longest last line [`last_line`] reads back (audit lines are a few hundred bytes).
+const MAX_LAST_LINE: usize = 1 << 20;
 
 /// The last line of `tail` (the end of a file; `whole`: all of it), or `None` if the line may
 /// begin before `tail` does.
@@ -259,5 +270,14 @@ mod tests {
         reopened.record(at, "test", [("reopened", Value::from(true))]);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(verify_chain(&text).map(|(n, _)| n), Ok(20_002));
+    }
+
+    #[test]
+    fn a_file_ending_in_megabytes_without_a_newline_is_refused_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, vec![b'x'; 4 * MAX_LAST_LINE]).unwrap();
+        let err = AuditLog::open(&path, "test").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     }
 }

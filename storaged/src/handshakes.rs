@@ -1,9 +1,9 @@
 //! TLS handshakes in progress, bounded before a peer has proven who it is: at most
 //! `max_pending_handshakes` in all and `max_pending_handshakes_per_ip` per [`Network`]. A
-//! newcomer that finds them all taken evicts the oldest, so sockets held open by peers that
-//! never finish cannot keep a gateway from reconnecting (it needs its handshake to outlast
-//! only the next `max_pending_handshakes` arrivals, not to find a free place); a network past
-//! its own share is refused instead, so it cannot evict the others.
+//! newcomer that finds them all taken evicts the oldest handshake of the network holding the
+//! most, so sockets held open by peers that never finish cannot keep a gateway from
+//! reconnecting: a flooding network churns out its own handshakes, not the gateway's. A
+//! network past its own share is refused instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -49,7 +49,7 @@ pub struct Handshakes {
 struct State {
     next_id: u64,
     /// Oldest first. Dropping a sender tells its handshake that it was evicted.
-    pending: BTreeMap<u64, oneshot::Sender<()>>,
+    pending: BTreeMap<u64, (Network, oneshot::Sender<()>)>,
     per_network: HashMap<Network, usize>,
 }
 
@@ -74,7 +74,8 @@ impl Handshakes {
         })
     }
 
-    /// A place for a new handshake from `network`, evicting the oldest if all are taken.
+    /// A place for a new handshake from `network`; if all are taken, the oldest of the
+    /// busiest network's is evicted.
     pub fn begin(self: &Arc<Self>, network: Network) -> Result<Pending, NetworkBusy> {
         let mut state = self.lock();
         let held = state.per_network.get(&network).copied().unwrap_or(0);
@@ -82,13 +83,22 @@ impl Handshakes {
             return Err(NetworkBusy);
         }
         if state.pending.len() >= self.max {
-            // Dropping the oldest's sender wakes it in `Pending::evicted`.
-            state.pending.pop_first();
+            // Dropping the evicted one's sender wakes it in `Pending::evicted`.
+            // Among networks holding equally many, the oldest handshake goes.
+            let most = state.per_network.values().copied().max().unwrap_or(0);
+            let per = &state.per_network;
+            let victim = state
+                .pending
+                .iter()
+                .find(|(_, (net, _))| per.get(net) == Some(&most));
+            if let Some(id) = victim.map(|(id, _)| *id) {
+                state.pending.remove(&id);
+            }
         }
         let id = state.next_id;
         state.next_id += 1;
         let (evict, evicted) = oneshot::channel();
-        state.pending.insert(id, evict);
+        state.pending.insert(id, (network, evict));
         *state.per_network.entry(network).or_default() += 1;
         Ok(Pending {
             id,
@@ -146,6 +156,24 @@ mod tests {
         assert!(!is_evicted(&mut held[1]) && !is_evicted(&mut held[2]));
         assert!(!is_evicted(&mut newcomer));
         assert_eq!(handshakes.lock().pending.len(), 3);
+    }
+
+    #[test]
+    fn a_flooding_network_evicts_its_own_handshakes() {
+        let handshakes = Handshakes::new(4, 3);
+        let mut gateway = handshakes.begin(v4(1)).unwrap();
+        let mut flood: Vec<Pending> = (0..3).map(|_| handshakes.begin(v4(9)).unwrap()).collect();
+        // Full: every newcomer evicts the flood's oldest, never the gateway's older one.
+        for _ in 0..5 {
+            if let Ok(p) = handshakes.begin(v4(8)) {
+                flood.push(p);
+            }
+        }
+        assert!(
+            !is_evicted(&mut gateway),
+            "the gateway's handshake was evicted"
+        );
+        assert!(is_evicted(&mut flood[0]));
     }
 
     #[test]

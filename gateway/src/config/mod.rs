@@ -122,6 +122,7 @@ pub struct RawLimits {
     pub max_pending_handshakes: usize,
     pub handshake_timeout_ms: u64,
     pub max_body_bytes_in_flight: usize,
+    pub max_body_bytes_in_flight_per_ip: usize,
     pub max_bodies_per_connection: usize,
     pub max_header_bytes: usize,
     pub max_headers: usize,
@@ -224,6 +225,7 @@ impl Default for RawLimits {
             max_pending_handshakes: 512,
             handshake_timeout_ms: 5_000,
             max_body_bytes_in_flight: 64 << 20,
+            max_body_bytes_in_flight_per_ip: 8 << 20,
             max_bodies_per_connection: 32,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
@@ -316,8 +318,10 @@ pub struct Limits {
     pub max_pending_handshakes: usize,
     /// The whole TLS handshake, from `accept`.
     pub handshake_timeout: Duration,
-    /// Request bodies being buffered, all connections together.
+    /// Request bodies being buffered (bytes that arrived), all connections together.
     pub max_body_bytes_in_flight: usize,
+    /// The same for one client network (IPv4 address or IPv6 /64).
+    pub max_body_bytes_in_flight_per_ip: usize,
     /// Request bodies being buffered at once on one connection (HTTP/2 streams).
     pub max_bodies_per_connection: usize,
     pub max_header_bytes: usize,
@@ -652,10 +656,22 @@ impl RawLimits {
         }
         c.positive("limits.handshake_timeout_ms", self.handshake_timeout_ms);
         // One body of the largest size must fit, or large requests could never be served.
-        c.at_least(
-            "limits.max_body_bytes_in_flight",
+        for (field, n) in [
+            (
+                "limits.max_body_bytes_in_flight",
+                self.max_body_bytes_in_flight,
+            ),
+            (
+                "limits.max_body_bytes_in_flight_per_ip",
+                self.max_body_bytes_in_flight_per_ip,
+            ),
+        ] {
+            c.at_least(field, n as u64, self.max_body_bytes as u64);
+        }
+        c.at_most(
+            "limits.max_body_bytes_in_flight_per_ip",
+            self.max_body_bytes_in_flight_per_ip as u64,
             self.max_body_bytes_in_flight as u64,
-            self.max_body_bytes as u64,
         );
         c.positive("limits.max_header_bytes", self.max_header_bytes as u64);
         c.at_most(
@@ -693,6 +709,7 @@ impl RawLimits {
             max_pending_handshakes: self.max_pending_handshakes,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             max_body_bytes_in_flight: self.max_body_bytes_in_flight,
+            max_body_bytes_in_flight_per_ip: self.max_body_bytes_in_flight_per_ip,
             max_bodies_per_connection: self.max_bodies_per_connection,
             max_header_bytes: self.max_header_bytes,
             max_headers: self.max_headers,

@@ -2,7 +2,9 @@
 //! bounded in size (413) and time (408), hashed as it arrives. `Content-Encoding` is refused.
 //! The body comes from a [`BodySource`], so the pipeline never sees the server's types.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,6 +13,7 @@ use photondb_proto::signing::{BodyDigest, BodyHasher};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::errors::Refusal;
+use crate::pipeline::ip_limit::Network;
 
 /// Where a request body comes from: the server adapter (pingora) or a test.
 #[async_trait]
@@ -32,38 +35,110 @@ pub struct BodyBroken;
 pub struct Body {
     pub bytes: Bytes,
     pub digest: BodyDigest,
-    _reserved: Option<OwnedSemaphorePermit>,
+    _reserved: Reserved,
 }
 
-/// The bytes that all request bodies being buffered may hold together. Past it a request is
-/// refused at once (503 `overloaded`) instead of growing the gateway's memory: bodies are
-/// read before authentication, so this is what bounds an unauthenticated client's memory.
+/// The bytes that request bodies being buffered may hold: all together, and per client
+/// network (an IPv4 address or IPv6 /64). Past either, a request is refused at once (503
+/// `overloaded`) instead of growing the gateway's memory: bodies are read before
+/// authentication, so this is what bounds an unauthenticated client's memory. Only bytes that
+/// arrived count: a client that declares a large `Content-Length` and sends nothing holds
+/// nothing, and one network can hold at most its share.
 #[derive(Debug, Clone)]
-pub struct BodyBudget(Arc<Semaphore>);
+pub struct BodyBudget {
+    total: Arc<Semaphore>,
+    per_network: Arc<Mutex<HashMap<Network, usize>>>,
+    share: usize,
+}
+
+/// Bytes of one body counted against the budget; given back when dropped.
+#[derive(Debug)]
+struct Reserved {
+    permit: Option<OwnedSemaphorePermit>,
+    network: Option<Network>,
+    bytes: usize,
+    budget: BodyBudget,
+}
 
 impl BodyBudget {
-    pub fn new(bytes: usize) -> Self {
-        Self(Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))))
+    /// `total` bytes in all, at most `share` of them for one client network.
+    pub fn new(total: usize, share: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
+            per_network: Arc::default(),
+            share,
+        }
     }
 
     /// Bytes not reserved now.
     pub fn available(&self) -> usize {
-        self.0.available_permits()
+        self.total.available_permits()
     }
 
-    /// Adds `n` bytes to `held`, or refuses if the budget has no room for them.
-    fn reserve(&self, held: &mut Option<OwnedSemaphorePermit>, n: usize) -> Result<(), Refusal> {
-        if n == 0 {
+    fn start(&self, client: Option<IpAddr>) -> Reserved {
+        Reserved {
+            permit: None,
+            network: client.map(Network::from),
+            bytes: 0,
+            budget: self.clone(),
+        }
+    }
+}
+
+impl Reserved {
+    /// Grows to `len` bytes, or refuses if the network's share or the total has no room.
+    fn grow_to(&mut self, len: usize) -> Result<(), Refusal> {
+        let more = len.saturating_sub(self.bytes);
+        if more == 0 {
             return Ok(());
         }
-        let n = u32::try_from(n).map_err(|_| Refusal::PayloadTooLarge)?;
-        let more = self.0.clone().try_acquire_many_owned(n);
-        let more = more.map_err(|_| Refusal::Overloaded)?;
-        match held {
-            Some(permit) => permit.merge(more),
-            None => *held = Some(more),
+        let n = u32::try_from(more).map_err(|_| Refusal::PayloadTooLarge)?;
+        let budget = &self.budget;
+        if let Some(net) = self.network {
+            let mut per = budget
+                .per_network
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let held = per.entry(net).or_default();
+            if *held + more > budget.share {
+                return Err(Refusal::Overloaded);
+            }
+            *held += more;
         }
+        let permit = budget.total.clone().try_acquire_many_owned(n);
+        let Ok(permit) = permit else {
+            self.give_back_network(more);
+            return Err(Refusal::Overloaded);
+        };
+        match &mut self.permit {
+            Some(p) => p.merge(permit),
+            None => self.permit = Some(permit),
+        }
+        self.bytes = len;
         Ok(())
+    }
+
+    fn give_back_network(&self, bytes: usize) {
+        let Some(net) = self.network else {
+            return;
+        };
+        let mut per = self
+            .budget
+            .per_network
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = per.get_mut(&net) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                per.remove(&net);
+            }
+        }
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.give_back_network(self.bytes);
     }
 }
 
@@ -81,29 +156,29 @@ pub fn refuse_content_encoding(headers: &http::HeaderMap) -> Result<(), Refusal>
 }
 
 /// The declared `Content-Length`, refused before reading if past the limit.
-fn declared_length(headers: &http::HeaderMap, max: usize) -> Result<usize, Refusal> {
+fn declared_length(headers: &http::HeaderMap, max: usize) -> Result<u64, Refusal> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(n) if n > max as u64 => Err(Refusal::PayloadTooLarge),
-        Some(n) => Ok(n as usize),
+        Some(n) => Ok(n),
         None => Ok(0),
     }
 }
 
-/// Reads the whole body: at most `max` bytes, within `timeout`, within the `budget` (a
-/// declared length is reserved before the first byte is read).
+/// Reads the whole body: at most `max` bytes, within `timeout`, within the `budget` (what
+/// has arrived so far, for `client`'s network and in total).
 pub async fn read(
     headers: &http::HeaderMap,
     source: &mut dyn BodySource,
     max: usize,
     timeout: Duration,
     budget: &BodyBudget,
+    client: Option<IpAddr>,
 ) -> Result<Body, Refusal> {
-    let mut reserved = None;
-    budget.reserve(&mut reserved, declared_length(headers, max)?)?;
-    let read = read_chunks(source, max, budget, reserved);
+    declared_length(headers, max)?;
+    let read = read_chunks(source, max, budget.start(client));
     match tokio::time::timeout(timeout, read).await {
         Ok(result) => result,
         Err(_) => Err(Refusal::BodyTimeout),
@@ -113,8 +188,7 @@ pub async fn read(
 async fn read_chunks(
     source: &mut dyn BodySource,
     max: usize,
-    budget: &BodyBudget,
-    mut reserved: Option<OwnedSemaphorePermit>,
+    mut reserved: Reserved,
 ) -> Result<Body, Refusal> {
     let mut buf = BytesMut::new();
     let mut hasher = BodyHasher::default();
@@ -123,8 +197,7 @@ async fn read_chunks(
         if len > max {
             return Err(Refusal::PayloadTooLarge);
         }
-        let held = reserved.as_ref().map_or(0, |p| p.num_permits());
-        budget.reserve(&mut reserved, len.saturating_sub(held))?;
+        reserved.grow_to(len)?;
         hasher.update(&chunk);
         buf.extend_from_slice(&chunk);
     }

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 
-/// The bucket key: an IPv4 address or an IPv6 /64.
+/// The unit a client is counted in everywhere (rate limits, connections, body memory): an
+/// IPv4 address or an IPv6 /64 (one subscriber's prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum ClientKey {
+pub enum Network {
     V4(u32),
     V6Prefix(u64),
-    /// New clients while the table is full share one bucket (memory stays bounded).
-    Overflow,
 }
 
-impl From<IpAddr> for ClientKey {
+impl From<IpAddr> for Network {
     fn from(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Self::V4(v4.into()),
@@ -26,6 +25,20 @@ impl From<IpAddr> for ClientKey {
                 None => Self::V6Prefix((u128::from(v6) >> 64) as u64),
             },
         }
+    }
+}
+
+/// The bucket key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientKey {
+    Net(Network),
+    /// New clients while the table is full share one bucket (memory stays bounded).
+    Overflow,
+}
+
+impl From<IpAddr> for ClientKey {
+    fn from(ip: IpAddr) -> Self {
+        Self::Net(ip.into())
     }
 }
 

@@ -208,6 +208,7 @@ impl Pipeline {
             limits.max_body_bytes,
             limits.body_timeout,
             &self.body_budget,
+            client,
         );
         let body = body.await?;
         let policy = self.policy.current();
@@ -370,7 +371,10 @@ impl Pipeline {
         let kind = op.kind();
         self.metrics.upstream(kind.label(), elapsed.as_secs_f64());
         let result = result.map_err(|status| upstream_refusal(&status, kind, cleared));
-        admission.finish(result.as_ref().is_err_and(Refusal::is_upstream_failure));
+        // An admin call (verify) that outlasts its deadline says nothing about storaged's
+        // health: only other calls' failures count for the circuit breaker.
+        let failed = result.as_ref().is_err_and(Refusal::is_upstream_failure);
+        admission.finish(failed && !op.is_admin());
         result
     }
 
@@ -416,8 +420,10 @@ fn refuse_proxied(head: &RequestHead) -> Result<(), Refusal> {
 fn upstream_refusal(status: &tonic::Status, kind: Kind, cleared: &Cleared) -> Refusal {
     use tonic::Code;
     let refusal = match (kind, status.code()) {
-        // One verify at a time: a second is refused, and one may give way to a checkpoint.
-        (Kind::Verify, Code::FailedPrecondition | Code::Aborted) => Refusal::VerifyBusy,
+        // One verify at a time: a second is refused.
+        (Kind::Verify, Code::FailedPrecondition) => Refusal::VerifyBusy,
+        // A verify that gave way to a checkpoint (writes outgrew it): try again later.
+        (Kind::Verify, Code::Aborted) => Refusal::Overloaded,
         (_, code) => Refusal::from_upstream(code),
     };
     let op = kind.label();

@@ -192,7 +192,10 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         limits,
         upstream: storage.clone(),
         metrics: Metrics::new(),
-        body_budget: body::BodyBudget::new(f.body_budget.unwrap_or(1 << 20)),
+        body_budget: {
+            let total = f.body_budget.unwrap_or(1 << 20);
+            body::BodyBudget::new(total, total)
+        },
         clock,
         dev_mode: true,
     };

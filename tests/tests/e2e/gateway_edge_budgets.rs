@@ -206,46 +206,81 @@ async fn answer_of<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Duration)
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A TLS connection to the gateway from the loopback address `from`.
+async fn tls_from(gw: &Gateway, from: [u8; 4], alpn: &[&[u8]]) -> Tls {
+    let connector = tokio_rustls::TlsConnector::from(tls_config(gw.ca_pem(), alpn).unwrap());
+    let tcp = connect_from(from, gw.addr()).await;
+    let name = ServerName::try_from(GATEWAY_NAME).unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Starts a signed PUT declaring 1 MiB from `from` and sends `sent` bytes of it; the answer
+/// if one came within 500 ms (a refusal), else the stalled connection.
+async fn stalled_upload(gw: &Gateway, from: [u8; 4], sent: usize) -> Result<Tls, String> {
+    let full = vec![b' '; 1 << 20];
+    let mut head = format!("PUT {DOC} HTTP/1.1\r\nHost: {}\r\n", gw.authority());
+    for (n, v) in signed_headers(gw, "PUT", DOC, &full) {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut tls = tls_from(gw, from, &[b"http/1.1"]).await;
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let _ = tls.write_all(&full[..sent]).await;
+    match answer_of(&mut tls, Duration::from_millis(500)).await {
+        Some(answer) => Err(answer),
+        None => Ok(tls),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_body_budget_requests_are_refused_at_once_and_memory_stays_flat() {
     let s = stack(|c| {
         c.limits.max_body_bytes_in_flight = 4 << 20;
+        c.limits.max_body_bytes_in_flight_per_ip = 2 << 20;
     });
     let gw = &s.gateway;
-    let full = vec![b' '; 1 << 20];
-    let headers = signed_headers(gw, "PUT", DOC, &full);
-    let mut head = format!("PUT {DOC} HTTP/1.1\r\nHost: {}\r\n", gw.authority());
-    for (n, v) in &headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
+    // Declaring a large body and sending nothing holds nothing: 50 such connections from
+    // one address do not stop the next upload from it.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(
+            stalled_upload(gw, [127, 0, 0, 3], 0)
+                .await
+                .expect("no answer yet"),
+        );
     }
-    head.push_str("\r\n");
     let before = rss_kib(gw);
-    // 40 uploads of a declared 1 MiB that stall half-way: 4 fit the 4 MiB budget.
+    // 40 uploads that stall after 512 KiB: one address may hold 2 MiB of them.
     let (mut refused, mut held) = (0, Vec::new());
     for _ in 0..40 {
-        let mut tls = gw.tls(&[b"http/1.1"]).await.unwrap();
-        tls.write_all(head.as_bytes()).await.unwrap();
-        let _ = tls.write_all(&full[..512 << 10]).await;
-        match answer_of(&mut tls, Duration::from_millis(500)).await {
-            Some(a) if a.starts_with("HTTP/1.1 503") && a.contains("\"overloaded\"") => {
-                refused += 1
-            }
-            Some(a) => panic!("unexpected answer: {a}"),
-            None => held.push(tls),
+        match stalled_upload(gw, [127, 0, 0, 1], 512 << 10).await {
+            Ok(tls) => held.push(tls),
+            Err(a) if a.starts_with("HTTP/1.1 503") && a.contains("\"overloaded\"") => refused += 1,
+            Err(a) => panic!("unexpected answer: {a}"),
         }
     }
     let after = rss_kib(gw);
     eprintln!(
-        "40 stalled 1 MiB uploads, budget 4 MiB: {} held, {refused} refused at once; RSS \
-         {before} -> {after} KiB",
+        "40 uploads stalled after 512 KiB from one address (its share 2 MiB, budget 4 MiB): {} \
+         held, {refused} refused at once; RSS {before} -> {after} KiB",
         held.len()
     );
-    assert_eq!(held.len(), 4, "the budget holds four declared 1 MiB bodies");
+    assert_eq!(held.len(), 4, "one address holds its 2 MiB share");
     assert_eq!(refused, 36);
     assert!(
         after.saturating_sub(before) < 12 * 1024,
         "RSS grew from {before} to {after} KiB"
     );
+    // Other addresses still have the rest of the budget, including the one holding idle
+    // connections.
+    for from in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+        let upload = stalled_upload(gw, from, 512 << 10).await;
+        assert!(upload.is_ok(), "{from:?} was refused: {:?}", upload.err());
+        held.push(upload.unwrap());
+    }
+    drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

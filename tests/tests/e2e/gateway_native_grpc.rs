@@ -195,6 +195,24 @@ async fn put_then_get_round_trips_to_storaged() {
         (Code::InvalidArgument, "document_not_object")
     );
 
+    // A batch of 300,000 empty operations: 600 KB on the wire (under the body limit), some
+    // 20 MB once decoded; counted on the wire first and refused before decoding.
+    let empty_ops = client
+        .batch(signed(
+            &gw,
+            "Batch",
+            pb::BatchRequest {
+                table: table("g", "t"),
+                operations: vec![pb::BatchOperation::default(); 300_000],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (empty_ops.code(), empty_ops.message()),
+        (Code::InvalidArgument, "batch_too_large")
+    );
+
     // A method the service does not have: UNIMPLEMENTED (12), in an HTTP 200 answer.
     assert_eq!(
         raw_grpc_status(&gw, "/photondb.v1.Storage/Nope").await,
