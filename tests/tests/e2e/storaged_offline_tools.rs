@@ -160,3 +160,36 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
     assert!(text(&out).contains("quarantine"), "{}", text(&out));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_prints_keys_escaped_never_raw_terminal_controls() -> anyhow::Result<()> {
+    let certs = TestCerts::new()?;
+    let mut storaged = Storaged::start(&certs, Overrides::default())?;
+    let mut client = storaged.client().await?;
+    create_table(&mut client, "app", "t").await?;
+    // A key that would clear the operator's screen and retitle the terminal if printed raw.
+    let key = "x\u{1b}[2J\u{1b}]0;owned\u{7}y";
+    client
+        .put(pb::PutRequest {
+            table: table("app", "t"),
+            key: key.into(),
+            value: b"{}".to_vec(),
+            precondition: None,
+        })
+        .await?;
+    drop(client);
+    assert!(storaged.stop()?.success());
+    let dir = storaged.data_dir();
+    let out = run_storaged(&["inspect", "--data-dir", dir.to_str().expect("utf-8 path")])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("x\\u{1b}[2J"),
+        "the key is shown escaped: {shown}"
+    );
+    Ok(())
+}
