@@ -146,7 +146,8 @@ impl Connections {
     }
 
     /// Connections counted now (pending handshakes included).
-    pub fn connections(&self) -> usize {
+    #[cfg(test)]
+    fn connections(&self) -> usize {
         lock(&self.counts).total
     }
 

@@ -70,11 +70,6 @@ impl BodyBudget {
         }
     }
 
-    /// Bytes not reserved now.
-    pub fn available(&self) -> usize {
-        self.total.available_permits()
-    }
-
     fn start(&self, client: Option<IpAddr>) -> Reserved {
         Reserved {
             permit: None,
@@ -155,15 +150,14 @@ pub fn refuse_content_encoding(headers: &http::HeaderMap) -> Result<(), Refusal>
     }
 }
 
-/// The declared `Content-Length`, refused before reading if past the limit.
-fn declared_length(headers: &http::HeaderMap, max: usize) -> Result<u64, Refusal> {
+/// A declared `Content-Length` past the limit is refused before reading.
+fn check_declared_length(headers: &http::HeaderMap, max: usize) -> Result<(), Refusal> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match declared {
         Some(n) if n > max as u64 => Err(Refusal::PayloadTooLarge),
-        Some(n) => Ok(n),
-        None => Ok(0),
+        _ => Ok(()),
     }
 }
 
@@ -177,7 +171,7 @@ pub async fn read(
     budget: &BodyBudget,
     client: Option<IpAddr>,
 ) -> Result<Body, Refusal> {
-    declared_length(headers, max)?;
+    check_declared_length(headers, max)?;
     let read = read_chunks(source, max, budget.start(client));
     match tokio::time::timeout(timeout, read).await {
         Ok(result) => result,
