@@ -16,6 +16,14 @@ pub const EXIT_USAGE: u8 = 64;
 /// Exit code when the daemon stopped because the disk failed (EX_SOFTWARE).
 pub const EXIT_STORAGE_FAILURE: u8 = 70;
 
+/// `verify`'s exit codes besides 0 (clean); see its `--help`.
+pub mod verify_exit {
+    pub const BAD_PAGES: u8 = 1;
+    pub const CANNOT_VERIFY: u8 = 2;
+    pub const WOULD_CUT: u8 = 3;
+    pub const LOG_DAMAGED: u8 = 4;
+}
+
 /// PhotonDB's storage daemon: gRPC over mutual TLS on a checksummed WAL and B+tree.
 #[derive(Debug, Parser)]
 #[command(name = "photondb-storaged", version, about)]
@@ -35,10 +43,14 @@ enum Command {
         #[arg(long, short, value_name = "FILE", env = "PHOTONDB_STORAGED_CONFIG")]
         config: PathBuf,
     },
-    /// Check every page checksum and the tree's invariants. Exit 0: clean; 1: bad pages
-    /// (each is named); 2: the store could not be opened (or DIR holds no store).
+    /// Check the log and the control file as recovery would, then every page checksum and the
+    /// tree's invariants. Changes nothing, ever (`recover` is the tool that changes a store).
     ///
-    /// Normal torn-tail recovery runs first; if it cut a torn tail, that is reported too.
+    /// Exit 0: clean; 1: bad pages (each is named); 2: the store could not be verified (DIR
+    /// holds no store, a process has it open, an I/O error); 3: recovery would cut a torn tail
+    /// from the log (its position, size and records are reported); 4: the log is damaged and
+    /// recovery would refuse to open the store (the report names the segment, offset and last
+    /// valid LSN). With several findings the exit code is the first of 4, 1, 3 that applies.
     Verify {
         /// The store's directory (`data_dir` in storaged's config).
         #[arg(long, value_name = "DIR")]
@@ -187,20 +199,19 @@ fn fail(message: &str) -> ExitCode {
 
 fn verify(dir: &std::path::Path) -> ExitCode {
     match engine::verify_offline(dir) {
-        Ok((recovery, report)) => {
-            if recovery.cut.is_some() {
-                println!("recovery before verifying changed the store:\n{recovery}");
-            }
-            print!("{report}");
-            if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+        Ok(found) => {
+            println!("{found}");
+            let code = match (&found.log, found.pages.is_clean()) {
+                (engine::LogFinding::WouldRefuse(_), _) => verify_exit::LOG_DAMAGED,
+                (_, false) => verify_exit::BAD_PAGES,
+                (engine::LogFinding::WouldCut { .. }, true) => verify_exit::WOULD_CUT,
+                (engine::LogFinding::Clean { .. }, true) => return ExitCode::SUCCESS,
+            };
+            ExitCode::from(code)
         }
         Err(err) => {
             eprintln!("photondb-storaged: cannot verify {}:\n{err}", dir.display());
-            ExitCode::from(2)
+            ExitCode::from(verify_exit::CANNOT_VERIFY)
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct RawCheckpoint {
     pub wal_mib: u64,
     /// Checkpoint when the last one is older than this.
     pub interval_ms: u64,
+    /// Record the durable end of the log in the control file this often (when it moved), so
+    /// recovery can tell acknowledged commits that vanished from the log (DESIGN §6).
+    pub durable_mark_ms: u64,
 }
 
 impl Default for RawConfig {
@@ -147,6 +150,7 @@ impl Default for RawCheckpoint {
         Self {
             wal_mib: 64,
             interval_ms: 300_000,
+            durable_mark_ms: 1_000,
         }
     }
 }
@@ -279,11 +283,15 @@ impl RawConfig {
         c.positive("checkpoint.wal_mib", self.checkpoint.wal_mib);
         c.at_most("checkpoint.wal_mib", self.checkpoint.wal_mib, MAX_MIB);
         c.positive("checkpoint.interval_ms", self.checkpoint.interval_ms);
+        let mark = self.checkpoint.durable_mark_ms;
+        c.at_least("checkpoint.durable_mark_ms", mark, 10);
+        c.at_most("checkpoint.durable_mark_ms", mark, 60_000);
         let pool_bytes = self.buffer_pool_mib.saturating_mul(1 << 20);
         Some(EngineOptions {
             buffer_pool_bytes: usize::try_from(pool_bytes).unwrap_or(usize::MAX),
             checkpoint_wal_bytes: self.checkpoint.wal_mib.saturating_mul(1 << 20),
             checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
+            durable_mark_interval: Duration::from_millis(mark),
             recovery: recovery?,
             ..EngineOptions::default()
         })

@@ -1,4 +1,5 @@
 //! Prometheus metrics: request counts and latency by method and code, refused connections,
+//! whether storaged is serving (damage turns it off) and how many damaged pages it reported,
 //! and the engine's own counters, served as text on a separate private listener that holds at
 //! most [`MAX_SCRAPES`] connections, each for at most [`SCRAPE_DEADLINE`].
 
@@ -10,7 +11,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tokio::sync::Semaphore;
 
@@ -26,6 +28,8 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     connections_refused: IntCounterVec,
+    serving: IntGauge,
+    damaged_pages: IntCounter,
 }
 
 impl Metrics {
@@ -61,15 +65,45 @@ impl Metrics {
         registry
             .register(Box::new(latency.clone()))
             .expect("unique metric");
+        let serving = IntGauge::new(
+            "photondb_storaged_serving",
+            "1 while the health service says SERVING; 0 once damage made the catalog or a table \
+             unreadable (until a restart)",
+        )
+        .expect("valid metric definition");
+        serving.set(1);
+        let damaged_pages = IntCounter::new(
+            "photondb_storaged_damaged_pages_total",
+            "distinct damaged pages reported (logged and audited once each)",
+        )
+        .expect("valid metric definition");
         registry
             .register(Box::new(connections_refused.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(serving.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(damaged_pages.clone()))
             .expect("unique metric");
         Self {
             registry,
             requests,
             latency,
             connections_refused,
+            serving,
+            damaged_pages,
         }
+    }
+
+    /// Whether the health service says SERVING (1) or NOT_SERVING (0).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.set(i64::from(serving));
+    }
+
+    /// Counts a damaged page reported for the first time.
+    pub fn damaged_page(&self) {
+        self.damaged_pages.inc();
     }
 
     /// Counts a connection closed before it could make a call; `reason` is one of a few
@@ -259,6 +293,35 @@ mod tests {
         let mut reply = String::new();
         s.read_to_string(&mut reply).await?;
         Ok(reply)
+    }
+
+    #[test]
+    fn serving_and_damaged_pages_are_exposed() {
+        let opened = Engine::open_with(
+            Arc::new(SimFs::new()),
+            Path::new("/db"),
+            EngineOptions::default(),
+        );
+        let engine = opened.unwrap().0;
+        let metrics = Metrics::new();
+        let text = metrics.render(&engine);
+        for line in [
+            "# TYPE photondb_storaged_serving gauge",
+            "photondb_storaged_serving 1",
+            "# TYPE photondb_storaged_damaged_pages_total counter",
+            "photondb_storaged_damaged_pages_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
+        metrics.set_serving(false);
+        metrics.damaged_page();
+        let text = metrics.render(&engine);
+        for line in [
+            "photondb_storaged_serving 0",
+            "photondb_storaged_damaged_pages_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
     }
 
     #[tokio::test]

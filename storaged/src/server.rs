@@ -117,6 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     let task = tokio::spawn(serve(
         config,
+        engine.clone(),
         handler,
         ReceiverStream::new(rx),
         stop.clone(),
@@ -187,6 +188,7 @@ async fn reload_loop(tls: Arc<Reloading>) {
 
 async fn serve(
     config: Config,
+    engine: Arc<Engine>,
     handler: Handler,
     incoming: ReceiverStream<std::io::Result<crate::conn::Conn>>,
     stop: Arc<Notify>,
@@ -244,8 +246,42 @@ async fn serve(
         .lock()
         .map(|o| *o)
         .unwrap_or(Stopped::StorageFailure);
+    let stopped = match stopped {
+        Stopped::Requested => stop_cleanly(engine, &audit).await,
+        failed => failed,
+    };
     audit.record("stopped", [("reason", format!("{stopped:?}").into())]);
     Ok(stopped)
+}
+
+/// A requested stop, once no call is left: a checkpoint, which writes every page, moves the
+/// redo point to the end of the log and records that end as durable in the control file. At
+/// the next open a log ending anywhere before it has lost acknowledged commits, and is refused
+/// (DESIGN §6). A failed checkpoint is a storage failure: the next start recovers from the WAL.
+async fn stop_cleanly(engine: Arc<Engine>, audit: &Audit) -> Stopped {
+    let checkpointed = tokio::task::spawn_blocking(move || engine.checkpoint()).await;
+    match checkpointed {
+        Ok(Ok(done)) => {
+            tracing::info!(
+                log_end = format_args!("{:#x}", done.redo_lsn),
+                pages = done.pages_written,
+                "stopped cleanly: the end of the log is recorded in the control file"
+            );
+            audit.record(
+                "clean_stop",
+                [("log_end", format!("{:#x}", done.redo_lsn).into())],
+            );
+            Stopped::Requested
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "the checkpoint at stop failed");
+            Stopped::StorageFailure
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "the checkpoint at stop panicked");
+            Stopped::StorageFailure
+        }
+    }
 }
 
 #[cfg(test)]

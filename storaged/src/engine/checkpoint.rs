@@ -26,19 +26,48 @@ impl Engine {
     /// Starts a thread that checks the checkpoint triggers (notably `checkpoint_interval`) even
     /// when no commit arrives to check them. It holds only a weak reference and stops once the
     /// engine is dropped or has latched after an I/O error.
+    ///
+    /// The same thread records the durable end of the log in the control file every
+    /// `durable_mark_interval` (when it moved), so that a log later found to end before it is
+    /// known to have lost acknowledged commits (DESIGN §6).
     pub fn spawn_checkpointer(engine: &Arc<Engine>) -> std::thread::JoinHandle<()> {
         let weak = Arc::downgrade(engine);
         let tick = (engine.opts.checkpoint_interval / 4)
+            .min(engine.opts.durable_mark_interval)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(tick);
                 match weak.upgrade() {
-                    Some(engine) if !engine.io.is_latched() => engine.maybe_checkpoint(),
+                    Some(engine) if !engine.io.is_latched() => {
+                        engine.maybe_checkpoint();
+                        if let Err(e) = engine.mark_durable() {
+                            tracing::error!(error = %e, "recording the durable end of the log failed");
+                        }
+                    }
                     _ => return,
                 }
             }
         })
+    }
+
+    /// Records in the control file how far the log is durable now, if that moved since it was
+    /// last recorded; true if it wrote. A crash never takes durable bytes away, so a log found
+    /// ending before this point at the next open has lost acknowledged commits.
+    pub fn mark_durable(&self) -> Result<bool, Error> {
+        self.check_open()?;
+        let durable = self.wal.durable();
+        // Held across the write: checkpoints write the control file under the same lock, so
+        // two writers never pick the same slot or publish an older state.
+        let mut control = lock(&self.control);
+        if durable <= control.durable_lsn {
+            return Ok(false);
+        }
+        let mut next = *control;
+        next.durable_lsn = durable;
+        control::store(&*self.control_file, &mut next)?;
+        *control = next;
+        Ok(true)
     }
 
     /// Runs a checkpoint now; first waits for a running verify, which reads the data file as
@@ -68,13 +97,16 @@ impl Engine {
         self.store.write_pages(pages)?;
         self.store.sync()?;
         let meta = self.current_meta()?;
-        let mut next = *lock(&self.control);
+        let mut control = lock(&self.control);
+        let mut next = *control;
         next.redo_lsn = redo_lsn;
         next.last_lsn = last_lsn;
         next.page_count = meta.page_count;
         next.checkpoint_unix_ms = self.opts.clock.unix_ms();
+        next.durable_lsn = next.durable_lsn.max(self.wal.durable());
         control::store(&*self.control_file, &mut next)?;
-        *lock(&self.control) = next;
+        *control = next;
+        drop(control);
         self.store.mark_clean(&dirty);
         let segment_size = self.wal.segment_size();
         let segments_retired =

@@ -9,12 +9,17 @@
 //! +--------+-------+--------+------+----------+-------------+--------------+
 //! | crc32c | magic | format | zero | sequence | instance_id | segment_size |
 //! +--------+-------+--------+------+----------+-------------+--------------+
-//! 48          56         64           72              80 .. 512
-//! +-----------+----------+------------+---------------+----------+
-//! | redo_lsn  | last_lsn | page_count | checkpoint_ms | zero     |
-//! +-----------+----------+------------+---------------+----------+
+//! 48          56         64           72              80            88 .. 512
+//! +-----------+----------+------------+---------------+-------------+----------+
+//! | redo_lsn  | last_lsn | page_count | checkpoint_ms | durable_lsn | zero     |
+//! +-----------+----------+------------+---------------+-------------+----------+
 //! crc32c = crc32c(slot[4..512])
 //! ```
+//!
+//! `durable_lsn` is a lower bound of where the log ends: every log byte below it was durable
+//! when the slot was written (a checkpoint, a periodic mark, a clean stop), so a log that ends
+//! before it has lost acknowledged commits. 0 in a slot written before the field existed.
+//! A slot of all zeros was never written (a new store writes one slot first).
 
 use crate::engine::bytes::{get_u32, get_u64, put_u32, put_u64};
 use crate::engine::error::StorageError;
@@ -36,7 +41,8 @@ const REDO_AT: usize = SEG_SIZE_AT + 8;
 const LAST_AT: usize = REDO_AT + 8;
 const PAGE_COUNT_AT: usize = LAST_AT + 8;
 const TIME_AT: usize = PAGE_COUNT_AT + 8;
-const USED: usize = TIME_AT + 8;
+const DURABLE_AT: usize = TIME_AT + 8;
+const USED: usize = DURABLE_AT + 8;
 
 /// What one checkpoint recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +56,38 @@ pub struct ControlState {
     pub last_lsn: u64,
     pub page_count: u64,
     pub checkpoint_unix_ms: u64,
+    /// Every log byte below this was durable when the slot was written (0: not recorded).
+    pub durable_lsn: u64,
+}
+
+/// Why a slot holds no checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotProblem {
+    /// All zeros (or missing): never written. Normal for the second slot of a new store.
+    Empty,
+    /// Written, but damaged or unreadable.
+    Damaged(String),
+}
+
+impl std::fmt::Display for SlotProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty (never written)"),
+            Self::Damaged(why) => write!(f, "damaged: {why}"),
+        }
+    }
+}
+
+/// One slot as read: a checkpoint, or why not.
+pub type Slot = Result<ControlState, SlotProblem>;
+
+/// The checkpoint to start from, and a warning when a written slot was passed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    pub(crate) state: ControlState,
+    /// A damaged slot was passed over: the one written last if its sequence would have been
+    /// higher (a torn checkpoint write, or damage), or the older one.
+    pub(crate) warning: Option<String>,
 }
 
 impl ControlState {
@@ -64,6 +102,7 @@ impl ControlState {
         put_u64(&mut out, LAST_AT, self.last_lsn);
         put_u64(&mut out, PAGE_COUNT_AT, self.page_count);
         put_u64(&mut out, TIME_AT, self.checkpoint_unix_ms);
+        put_u64(&mut out, DURABLE_AT, self.durable_lsn);
         let crc = crc32c::crc32c(&out[MAGIC_AT..]);
         put_u32(&mut out, CRC_AT, crc);
         out
@@ -97,35 +136,63 @@ impl ControlState {
             last_lsn: get_u64(slot, LAST_AT),
             page_count: get_u64(slot, PAGE_COUNT_AT),
             checkpoint_unix_ms: get_u64(slot, TIME_AT),
+            durable_lsn: get_u64(slot, DURABLE_AT),
         })
+    }
+
+    /// A slot as found on disk: all zeros is a slot never written, not a damaged one.
+    pub(crate) fn decode_slot(slot: &[u8]) -> Slot {
+        if slot.iter().all(|&b| b == 0) {
+            return Err(SlotProblem::Empty);
+        }
+        Self::decode(slot).map_err(SlotProblem::Damaged)
     }
 }
 
-/// Both slots as decoded (or why not), for `inspect`.
-pub(crate) fn read_slots(
-    file: &dyn IoFile,
-) -> Result<[Result<ControlState, String>; 2], StorageError> {
-    let read = |i: u64| -> Result<Result<ControlState, String>, StorageError> {
+/// Both slots as decoded (or why not), for `inspect` and recovery.
+pub(crate) fn read_slots(file: &dyn IoFile) -> Result<[Slot; 2], StorageError> {
+    let read = |i: u64| -> Result<Slot, StorageError> {
         let mut slot = [0u8; SLOT_LEN];
         if !read_exact_at(file, i * SLOT_LEN as u64, &mut slot)? {
-            return Ok(Err("control slot is missing (file too short)".into()));
+            // A new store's control file may hold only the first slot.
+            let len = file.len()?;
+            return Ok(if len <= i * SLOT_LEN as u64 {
+                Err(SlotProblem::Empty)
+            } else {
+                Err(SlotProblem::Damaged(
+                    "slot cut short (file too short)".into(),
+                ))
+            });
         }
-        Ok(ControlState::decode(&slot))
+        Ok(ControlState::decode_slot(&slot))
     };
     Ok([read(0)?, read(1)?])
 }
 
-/// The newest valid slot.
-pub(crate) fn load(file: &dyn IoFile) -> Result<ControlState, StorageError> {
+/// The newest valid slot, with a warning if a written slot was damaged.
+pub(crate) fn load(file: &dyn IoFile) -> Result<Loaded, StorageError> {
     let [a, b] = read_slots(file)?;
-    match (a, b) {
-        (Ok(a), Ok(b)) => Ok(if a.sequence >= b.sequence { a } else { b }),
-        (Ok(s), Err(_)) | (Err(_), Ok(s)) => Ok(s),
-        (Err(a), Err(b)) => Err(StorageError::corrupted(
-            None,
-            format!("control file: {a}; {b}"),
-        )),
-    }
+    let warn = |bad: usize, why: &str, used: &ControlState| {
+        Some(format!(
+            "control slot {bad} is damaged ({why}); using slot {} (sequence {}, redo {:#x})",
+            1 - bad,
+            used.sequence,
+            used.redo_lsn
+        ))
+    };
+    let (state, warning) = match (a, b) {
+        (Ok(a), Ok(b)) => (if a.sequence >= b.sequence { a } else { b }, None),
+        (Ok(s), Err(SlotProblem::Empty)) | (Err(SlotProblem::Empty), Ok(s)) => (s, None),
+        (Ok(s), Err(SlotProblem::Damaged(why))) => (s, warn(1, &why, &s)),
+        (Err(SlotProblem::Damaged(why)), Ok(s)) => (s, warn(0, &why, &s)),
+        (Err(a), Err(b)) => {
+            return Err(StorageError::corrupted(
+                None,
+                format!("control file: slot 0 {a}; slot 1 {b}"),
+            ));
+        }
+    };
+    Ok(Loaded { state, warning })
 }
 
 /// Writes `state` with the next sequence number into the other slot, then syncs.
@@ -152,6 +219,7 @@ mod tests {
             last_lsn: 0,
             page_count: 2,
             checkpoint_unix_ms: 1,
+            durable_lsn: 256,
         }
     }
 
@@ -190,8 +258,30 @@ mod tests {
         store(&*file, &mut s).unwrap();
         s.redo_lsn = 4096;
         store(&*file, &mut s).unwrap();
-        assert_eq!(load(&*file).unwrap().redo_lsn, 4096);
+        assert_eq!(load(&*file).unwrap().state.redo_lsn, 4096);
         file.write_at(0, &[0xAB; 100]).unwrap();
-        assert_eq!(load(&*file).unwrap().redo_lsn, 128);
+        let loaded = load(&*file).unwrap();
+        assert_eq!(loaded.state.redo_lsn, 128);
+        let warning = loaded
+            .warning
+            .expect("a damaged slot passed over in silence");
+        assert!(
+            warning.starts_with("control slot 0 is damaged (control slot checksum mismatch)"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_never_written_slot_is_empty_not_damaged() {
+        let fs = SimFs::new();
+        let file = fs.open(Path::new("/control"), true).unwrap();
+        let mut s = state();
+        store(&*file, &mut s).unwrap();
+        // Sequence 1 went to slot 1; slot 0 is zeros.
+        let [zero, one] = read_slots(&*file).unwrap();
+        assert_eq!(zero, Err(SlotProblem::Empty));
+        assert_eq!(one.unwrap().durable_lsn, 256);
+        assert_eq!(load(&*file).unwrap().warning, None);
+        assert_eq!(SlotProblem::Empty.to_string(), "empty (never written)");
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn ensure_initialized(
         last_lsn: 0,
         page_count: INITIAL_PAGES,
         checkpoint_unix_ms: 0,
+        durable_lsn: SEGMENT_HEADER_LEN as u64,
     };
     let tmp = layout::control_tmp(dir);
     control::store(&*io.open(&tmp, true)?, &mut state)?;

@@ -1,11 +1,12 @@
 //! Inspect: a read-only description of a store's files, for operators and the CLI.
 
 use crate::engine::buffer::read_page;
-use crate::engine::control::{self, ControlState};
+use crate::engine::control::{self, Slot};
 use crate::engine::error::{OpenError, StorageError};
 use crate::engine::io::{IoBackend, ReadOnly, StdFs, read_exact_at};
 use crate::engine::layout;
 use crate::engine::page::{Node, PAGE_SIZE};
+use crate::engine::refusal::Position;
 use crate::engine::wal::files::list_segments;
 use crate::engine::wal::scan::{EndKind, scan};
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader, file_name};
@@ -35,7 +36,9 @@ const RECENT_RECORDS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InspectReport {
-    pub control_slots: [Result<ControlState, String>; 2],
+    pub control_slots: [Slot; 2],
+    /// A written slot recovery would pass over because it is damaged.
+    pub control_warning: Option<String>,
     pub segments: Vec<SegmentInfo>,
     /// Records after the redo point and how the log ends (as recovery would classify it).
     pub wal_records: u64,
@@ -70,6 +73,7 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
         .collect::<Result<_, _>>()?;
     let mut report = InspectReport {
         control_slots,
+        control_warning: None,
         segments,
         wal_records: 0,
         wal_last_lsn: 0,
@@ -80,7 +84,9 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
         unreadable_pages: Vec::new(),
         free_pages: 0,
     };
-    if let Ok(control) = control::load(&*control_file) {
+    if let Ok(loaded) = control::load(&*control_file) {
+        report.control_warning = loaded.warning;
+        let control = loaded.state;
         let mut recent = VecDeque::new();
         let end = scan(io, &wal_dir, &control, None, &mut |lsn, payload| {
             if recent.len() == RECENT_RECORDS {
@@ -99,8 +105,15 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
         report.wal_last_lsn = end.last_lsn;
         report.wal_end = match end.kind {
             EndKind::Clean | EndKind::Stopped { .. } => format!("clean end at {:#x}", end.resume),
-            EndKind::TornTail { at, len } => format!("torn tail of {len} bytes at {at:#x}"),
-            EndKind::Corrupt { at, reason } => format!("corruption at {at:#x}: {reason}"),
+            EndKind::TornTail { at, len, records } => format!(
+                "torn tail of {len} bytes at {} ({records} valid records after the damaged \
+                 one): recovery would cut it",
+                Position::new(at, control.segment_size)
+            ),
+            EndKind::Corrupt { at, reason } => format!(
+                "corruption at {}: {reason}",
+                Position::new(at, control.segment_size)
+            ),
         };
     }
     count_pages(io, dir, &mut report)?;
@@ -158,11 +171,14 @@ impl fmt::Display for InspectReport {
             match slot {
                 Ok(s) => writeln!(
                     f,
-                    "control slot {i}: sequence {} redo {:#x} last {:#x} pages {}",
-                    s.sequence, s.redo_lsn, s.last_lsn, s.page_count
+                    "control slot {i}: sequence {} redo {:#x} last {:#x} durable {:#x} pages {}",
+                    s.sequence, s.redo_lsn, s.last_lsn, s.durable_lsn, s.page_count
                 )?,
-                Err(e) => writeln!(f, "control slot {i}: invalid ({e})")?,
+                Err(e) => writeln!(f, "control slot {i}: {e}")?,
             }
+        }
+        if let Some(warning) = &self.control_warning {
+            writeln!(f, "warning: {warning}")?;
         }
         for s in &self.segments {
             match &s.header {
@@ -201,11 +217,13 @@ impl fmt::Display for InspectReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::control::SlotProblem;
 
     #[test]
     fn keys_are_printed_escaped() {
         let report = InspectReport {
-            control_slots: [Err("test".into()), Err("test".into())],
+            control_slots: [Err(SlotProblem::Empty), Err(SlotProblem::Empty)],
+            control_warning: None,
             segments: Vec::new(),
             wal_records: 1,
             wal_last_lsn: 0x80,

@@ -17,6 +17,7 @@ mod init;
 mod inspect;
 pub mod io;
 mod layout;
+mod locate;
 mod open;
 mod ops;
 mod page;
@@ -35,15 +36,16 @@ mod wal;
 #[cfg(any(test, feature = "testing"))]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
-pub use control::ControlState;
+pub use control::{ControlState, Slot, SlotProblem};
 pub use engine::Engine;
 pub use error::{Error, OpenError, StorageError, VerifyError, What};
 pub use inspect::{InspectReport, RecordSummary, SegmentInfo, inspect, inspect_with};
 #[cfg(any(test, feature = "testing"))]
 pub use io::SimFs;
 pub use io::{IoBackend, IoFile, LatchedIo, ReadOnly, StdFs};
+pub use locate::{Holds, LOCATE_MAX_NAMES, PageOwner};
 pub use recovery::{CutKind, CutReport, RecoveryReport};
-pub use refusal::{Problem, Refusal};
+pub use refusal::{Position, Problem, Refusal};
 pub use types::{
     BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, List, ListPage,
     RecoveryMode, Scan, ScanPage,
@@ -53,7 +55,7 @@ pub use validate::{
     ENGINE_MAX_KEY_BYTES, ENGINE_MAX_LIST_NAMES, ENGINE_MAX_NAME_BYTES, ENGINE_MAX_SCAN_BYTES,
     ENGINE_MAX_SCAN_ROWS, ENGINE_MAX_VALUE_BYTES,
 };
-pub use verify::{BadPage, VerifyReport, verify_offline};
+pub use verify::{BadPage, LogFinding, OfflineVerify, VerifyReport, verify_offline};
 
 /// The decoders recovery and reads run, exposed for the fuzz targets (behind the `testing`
 /// feature); not a stable API.

@@ -86,6 +86,22 @@ fn refuse_unless_store(
     }
 }
 
+/// Takes the store's lock shared, for a tool that only reads (`verify`): refused while a
+/// process has the store open, and it keeps one from opening it meanwhile. A store without a
+/// lock file was never opened by a process that takes it; nothing is created.
+pub(crate) fn lock_dir_shared(dir: &Path) -> Result<Option<File>, OpenError> {
+    let file = match File::open(layout::lock(dir)) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_path_buf())),
+        Err(TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     std::fs::create_dir_all(dir)?;
     let file = OpenOptions::new()
@@ -103,15 +119,56 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
 impl Engine {
     /// A corrupted page must not keep the whole store closed just because a purge crosses it:
     /// the purge is retried at the next open, and reads of that page report the corruption.
+    /// The log says what happened: a damaged catalog page found while looking for pending
+    /// purges is that (with what the page holds), not a drop; only a purge that was pending
+    /// and hit damage is "an interrupted drop".
     fn finish_interrupted_drops(&self) -> Result<(), OpenError> {
-        match self.resume_purges() {
-            Ok(()) => Ok(()),
-            Err(Error::Storage(StorageError::Corrupted { page, detail })) => {
-                tracing::warn!(?page, %detail, "could not finish an interrupted drop");
-                Ok(())
+        use crate::engine::purge::ResumeError;
+        let error = match self.resume_purges() {
+            Ok(()) => return Ok(()),
+            Err(ResumeError::Catalog(Error::Storage(StorageError::Corrupted { page, detail }))) => {
+                match page {
+                    Some(n) => {
+                        let owner = self.describe_page(n);
+                        tracing::warn!(
+                            page = n,
+                            holds = %owner,
+                            "catalog page {n} ({owner}) is damaged: {detail}"
+                        );
+                    }
+                    None => tracing::warn!("the catalog is damaged: {detail}"),
+                }
+                return Ok(());
             }
-            Err(Error::Storage(s)) => Err(OpenError::Storage(s)),
-            Err(other) => Err(OpenError::Storage(StorageError::corrupted(
+            Err(ResumeError::Purge {
+                table_id,
+                error: Error::Storage(StorageError::Corrupted { page, detail }),
+            }) => {
+                match page {
+                    Some(n) => {
+                        let owner = self.describe_page(n);
+                        tracing::warn!(
+                            table_id,
+                            page = n,
+                            holds = %owner,
+                            "could not finish an interrupted drop: purging dropped table id \
+                             {table_id} hit damaged page {n} ({owner}): {detail}; it is \
+                             retried at the next open"
+                        );
+                    }
+                    None => tracing::warn!(
+                        table_id,
+                        "could not finish an interrupted drop: purging dropped table id \
+                         {table_id} hit damage: {detail}; it is retried at the next open"
+                    ),
+                }
+                return Ok(());
+            }
+            Err(ResumeError::Catalog(error) | ResumeError::Purge { error, .. }) => error,
+        };
+        match error {
+            Error::Storage(s) => Err(OpenError::Storage(s)),
+            other => Err(OpenError::Storage(StorageError::corrupted(
                 None,
                 other.to_string(),
             ))),

@@ -15,12 +15,43 @@ pub enum Problem {
     ControlFile,
 }
 
+/// Where in the log a problem is: its LSN, and the segment file and byte offset holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub lsn: u64,
+    /// The segment's file name under `wal/` (`<start-lsn hex16>.wal`).
+    pub segment: String,
+    pub offset: u64,
+}
+
+impl Position {
+    /// A position in a log of `segment_size` segments (the control file's, never 0).
+    pub fn new(lsn: u64, segment_size: u64) -> Position {
+        let start = lsn / segment_size.max(1) * segment_size.max(1);
+        Position {
+            lsn,
+            segment: format!("{start:016x}.wal"),
+            offset: lsn - start,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "LSN {:#x}: segment {}, byte offset {}",
+            self.lsn, self.segment, self.offset
+        )
+    }
+}
+
 /// A refusal to open, with everything an operator needs to decide what to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub mode: RecoveryMode,
     pub problem: Problem,
-    pub at_lsn: Option<u64>,
+    pub at: Option<Position>,
     pub reason: String,
     pub redo_lsn: u64,
     pub valid_records: u64,
@@ -55,12 +86,13 @@ impl fmt::Display for Refusal {
             self.mode
         )?;
         writeln!(f, "  problem:  {:?}: {}", self.problem, self.reason)?;
-        if let Some(at) = self.at_lsn {
-            writeln!(f, "  position: LSN {at:#x}")?;
+        if let Some(at) = &self.at {
+            writeln!(f, "  position: {at}")?;
         }
         writeln!(
             f,
-            "  redo LSN: {:#x}; {} valid records before the problem, last LSN {:#x}",
+            "  redo LSN: {:#x}; {} valid records from there to the problem, the last valid one \
+             at LSN {:#x}",
             self.redo_lsn, self.valid_records, self.last_valid_lsn
         )?;
         writeln!(f, "  nothing on disk was changed")?;

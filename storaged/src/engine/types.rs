@@ -40,6 +40,10 @@ pub struct EngineOptions {
     pub checkpoint_wal_bytes: u64,
     /// Checkpoint when a commit finds the last checkpoint older than this.
     pub checkpoint_interval: Duration,
+    /// How often the durable end of the log is recorded in the control file (by the thread
+    /// `Engine::spawn_checkpointer` starts): commits acknowledged longer ago than this are
+    /// missed by recovery if they vanish from the log (DESIGN §6).
+    pub durable_mark_interval: Duration,
     pub recovery: RecoveryMode,
     /// WAL segment size, used only when a new store is created (later the control file's
     /// value rules). From 256 KiB to 1 GiB, a multiple of 4 KiB.
@@ -57,6 +61,7 @@ impl Default for EngineOptions {
             buffer_pool_bytes: 64 << 20,
             checkpoint_wal_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(300),
+            durable_mark_interval: Duration::from_secs(1),
             recovery: RecoveryMode::TornTail,
             wal_segment_size: 16 << 20,
             create_if_missing: true,

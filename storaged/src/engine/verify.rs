@@ -12,15 +12,20 @@
 use crate::engine::buffer::{Image, PageStore};
 use crate::engine::engine::Engine;
 use crate::engine::error::{Error, OpenError, StorageError, VerifyError};
+use crate::engine::io::{IoBackend, ReadOnly, StdFs};
+use crate::engine::layout;
+use crate::engine::open::lock_dir_shared;
 use crate::engine::page::{Cell, Meta, Node, OVERFLOW_CAPACITY, Value};
-use crate::engine::recovery::RecoveryReport;
+use crate::engine::recovery;
+use crate::engine::refusal::{Position, Refusal};
 use crate::engine::sync::lock;
 use crate::engine::txn::META_PAGE;
-use crate::engine::types::EngineOptions;
+use crate::engine::types::{EngineOptions, RecoveryMode};
+use crate::engine::wal::scan::EndKind;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
-use std::sync::{MutexGuard, TryLockError};
+use std::sync::{Arc, MutexGuard, TryLockError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPage {
@@ -415,19 +420,121 @@ impl Engine {
     }
 }
 
-/// Opens an existing store (normal torn-tail recovery first, whose report is returned: it
-/// may have cut a torn tail) and verifies it.
-pub fn verify_offline(dir: &Path) -> Result<(RecoveryReport, VerifyReport), OpenError> {
-    let opts = EngineOptions {
-        create_if_missing: false,
-        ..EngineOptions::default()
+/// What an offline verify found in the log: what recovery would do with it. Nothing is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFinding {
+    /// The log ends cleanly; `records` valid records after the redo point, ending at `end_lsn`.
+    Clean { records: u64, end_lsn: u64 },
+    /// Recovery (the default `torn-tail` mode) would cut `bytes` at `at`: a damaged record and
+    /// `records_after` records valid on their own after it, all written after the last durable
+    /// end the control file recorded, as a crash leaves them (damage there looks the same).
+    WouldCut {
+        at: Position,
+        bytes: u64,
+        records_after: u64,
+    },
+    /// Recovery would refuse to open the store: the log is damaged where no crash can damage it.
+    WouldRefuse(Box<Refusal>),
+}
+
+/// The result of `verify_offline`: the log, the control file, and the pages as recovery would
+/// leave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineVerify {
+    pub log: LogFinding,
+    /// A damaged control slot recovery would pass over.
+    pub control_warning: Option<String>,
+    /// The data file with the valid log replayed over it in memory.
+    pub pages: VerifyReport,
+}
+
+impl fmt::Display for OfflineVerify {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(warning) = &self.control_warning {
+            writeln!(f, "warning: {warning}")?;
+        }
+        match &self.log {
+            LogFinding::Clean { records, end_lsn } => writeln!(
+                f,
+                "log: clean, {records} records after the redo point, ending at {end_lsn:#x}"
+            )?,
+            LogFinding::WouldCut {
+                at,
+                bytes,
+                records_after,
+            } => writeln!(
+                f,
+                "log: recovery would cut a torn tail of {bytes} bytes at {at}: a damaged record \
+                 and {records_after} valid records after it, written after the last recorded \
+                 durable end (a crash leaves such a tail; damage to the newest commits looks the \
+                 same). verify changed nothing: starting the daemon or `photondb-storaged \
+                 recover --mode torn-tail` cuts it into quarantine/"
+            )?,
+            LogFinding::WouldRefuse(refusal) => {
+                writeln!(f, "log: damaged; recovery would refuse to open the store:")?;
+                writeln!(f, "{refusal}")?;
+            }
+        }
+        write!(
+            f,
+            "pages (the data file with the valid log replayed): {}",
+            self.pages
+        )
+    }
+}
+
+/// Checks a store no process has open, changing nothing: what recovery would find in the log
+/// (and do: cut or refuse), and every page and the tree's invariants as recovery would leave
+/// them, read from the data file with the valid log replayed in memory. Runs on a read-only
+/// backend, holding the store's lock shared (a daemon cannot start meanwhile).
+pub fn verify_offline(dir: &Path) -> Result<OfflineVerify, OpenError> {
+    let io = ReadOnly(StdFs);
+    if !io.exists(&layout::control(dir))? {
+        return Err(OpenError::NotAStore(dir.to_path_buf()));
+    }
+    let _lock = lock_dir_shared(dir)?;
+    let plan = recovery::plan(&io, dir, RecoveryMode::TornTail)?;
+    let segment_size = plan.control.segment_size;
+    let log = match (&plan.decision, &plan.end.kind) {
+        (Err(refusal), _) => LogFinding::WouldRefuse(Box::new(refusal.clone())),
+        (Ok(None), _) => LogFinding::Clean {
+            records: plan.end.records,
+            end_lsn: plan.end.resume,
+        },
+        (Ok(Some(_)), &EndKind::TornTail { at, len, records }) => LogFinding::WouldCut {
+            at: Position::new(at, segment_size),
+            bytes: len,
+            records_after: records,
+        },
+        // The default mode cuts nothing else (point-in-time and salvage are never asked here).
+        (Ok(Some((_, at, _))), _) => LogFinding::WouldCut {
+            at: Position::new(*at, segment_size),
+            bytes: 0,
+            records_after: 0,
+        },
     };
-    let (engine, recovery) = Engine::open(dir, opts)?;
-    let report = engine.verify().map_err(|e| match e {
+    let store = PageStore::new(
+        plan.data_file.clone(),
+        EngineOptions::default().buffer_pool_bytes,
+    );
+    let dirty = plan
+        .replay
+        .images()
+        .map(|(page, image)| (page, Arc::new(image.to_vec())))
+        .collect();
+    let snapshot = Snapshot {
+        store: &store,
+        dirty,
+    };
+    let pages = Verifier::run(&snapshot, VERIFY_STEP_PAGES, &|| Ok(())).map_err(|e| match e {
         VerifyError::Engine(Error::Storage(s)) => OpenError::Storage(s),
         other => OpenError::Storage(StorageError::corrupted(None, other.to_string())),
     })?;
-    Ok((recovery, report))
+    Ok(OfflineVerify {
+        log,
+        control_warning: plan.control_warning,
+        pages,
+    })
 }
 
 #[cfg(test)]

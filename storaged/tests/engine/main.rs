@@ -9,5 +9,6 @@
 mod engine_basic;
 mod engine_concurrency;
 mod engine_crash;
+mod engine_log_loss;
 mod engine_model;
 mod engine_recovery;

@@ -9,12 +9,12 @@ pub use report::{CutKind, CutReport, RecoveryReport};
 
 use crate::engine::buffer::read_page;
 use crate::engine::clock::Clock;
-use crate::engine::control::{self, ControlState};
+use crate::engine::control::{self, ControlState, Loaded};
 use crate::engine::error::{OpenError, StorageError};
 use crate::engine::io::{IoBackend, IoFile};
 use crate::engine::layout;
 use crate::engine::page::{Node, PAGE_SIZE};
-use crate::engine::refusal::{Problem, Refusal};
+use crate::engine::refusal::{Position, Problem, Refusal};
 use crate::engine::types::RecoveryMode;
 use crate::engine::wal::WalStart;
 use crate::engine::wal::files::{create_segment, remove_leftovers, retire_below};
@@ -35,6 +35,23 @@ pub(crate) struct Recovered {
     pub(crate) replayed: Vec<(u64, Vec<u8>, u64)>,
 }
 
+/// What recovery found, and what the mode allows it to do, decided without changing anything:
+/// `recover` acts on it, an offline verify only reports it.
+pub(crate) struct Plan {
+    pub(crate) control: ControlState,
+    /// A damaged control slot recovery passed over.
+    pub(crate) control_warning: Option<String>,
+    pub(crate) control_file: Arc<dyn IoFile>,
+    pub(crate) data_file: Arc<dyn IoFile>,
+    /// The valid records from the redo point, applied in memory.
+    pub(crate) replay: Replay,
+    pub(crate) end: LogEnd,
+    /// Nothing to do, a cut (kind, position, reason), or a refusal.
+    pub(crate) decision: Result<Option<(CutKind, u64, String)>, Refusal>,
+    /// Offline modes: the data file's newest page (number, LSN).
+    newest: Option<(u64, u64)>,
+}
+
 /// What the mode allows for how the log ended: nothing to do, a cut, or a refusal.
 fn decide(
     mode: RecoveryMode,
@@ -44,7 +61,7 @@ fn decide(
     let refuse = |problem, at, reason: &str| Refusal {
         mode,
         problem,
-        at_lsn: Some(at),
+        at: Some(Position::new(at, control.segment_size)),
         reason: reason.to_string(),
         redo_lsn: control.redo_lsn,
         valid_records: end.records,
@@ -78,18 +95,53 @@ fn refused(r: Refusal) -> OpenError {
     OpenError::Refused(Box::new(r))
 }
 
-fn load_control(file: &dyn IoFile, mode: RecoveryMode) -> Result<ControlState, OpenError> {
+fn load_control(file: &dyn IoFile, mode: RecoveryMode) -> Result<Loaded, OpenError> {
     control::load(file).map_err(|e| match e {
         StorageError::Corrupted { detail, .. } => refused(Refusal {
             mode,
             problem: Problem::ControlFile,
-            at_lsn: None,
+            at: None,
             reason: detail,
             redo_lsn: 0,
             valid_records: 0,
             last_valid_lsn: 0,
         }),
         other => OpenError::Storage(other),
+    })
+}
+
+/// Reads the control file and scans the log from the redo point, replaying into memory, and
+/// decides what `mode` allows. Reads only: it runs on a read-only backend for `verify`.
+pub(crate) fn plan(io: &dyn IoBackend, dir: &Path, mode: RecoveryMode) -> Result<Plan, OpenError> {
+    let control_file = io.open(&layout::control(dir), false)?;
+    let loaded = load_control(&*control_file, mode)?;
+    if let Some(warning) = &loaded.warning {
+        tracing::warn!(%warning, "control file");
+    }
+    let control = loaded.state;
+    let data_file = io.open(&layout::data(dir), false)?;
+    // A checkpoint cut off after writing pages but before its control slot leaves pages newer
+    // than the control file says; replay cannot roll back those changed only after the point
+    // recovery stops at. Point-in-time refuses such a target; salvage warns in its report.
+    let newest = match mode {
+        RecoveryMode::PointInTime { .. } | RecoveryMode::Salvage => newest_page(&*data_file)?,
+        _ => None,
+    };
+    let until = point_in_time_target(mode, &control, newest)?;
+    let mut replay = Replay::new(data_file.clone());
+    let end = scan(io, &layout::wal(dir), &control, until, &mut |lsn, p| {
+        replay.apply(lsn, p)
+    })?;
+    let decision = decide(mode, &end, &control);
+    Ok(Plan {
+        control,
+        control_warning: loaded.warning,
+        control_file,
+        data_file,
+        replay,
+        end,
+        decision,
+        newest,
     })
 }
 
@@ -103,24 +155,20 @@ pub(crate) fn recover(
     clock: &dyn Clock,
 ) -> Result<Recovered, OpenError> {
     let started = clock.now();
-    let control_file = io.open(&layout::control(dir), false)?;
-    let mut control = load_control(&*control_file, mode)?;
-    let data_file = io.open(&layout::data(dir), false)?;
-    // A checkpoint cut off after writing pages but before its control slot leaves pages newer
-    // than the control file says; replay cannot roll back those changed only after the point
-    // recovery stops at. Point-in-time refuses such a target; salvage warns in its report.
-    let newest = match mode {
-        RecoveryMode::PointInTime { .. } | RecoveryMode::Salvage => newest_page(&*data_file)?,
-        _ => None,
-    };
-    let until = point_in_time_target(mode, &control, newest)?;
+    let Plan {
+        mut control,
+        control_warning,
+        control_file,
+        data_file,
+        replay,
+        end,
+        decision,
+        newest,
+    } = plan(io, dir, mode)?;
+    let decided = decision.map_err(refused)?;
     let wal_dir = layout::wal(dir);
     remove_leftovers(io, &wal_dir)?;
-    let mut replay = Replay::new(&*data_file);
-    let end = scan(io, &wal_dir, &control, until, &mut |lsn, p| {
-        replay.apply(lsn, p)
-    })?;
-    let cut = match decide(mode, &end, &control).map_err(refused)? {
+    let cut = match decided {
         Some(decided) => {
             let at = decided.1;
             let mut cut = cut_report(io, dir, &end, &control, decided, clock.unix_ms())?;
@@ -136,6 +184,13 @@ pub(crate) fn recover(
     let replayed = if hold {
         // The log from the redo point stays until the first checkpoint writes these pages:
         // a crash before it replays the same records again.
+        if cut.is_some() {
+            // The log now ends at the cut, perhaps below the durable end recorded (salvage,
+            // point-in-time): recorded only after the cut, so a crash before this leaves a
+            // refusal, not a damaged log passed off as a torn tail.
+            control.durable_lsn = end.resume;
+            control::store(&*control_file, &mut control)?;
+        }
         replay.into_pages()
     } else {
         replay.write_all()?;
@@ -154,6 +209,7 @@ pub(crate) fn recover(
         pages_restored,
         pages_held_for_checkpoint: hold,
         cut,
+        control_warning,
         duration: clock.since(started),
     };
     let wal = WalStart {
@@ -278,6 +334,9 @@ fn new_checkpoint(
     }
     control.redo_lsn = end.resume;
     control.last_lsn = end.last_lsn;
+    // The whole log below the redo point is durable (and no longer needed); after a cut this
+    // is lower than what was recorded before.
+    control.durable_lsn = end.resume;
     control::store(control_file, control)?;
     retire_below(
         io,

@@ -10,15 +10,16 @@ use crate::engine::io::IoFile;
 use crate::engine::page::PAGE_SIZE;
 use crate::engine::redo::{self, ChangeRef, PayloadView};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-pub(crate) struct Replay<'a> {
-    data: &'a dyn IoFile,
+pub(crate) struct Replay {
+    data: Arc<dyn IoFile>,
     /// Page images as of the last applied record, with that record's LSN.
     pages: BTreeMap<u64, (Box<[u8]>, u64)>,
 }
 
-impl<'a> Replay<'a> {
-    pub(crate) fn new(data: &'a dyn IoFile) -> Self {
+impl Replay {
+    pub(crate) fn new(data: Arc<dyn IoFile>) -> Self {
         Replay {
             data,
             pages: BTreeMap::new(),
@@ -38,7 +39,7 @@ impl<'a> Replay<'a> {
                     // no image came first.
                     let base = match change {
                         ChangeRef::Image(_) => vec![0u8; PAGE_SIZE],
-                        ChangeRef::Diff { .. } => read_page(self.data, page_no)?.0,
+                        ChangeRef::Diff { .. } => read_page(&*self.data, page_no)?.0,
                     };
                     e.insert((base.into_boxed_slice(), 0))
                 }
@@ -62,13 +63,18 @@ impl<'a> Replay<'a> {
         self.pages.into_iter().map(page).collect()
     }
 
+    /// The rebuilt images, for an offline verify to read over the data file.
+    pub(crate) fn images(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.pages.iter().map(|(&p, (image, _))| (p, &image[..]))
+    }
+
     /// Writes every replayed page and syncs the data file; returns how many.
     pub(crate) fn write_all(self) -> Result<usize, StorageError> {
         let pages = self
             .pages
             .iter()
             .map(|(&p, (image, lsn))| (p, &image[..], *lsn));
-        write_sealed_runs(self.data, pages)?;
+        write_sealed_runs(&*self.data, pages)?;
         if !self.pages.is_empty() {
             self.data.sync_data()?;
         }

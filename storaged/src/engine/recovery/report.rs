@@ -45,6 +45,8 @@ pub struct RecoveryReport {
     /// checkpoint (the redo point stays where it was until then), rather than written now.
     pub pages_held_for_checkpoint: bool,
     pub cut: Option<CutReport>,
+    /// A damaged control slot was passed over (the other, valid one was used).
+    pub control_warning: Option<String>,
     pub duration: Duration,
 }
 
@@ -60,6 +62,9 @@ impl fmt::Display for RecoveryReport {
             "  replayed {} records ({} bytes), last LSN {:#x}",
             self.records_replayed, self.bytes_replayed, self.last_lsn
         )?;
+        if let Some(warning) = &self.control_warning {
+            writeln!(f, "  warning: {warning}")?;
+        }
         let held = if self.pages_held_for_checkpoint {
             " (in memory, written by the next checkpoint)"
         } else {

@@ -8,6 +8,11 @@
 //! - otherwise, in the active segment: a torn tail, the unacknowledged remains of a crash. Valid
 //!   records may follow it if they were in the same unsynced write: a disk may persist that
 //!   write's sectors in any order.
+//!
+//! Then the control file's `durable_lsn` (a lower bound of the durable end, recorded at each
+//! checkpoint, periodically, and at a clean stop) is checked: a log that ends, or tears,
+//! before it has lost acknowledged commits, which is corruption too. So is a segment shorter
+//! than a segment (segments are created whole, then renamed into place).
 
 use crate::engine::control::ControlState;
 use crate::engine::error::StorageError;
@@ -24,10 +29,12 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EndKind {
     Clean,
-    /// Bytes `[at, at + len)` of the active segment are the remains of an unfinished write.
+    /// Bytes `[at, at + len)` of the active segment are the remains of an unfinished write;
+    /// `records` of them are records valid on their own (from the same unsynced write).
     TornTail {
         at: u64,
         len: u64,
+        records: u64,
     },
     Corrupt {
         at: u64,
@@ -92,6 +99,7 @@ pub(crate) fn scan(
         end,
     };
     scanner.run(first, &segments, apply)?;
+    scanner.check_durable_end();
     Ok(scanner.end)
 }
 
@@ -131,6 +139,24 @@ impl Scanner<'_> {
         Ok(())
     }
 
+    /// A log that ends (or tears) below the durable end the control file recorded has lost
+    /// acknowledged commits: no crash removes durable bytes.
+    fn check_durable_end(&mut self) {
+        let durable = self.control.durable_lsn;
+        let (at, how) = match self.end.kind {
+            EndKind::Clean => (self.end.resume, "the log ends"),
+            EndKind::TornTail { at, .. } => (at, "the log has a damaged record"),
+            EndKind::Corrupt { .. } | EndKind::Stopped { .. } => return,
+        };
+        if at < durable {
+            let reason = format!(
+                "{how} at {at:#x}, below {durable:#x}, where the control file records the log \
+                 durable: acknowledged commits in [{at:#x}, {durable:#x}) are missing or damaged"
+            );
+            self.end.kind = EndKind::Corrupt { at, reason };
+        }
+    }
+
     fn corrupt(&mut self, at: u64, reason: String) -> Result<(), StorageError> {
         self.end.kind = EndKind::Corrupt { at, reason };
         Ok(())
@@ -143,11 +169,15 @@ impl Scanner<'_> {
         prev: Option<u64>,
     ) -> Result<Result<Vec<u8>, String>, StorageError> {
         let file = self.io.open(&self.dir.join(file_name(start)), false)?;
-        let mut data = vec![0u8; self.control.segment_size as usize];
-        if !read_exact_at(&*file, 0, &mut data)? {
+        // A short segment is read as far as it goes: the records before its end are counted
+        // and the report names the offset where it stops (`end_segment`).
+        let len = file.len()?.min(self.control.segment_size);
+        let mut data = vec![0u8; len as usize];
+        if !read_exact_at(&*file, 0, &mut data)? || data.len() < SEGMENT_HEADER_LEN {
             return Ok(Err(format!(
-                "WAL segment {} is shorter than a segment",
-                file_name(start)
+                "WAL segment {} is cut short: {len} of {} bytes, not even its header",
+                file_name(start),
+                self.control.segment_size
             )));
         }
         let header = match SegmentHeader::decode(&data) {
@@ -201,10 +231,36 @@ impl Scanner<'_> {
                     self.accept(lsn, len);
                     offset += len as usize;
                 }
-                Err(reason) => return Ok(self.classify(start, data, offset, is_last, reason)),
+                Err(reason) => return Ok(self.end_segment(start, data, offset, is_last, reason)),
             }
         }
-        Ok(self.classify(start, data, offset, is_last, Invalid::Zero))
+        Ok(self.end_segment(start, data, offset, is_last, Invalid::Zero))
+    }
+
+    /// Where a segment's records end: a cut-short segment is corruption at that offset;
+    /// otherwise `classify` decides.
+    fn end_segment(
+        &mut self,
+        start: u64,
+        data: &[u8],
+        offset: usize,
+        is_last: bool,
+        why: Invalid,
+    ) -> bool {
+        let size = self.control.segment_size;
+        if (data.len() as u64) < size {
+            self.end.kind = EndKind::Corrupt {
+                at: start + offset as u64,
+                reason: format!(
+                    "WAL segment {} is cut short: {} of {size} bytes, its records stop at \
+                     offset {offset}",
+                    file_name(start),
+                    data.len()
+                ),
+            };
+            return false;
+        }
+        self.classify(start, data, offset, is_last, why)
     }
 
     fn decode<'d>(&self, buf: &'d [u8], lsn: u64) -> Result<(u64, PayloadView<'d>), Invalid> {
@@ -259,6 +315,7 @@ impl Scanner<'_> {
                 None => EndKind::TornTail {
                     at,
                     len: (end - offset) as u64,
+                    records: records_after(start, data, offset),
                 },
             },
         };
@@ -279,6 +336,23 @@ pub(crate) fn last_nonzero(buf: &[u8]) -> Option<usize> {
         end -= CHUNK;
     }
     buf[..end].iter().rposition(|&b| b != 0)
+}
+
+/// How many records valid on their own follow `offset` (the rest of a torn write), each
+/// stepped over whole as in `later_proof_of_durability`.
+fn records_after(start: u64, data: &[u8], offset: usize) -> u64 {
+    let mut q = offset + record::ALIGN as usize;
+    let mut found = 0;
+    while q + RECORD_HEADER_LEN <= data.len() {
+        match record::decode(&data[q..], start + q as u64) {
+            Ok((h, _)) => {
+                found += 1;
+                q += record::record_len(h.payload_len as usize) as usize;
+            }
+            Err(_) => q += record::ALIGN as usize,
+        }
+    }
+    found
 }
 
 /// The first later record, valid on its own, that says everything up to and including
@@ -318,6 +392,7 @@ mod tests {
             last_lsn: 0,
             page_count: 2,
             checkpoint_unix_ms: 0,
+            durable_lsn: 0,
         }
     }
 
