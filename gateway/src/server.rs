@@ -30,7 +30,7 @@ use crate::edge::{ConnectionLimit, Edge};
 use crate::metrics::Metrics;
 use crate::pipeline::auth::Credentials;
 use crate::pipeline::body::BodyBudget;
-use crate::pipeline::gate::{DEV_MODE_WARNING, Gate};
+use crate::pipeline::gate::{DEV_MODE_WARNING, Gate, StorageHealth, StorageStatus};
 use crate::pipeline::ip_limit::IpLimiter;
 use crate::pipeline::policy::FilePolicy;
 use crate::pipeline::rate_limit::{OnRedisError, PlanLimits, QuotaStore};
@@ -53,6 +53,8 @@ pub struct Gateway {
     housekeeping: Option<Housekeeping>,
     /// The sled database, flushed once the server has stopped (replay ids, quotas).
     state: Option<sled::Db>,
+    /// storaged, whose health service a background task polls (none over a test upstream).
+    storage: Option<Arc<Upstream>>,
 }
 
 /// What the security pipeline is made of in each mode.
@@ -188,8 +190,10 @@ impl Gateway {
     /// Loads certificates, keys and the policy set, opens the state stores and builds the
     /// pipeline; every failure is a configuration error (exit 64), before any port is bound.
     pub fn build(cfg: GatewayConfig) -> Result<Self, Vec<String>> {
-        let upstream = Upstream::new(&cfg.upstream).map_err(|e| vec![e])?;
-        Self::assemble(cfg, Arc::new(upstream))
+        let upstream = Arc::new(Upstream::new(&cfg.upstream).map_err(|e| vec![e])?);
+        let mut gateway = Self::assemble(cfg, upstream.clone())?;
+        gateway.storage = Some(upstream);
+        Ok(gateway)
     }
 
     /// As [`Gateway::build`], forwarding to `upstream` instead of storaged: the pipeline
@@ -242,6 +246,7 @@ impl Gateway {
                     l.shed_writes_at,
                     l.max_inflight,
                 ),
+                storage: StorageHealth::default(),
             },
             upstream,
             metrics: Metrics::new(),
@@ -264,6 +269,7 @@ impl Gateway {
             connections,
             housekeeping: security.housekeeping,
             state: security.state,
+            storage: None,
         })
     }
 
@@ -296,6 +302,13 @@ impl Gateway {
             housekeeping: self.housekeeping.clone(),
         };
         server.add_service(background_service("photondb-gateway reload", reload));
+        if let Some(upstream) = &self.storage {
+            let poll = StoragePoll {
+                pipeline: self.pipeline.clone(),
+                upstream: upstream.clone(),
+            };
+            server.add_service(background_service("photondb-gateway storage health", poll));
+        }
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
         server.run(RunArgs::default());
         if let Some(h) = &self.housekeeping {
@@ -422,6 +435,49 @@ impl BackgroundService for Sweeper {
         tokio::select! {
             _ = shutdown.changed() => {}
             () = Connections::sweep_forever(self.0.clone()) => {}
+        }
+    }
+}
+
+/// How often storaged's health service is asked.
+const STORAGE_HEALTH_EVERY: Duration = Duration::from_secs(2);
+
+/// Asks storaged's `grpc.health.v1.Health/Check` (service "") every
+/// [`STORAGE_HEALTH_EVERY`] and keeps the answer for the health document's `storage`:
+/// serving, not_serving (storaged found damage), or unknown (no answer yet, unreachable).
+/// Only the health document reads it; admission does not (the breaker judges the calls).
+struct StoragePoll {
+    pipeline: Arc<Pipeline>,
+    upstream: Arc<Upstream>,
+}
+
+#[async_trait]
+impl BackgroundService for StoragePoll {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Made here, in this service's runtime: the calls' channel stays in the edge's.
+        let channel = self.upstream.health_channel();
+        let storage = &self.pipeline.gate.storage;
+        loop {
+            let status = tokio::select! {
+                _ = shutdown.changed() => return,
+                status = self.upstream.check_health(&channel) => status,
+            };
+            let before = storage.get();
+            storage.set(status);
+            if status != before {
+                match status {
+                    StorageStatus::NotServing => tracing::error!(
+                        storage = status.as_str(),
+                        "storaged's health service says NOT_SERVING (damaged storage); the \
+                         health document reports unavailable"
+                    ),
+                    _ => tracing::info!(storage = status.as_str(), "storaged's health changed"),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(STORAGE_HEALTH_EVERY) => {}
+            }
         }
     }
 }

@@ -283,6 +283,37 @@ impl Upstream {
     }
 }
 
+/// storaged's health, asked by the server's background poll (`server.rs`).
+#[cfg(feature = "server")]
+impl Upstream {
+    /// A channel of its own for the health poll, with the same mTLS endpoint as the calls:
+    /// made inside the poll's runtime, so the calls' channel stays in the serving runtime.
+    pub fn health_channel(&self) -> Channel {
+        self.endpoint.connect_lazy()
+    }
+
+    /// `grpc.health.v1.Health/Check` for the overall service "": serving, not serving, or
+    /// unknown (no answer within the upstream timeout, unreachable, or any other answer).
+    pub async fn check_health(&self, channel: &Channel) -> crate::pipeline::gate::StorageStatus {
+        use crate::pipeline::gate::StorageStatus;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let mut client = HealthClient::new(channel.clone());
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request.set_timeout(self.timeout);
+        match tokio::time::timeout(self.timeout, client.check(request)).await {
+            Ok(Ok(reply)) => match reply.into_inner().status() {
+                ServingStatus::Serving => StorageStatus::Serving,
+                ServingStatus::NotServing => StorageStatus::NotServing,
+                _ => StorageStatus::Unknown,
+            },
+            _ => StorageStatus::Unknown,
+        }
+    }
+}
+
 #[async_trait]
 impl Forward for Upstream {
     /// Reads are retried on `UNAVAILABLE`; writes and admin calls never are.

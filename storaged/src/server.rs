@@ -18,7 +18,7 @@ use crate::conn::Acceptor;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::refusals::RefusalLog;
-use crate::service::Handler;
+use crate::service::{Handler, StorageHealth};
 use crate::tls::Reloading;
 
 /// How often an idle HTTP/2 connection is pinged, and how long the ping may go unanswered
@@ -78,6 +78,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
+    // Damage of the catalog makes every call fail: found now, storaged starts NOT_SERVING.
+    let health = Arc::new(StorageHealth::new(metrics.clone(), audit.clone()));
+    probe_catalog(&engine, &health).await;
     let metrics_addr = match config.metrics_listen {
         Some(at) => {
             let l = tokio::net::TcpListener::bind(at)
@@ -114,7 +117,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics,
         audit.clone(),
         fatal.clone(),
-    );
+    )
+    .with_health(health);
     let task = tokio::spawn(serve(
         config,
         engine.clone(),
@@ -131,6 +135,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop,
         task,
     })
+}
+
+/// Reads the whole catalog (every database, table and pending purge entry) once: a damaged
+/// page on the way makes storaged start NOT_SERVING, with one error line naming the page and
+/// what lives in it, a `storage_damaged` audit event, and the serving gauge at 0 (DESIGN §8).
+/// Any other failure is left to the calls (an I/O error latches the engine, which stops the
+/// daemon).
+async fn probe_catalog(engine: &Arc<Engine>, health: &Arc<StorageHealth>) {
+    let (e, h) = (engine.clone(), health.clone());
+    let probed = tokio::task::spawn_blocking(move || match e.probe_catalog() {
+        Ok(entries) => Ok(entries),
+        Err(err) => Err((h.examine(&e, &err, true), err.to_string())),
+    })
+    .await;
+    match probed {
+        Ok(Ok(entries)) => tracing::info!(entries, "catalog readable"),
+        Ok(Err((Some(damage), _))) => health.report(damage, None).await,
+        Ok(Err((None, error))) => tracing::warn!(%error, "the catalog could not be read at start"),
+        Err(error) => tracing::error!(%error, "the catalog probe panicked"),
+    }
 }
 
 async fn open_engine(config: &Config, audit: &Audit) -> anyhow::Result<Engine> {
@@ -197,7 +221,9 @@ async fn serve(
 ) -> anyhow::Result<Stopped> {
     let limits = &config.limits;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<StorageServer<Handler>>().await;
+    // SERVING, or NOT_SERVING if the start-up probe found the catalog damaged; damage a call
+    // finds later turns it off through the same handle.
+    handler.health().attach(health).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(photondb_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

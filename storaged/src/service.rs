@@ -6,15 +6,23 @@
 //! from `max_concurrent_requests`, held by the blocking task until the engine returns; `Verify`
 //! is an admin scan that takes no permit: the engine runs one at a time (the task itself holds
 //! that slot) and refuses another at once, and the scan stops once nobody waits for it.
+//!
+//! Health (DESIGN §8): damage that makes the catalog or a table unreadable turns the gRPC
+//! health service to NOT_SERVING for good (until a restart probes again), with one log line
+//! and one audit event per damaged page naming what lives in it ([`StorageHealth`]).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use photondb_proto::v1 as pb;
 use photondb_proto::v1::admin_server::Admin;
-use photondb_proto::v1::storage_server::Storage;
+use photondb_proto::v1::storage_server::{Storage, StorageServer};
 use tokio::sync::{Notify, Semaphore};
 use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tracing::Instrument as _;
 
 use crate::audit::Audit;
@@ -35,6 +43,8 @@ pub struct Handler {
     fatal: Arc<Notify>,
     /// Deadlines and call durations (the engine's clock).
     clock: Arc<dyn Clock>,
+    /// Whether storaged serves; damage a call finds is reported through it.
+    health: Arc<StorageHealth>,
 }
 
 impl Handler {
@@ -47,6 +57,7 @@ impl Handler {
     ) -> Self {
         let permits = Arc::new(Semaphore::new(max_concurrent));
         let clock = engine.clock();
+        let health = Arc::new(StorageHealth::new(metrics.clone(), audit.clone()));
         Self {
             engine,
             permits,
@@ -54,7 +65,20 @@ impl Handler {
             audit,
             fatal,
             clock,
+            health,
         }
+    }
+
+    /// The handler reporting damage through `health` (the daemon's one, which the start-up
+    /// probe used and `serve` attaches the gRPC health service to) instead of its own.
+    pub fn with_health(mut self, health: Arc<StorageHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Whether storaged serves, and where damage is reported.
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
     }
 
     fn context(
@@ -102,15 +126,32 @@ impl Handler {
         if ctx.expired(&*self.clock) {
             return Err(status::from_refusal(Refusal::DeadlineExceeded));
         }
-        let engine = self.engine.clone();
+        let (engine, health) = (self.engine.clone(), self.health.clone());
+        let request_id = ctx.request_id.clone();
+        let runtime = tokio::runtime::Handle::current();
         // The task keeps the permit: a call dropped on timeout frees it only once the engine
         // call it started has returned, so abandoned work still counts against the limit.
-        let outcome = tokio::task::spawn_blocking(move || {
+        let (outcome, reporting) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work(&engine)
+            let outcome = work(&engine);
+            // Damage seen for the first time is described here (the engine reads interior
+            // pages and the catalog) and reported by a task of its own: it is logged, audited
+            // and the health service told even if this call is abandoned meanwhile.
+            let damage = match &outcome {
+                Err(err) => health.examine(&engine, err, false),
+                Ok(_) => None,
+            };
+            let reporting = damage.map(|damage| {
+                runtime.spawn(async move { health.report(damage, Some(request_id)).await })
+            });
+            (outcome, reporting)
         })
         .await
         .map_err(|_| Status::internal("internal error"))?;
+        if let Some(reporting) = reporting {
+            // DATA_LOSS is answered once the health service says NOT_SERVING.
+            let _ = reporting.await;
+        }
         outcome.map_err(|err| self.refuse(&err, ctx))
     }
 
@@ -177,6 +218,164 @@ impl Handler {
             self.fatal.notify_one();
         }
         status::from_engine(err, ctx)
+    }
+}
+
+/// Pages whose damage is logged and audited one by one; past this many, more damage keeps
+/// storaged NOT_SERVING (it already is) without a line each.
+const MAX_REPORTED_PAGES: usize = 1024;
+
+/// Damage a read found, described for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The damaged page, if the engine named one (a control file or WAL problem names none).
+    pub page: Option<u64>,
+    /// Found reading the catalog (the start-up probe), or the page holds catalog entries.
+    pub catalog: bool,
+    /// What lives in the page (`Engine::describe_page`).
+    pub owner: Option<engine::PageOwner>,
+    /// The engine's reason (e.g. "page checksum mismatch").
+    pub detail: String,
+}
+
+/// The log line: `storage damaged: catalog page 1 (the root: everything) is unreadable: page
+/// checksum mismatch`, or `storage damaged (no page named): <detail>`.
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(page) = self.page else {
+            return write!(f, "storage damaged (no page named): {}", self.detail);
+        };
+        let kind = if self.catalog { "catalog page" } else { "page" };
+        write!(f, "storage damaged: {kind} {page}")?;
+        if let Some(owner) = &self.owner {
+            write!(f, " ({owner})")?;
+        }
+        write!(f, " is unreadable: {}", self.detail)
+    }
+}
+
+/// Whether storaged serves. It starts serving and stops for good once damage makes the
+/// catalog or a table unreadable (damage does not heal; a restart probes again): the gRPC
+/// health service says NOT_SERVING for "" and `photondb.v1.Storage`, the
+/// `photondb_storaged_serving` gauge drops to 0, and each damaged page is logged (at error)
+/// and audited (`storage_damaged`) once, with what lives in it, and counted in
+/// `photondb_storaged_damaged_pages_total`. Calls keep their DATA_LOSS answers.
+pub struct StorageHealth {
+    serving: AtomicBool,
+    reported: Mutex<Reported>,
+    /// The gRPC health service's handle, once `serve` has made it.
+    reporter: tokio::sync::Mutex<Option<HealthReporter>>,
+    metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
+}
+
+/// Damage already reported: pages (at most `MAX_REPORTED_PAGES`), and whether any without one.
+#[derive(Default)]
+struct Reported {
+    pages: HashSet<u64>,
+    unpaged: bool,
+}
+
+impl StorageHealth {
+    /// Serving (the gauge starts at 1 with the metrics; this leaves it alone).
+    pub fn new(metrics: Arc<Metrics>, audit: Arc<Audit>) -> Self {
+        Self {
+            serving: AtomicBool::new(true),
+            reported: Mutex::default(),
+            reporter: tokio::sync::Mutex::new(None),
+            metrics,
+            audit,
+        }
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::SeqCst)
+    }
+
+    /// Connects the gRPC health service and sets it to what is known now (NOT_SERVING if the
+    /// start-up probe found damage).
+    pub async fn attach(&self, reporter: HealthReporter) {
+        let mut slot = self.reporter.lock().await;
+        set_status(&reporter, self.is_serving()).await;
+        *slot = Some(reporter);
+    }
+
+    /// The damage `err` shows (corruption), described, unless it was reported before.
+    /// Blocking: describing reads interior pages and the catalog. `reading_catalog` says the
+    /// failed read was of the catalog.
+    pub fn examine(
+        &self,
+        store: &Engine,
+        err: &engine::Error,
+        reading_catalog: bool,
+    ) -> Option<Damage> {
+        let engine::Error::Storage(engine::StorageError::Corrupted { page, detail }) = err else {
+            return None;
+        };
+        let page = *page;
+        if !self.first_report(page) {
+            return None;
+        }
+        let owner = page.map(|n| store.describe_page(n));
+        let holds_catalog = owner.as_ref().is_some_and(engine::PageOwner::holds_catalog);
+        Some(Damage {
+            page,
+            catalog: reading_catalog || holds_catalog,
+            owner,
+            detail: detail.clone(),
+        })
+    }
+
+    fn first_report(&self, page: Option<u64>) -> bool {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        match page {
+            Some(_) if reported.pages.len() >= MAX_REPORTED_PAGES => false,
+            Some(n) => reported.pages.insert(n),
+            None => !std::mem::replace(&mut reported.unpaged, true),
+        }
+    }
+
+    /// Logs and audits `damage` (one line, one event), counts the page, and stops serving.
+    pub async fn report(&self, damage: Damage, request_id: Option<String>) {
+        match &request_id {
+            Some(id) => tracing::error!(page = ?damage.page, request_id = %id, "{damage}"),
+            None => tracing::error!(page = ?damage.page, "{damage}"),
+        }
+        self.audit.record(
+            "storage_damaged",
+            [
+                ("page", damage.page.into()),
+                ("catalog", damage.catalog.into()),
+                (
+                    "holds",
+                    damage.owner.as_ref().map(ToString::to_string).into(),
+                ),
+                ("detail", damage.detail.clone().into()),
+                ("request_id", request_id.into()),
+            ],
+        );
+        if damage.page.is_some() {
+            self.metrics.damaged_page();
+        }
+        self.serving.store(false, Ordering::SeqCst);
+        self.metrics.set_serving(false);
+        let slot = self.reporter.lock().await;
+        if let Some(reporter) = slot.as_ref() {
+            set_status(reporter, false).await;
+        }
+    }
+}
+
+/// SERVING (the overall service "" already is, from the start) or NOT_SERVING for both ""
+/// and `photondb.v1.Storage`.
+async fn set_status(reporter: &HealthReporter, serving: bool) {
+    if serving {
+        reporter.set_serving::<StorageServer<Handler>>().await;
+    } else {
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        reporter.set_not_serving::<StorageServer<Handler>>().await;
     }
 }
 
@@ -485,6 +684,113 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let handler = Handler::new(Arc::new(engine), 8, metrics, audit, Arc::new(Notify::new()));
         (handler, dir)
+    }
+
+    /// A Get that reaches a damaged leaf of `app/t` is DATA_LOSS, and after it storaged no
+    /// longer serves; the page is logged and audited once (with its table), however many calls
+    /// hit it, and counted.
+    #[tokio::test]
+    async fn a_damaged_table_page_stops_serving_and_is_reported_once() {
+        let fs = SimFs::new();
+        let open = || {
+            let opened = Engine::open_with(
+                Arc::new(fs.clone()),
+                Path::new("/db"),
+                EngineOptions::default(),
+            );
+            opened.unwrap().0
+        };
+        let e = open();
+        e.create_database("app").unwrap();
+        e.create_table("app", "t").unwrap();
+        for i in 0..200 {
+            let key = format!("key-{i:04}");
+            e.put("app", "t", &key, &[7u8; 600], engine::Condition::Any)
+                .unwrap();
+        }
+        e.checkpoint().unwrap();
+        drop(e);
+        let data = Path::new("/db/pages.db");
+        let pages = fs.read_file(data).unwrap();
+        let leaf = pages
+            .chunks(8192)
+            .position(|p| p[4] == 2 && p.windows(8).any(|w| w == b"key-0100"))
+            .expect("the leaf holding key-0100") as u64;
+        fs.corrupt(data, leaf * 8192 + 3000, &[0x42]);
+
+        let engine = Arc::new(open());
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(Audit::open(&dir.path().join("audit.log")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let h = Handler::new(
+            engine.clone(),
+            8,
+            metrics.clone(),
+            audit,
+            Arc::new(Notify::new()),
+        );
+        assert!(h.health().is_serving());
+        let get = |key: &str| {
+            Request::new(pb::GetRequest {
+                table: Some(pb::TableRef {
+                    db: "app".into(),
+                    table: "t".into(),
+                }),
+                key: key.into(),
+            })
+        };
+        assert!(h.get(get("key-0000")).await.is_ok());
+        assert!(h.health().is_serving(), "an undamaged read changes nothing");
+        for _ in 0..3 {
+            let status = h.get(get("key-0100")).await.expect_err("damaged");
+            assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+            assert!(!h.health().is_serving());
+        }
+        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        let damaged: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"storage_damaged\""))
+            .collect();
+        assert_eq!(damaged.len(), 1, "{log}");
+        assert!(damaged[0].contains("holding table app/t"), "{log}");
+        let text = metrics.render(&engine);
+        for line in [
+            "photondb_storaged_serving 0",
+            "photondb_storaged_damaged_pages_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn damage_is_described_in_one_line() {
+        let damage = Damage {
+            page: Some(1),
+            catalog: true,
+            owner: Some(engine::PageOwner::Tree {
+                root: true,
+                holds: engine::Holds {
+                    names_unread: true,
+                    ..engine::Holds::default()
+                },
+            }),
+            detail: "page checksum mismatch".into(),
+        };
+        assert_eq!(
+            damage.to_string(),
+            "storage damaged: catalog page 1 (the root: everything) is unreadable: page \
+             checksum mismatch"
+        );
+        let unpaged = Damage {
+            page: None,
+            catalog: false,
+            owner: None,
+            detail: "control file unreadable".into(),
+        };
+        assert_eq!(
+            unpaged.to_string(),
+            "storage damaged (no page named): control file unreadable"
+        );
     }
 
     fn first_page() -> engine::List {

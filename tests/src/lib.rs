@@ -516,6 +516,17 @@ impl Storaged {
         Ok(())
     }
 
+    /// Replaces the daemon's extra environment; it takes effect at the next start (`restart`).
+    pub fn set_env(&mut self, env: Vec<(String, String)>) {
+        self.env = env;
+    }
+
+    /// Waits (bounded) for the daemon to exit by itself and reaps it; past `timeout` it is
+    /// killed and this fails.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        self.wait_exit(timeout)
+    }
+
     /// Starts the daemon again on the same configuration and data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         if self.child.is_some() {

@@ -15,7 +15,7 @@ use crate::clock::ManualClock;
 use crate::config::BreakerConfig;
 use crate::degraded::Degraded;
 use crate::pipeline::auth::AuthFailure;
-use crate::pipeline::gate::Admission;
+use crate::pipeline::gate::{Admission, StorageHealth};
 use crate::pipeline::rate_limit::OverLimit;
 
 /// Records each forwarded call as (operation label, principal, request id).
@@ -188,6 +188,7 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         gate: Gate {
             breaker,
             degraded: Degraded::new(None, limits.shed_writes_at, limits.max_inflight),
+            storage: StorageHealth::default(),
         },
         limits,
         upstream: storage.clone(),

@@ -1,7 +1,7 @@
 //! Inspect: a read-only description of a store's files, for operators and the CLI.
 
 use crate::engine::buffer::read_page;
-use crate::engine::control::{self, Slot};
+use crate::engine::control::{self, ControlState, Slot};
 use crate::engine::error::{OpenError, StorageError};
 use crate::engine::io::{IoBackend, ReadOnly, StdFs, read_exact_at};
 use crate::engine::layout;
@@ -29,6 +29,8 @@ pub struct RecordSummary {
     /// The logical summary the commit logged, e.g. `put app/users/alice`.
     pub summary: String,
     pub pages: usize,
+    /// Before the redo point: already in the data file (not a point-in-time target).
+    pub checkpointed: bool,
 }
 
 /// How many of the newest records `inspect` lists (for choosing a point-in-time target).
@@ -87,8 +89,12 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
     if let Ok(loaded) = control::load(&*control_file) {
         report.control_warning = loaded.warning;
         let control = loaded.state;
+        let end = scan(io, &wal_dir, &control, None, &mut |_, _| Ok(()))?;
+        // The listing starts at the oldest segment still kept, so records a checkpoint (a clean
+        // stop's included) already covered are shown too, marked: the log's recent history.
+        let from = oldest_kept(&report.segments, &control);
         let mut recent = VecDeque::new();
-        let end = scan(io, &wal_dir, &control, None, &mut |lsn, payload| {
+        scan(io, &wal_dir, &from, None, &mut |lsn, payload| {
             if recent.len() == RECENT_RECORDS {
                 recent.pop_front();
             }
@@ -97,6 +103,7 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
                 lsn,
                 summary,
                 pages: payload.pages.len(),
+                checkpointed: lsn < control.redo_lsn,
             });
             Ok(())
         })?;
@@ -118,6 +125,24 @@ pub fn inspect_with<B: IoBackend + Clone>(io: &B, dir: &Path) -> Result<InspectR
     }
     count_pages(io, dir, &mut report)?;
     Ok(report)
+}
+
+/// Where the oldest kept segment's records start, as a control state to scan from (the
+/// control file's own if that segment's header is unreadable).
+fn oldest_kept(segments: &[SegmentInfo], control: &ControlState) -> ControlState {
+    match segments.first() {
+        Some(SegmentInfo {
+            start_lsn,
+            header: Ok((_, prev_last)),
+            ..
+        }) if *start_lsn < control.redo_lsn => ControlState {
+            redo_lsn: start_lsn + SEGMENT_HEADER_LEN as u64,
+            last_lsn: *prev_last,
+            durable_lsn: 0,
+            ..*control
+        },
+        _ => *control,
+    }
 }
 
 fn segment_info(io: &dyn IoBackend, dir: &Path, start: u64) -> Result<SegmentInfo, StorageError> {
@@ -198,13 +223,15 @@ impl fmt::Display for InspectReport {
         if !self.recent_records.is_empty() {
             writeln!(
                 f,
-                "newest {} records (a point-in-time target is one of these LSNs):",
+                "newest {} records (a point-in-time target is one of these LSNs, unless \
+                 checkpointed):",
                 self.recent_records.len()
             )?;
         }
         for r in &self.recent_records {
             let summary = escaped(&r.summary);
-            writeln!(f, "  {:#x} {summary} ({} pages)", r.lsn, r.pages)?;
+            let mark = if r.checkpointed { ", checkpointed" } else { "" };
+            writeln!(f, "  {:#x} {summary} ({} pages{mark})", r.lsn, r.pages)?;
         }
         writeln!(
             f,
@@ -232,6 +259,7 @@ mod tests {
                 lsn: 0x80,
                 summary: "put app/t/\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{202e}x\\y".into(),
                 pages: 1,
+                checkpointed: false,
             }],
             data_file_pages: 0,
             pages_by_type: BTreeMap::new(),

@@ -464,11 +464,12 @@ impl fmt::Display for OfflineVerify {
                 records_after,
             } => writeln!(
                 f,
-                "log: recovery would cut a torn tail of {bytes} bytes at {at}: a damaged record \
-                 and {records_after} valid records after it, written after the last recorded \
-                 durable end (a crash leaves such a tail; damage to the newest commits looks the \
-                 same). verify changed nothing: starting the daemon or `photondb-storaged \
-                 recover --mode torn-tail` cuts it into quarantine/"
+                "log: recovery would cut a torn tail of {bytes} bytes at {at} (from the first \
+                 position that is not a valid record to the last nonzero byte; {records_after} \
+                 valid records among them), written after the last recorded durable end: a \
+                 crash leaves such a tail, and damage to the newest commits looks the same. \
+                 verify changed nothing: starting the daemon or `photondb-storaged recover \
+                 --mode torn-tail` cuts it into quarantine/"
             )?,
             LogFinding::WouldRefuse(refusal) => {
                 writeln!(f, "log: damaged; recovery would refuse to open the store:")?;

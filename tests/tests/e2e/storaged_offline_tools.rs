@@ -138,7 +138,8 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     // Bytes at the end of the active segment with no valid record after them: a torn tail,
-    // which the recovery verify runs first cuts; verify says so instead of only "clean".
+    // which recovery would cut. Verify says so, exits 3, and cuts nothing itself (it once ran
+    // recovery first, which cut the tail and exited 0).
     let mut segments: Vec<_> = std::fs::read_dir(storaged.data_dir().join("wal"))?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -150,14 +151,20 @@ async fn recover_takes_hex_lsns_for_point_in_time_only() -> anyhow::Result<()> {
     let len = file.metadata()?.len();
     std::os::unix::fs::FileExt::write_all_at(&file, &[0xAB; 16], len - 16)?;
     drop(file);
+    let segment_before = std::fs::read(active)?;
     let out = run_storaged(&["verify", "--data-dir", dir])?;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
-        text(&out).contains("recovery before verifying changed the store"),
+        text(&out).contains("recovery would cut a torn tail of "),
         "{}",
         text(&out)
     );
-    assert!(text(&out).contains("quarantine"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(active)?,
+        segment_before,
+        "verify changed the log"
+    );
+    assert!(!storaged.data_dir().join("quarantine").exists());
     Ok(())
 }
 
