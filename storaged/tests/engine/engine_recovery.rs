@@ -211,12 +211,28 @@ fn inspect_describes_the_files_without_changing_them() {
     let report = inspect_with(&fs, Path::new(DIR)).unwrap();
     assert_eq!(report.wal_records, 3);
     assert_eq!(report.wal_last_lsn, lsns[2]);
-    let summaries: Vec<&str> = report
+    let summaries: Vec<(&str, bool)> = report
         .recent_records
         .iter()
-        .map(|r| r.summary.as_str())
+        .map(|r| (r.summary.as_str(), r.checkpointed))
         .collect();
-    assert_eq!(summaries, ["put d/t/k0", "put d/t/k1", "put d/t/k2"]);
+    // The records before the checkpoint are still in the segment: listed, marked.
+    assert_eq!(
+        summaries,
+        [
+            ("create database d", true),
+            ("create table d/t", true),
+            ("put d/t/k0", false),
+            ("put d/t/k1", false),
+            ("put d/t/k2", false)
+        ]
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("create table d/t (2 pages, checkpointed)"),
+        "{report}"
+    );
     assert!(report.control_slots.iter().any(|s| s.is_ok()));
     assert!(report.unreadable_pages.is_empty());
     assert!(report.to_string().contains("clean end"), "{report}");
