@@ -22,6 +22,7 @@ pub mod verify_exit {
     pub const CANNOT_VERIFY: u8 = 2;
     pub const WOULD_CUT: u8 = 3;
     pub const LOG_DAMAGED: u8 = 4;
+    pub const CONTROL_SLOT_DAMAGED: u8 = 5;
 }
 
 /// PhotonDB's storage daemon: gRPC over mutual TLS on a checksummed WAL and B+tree.
@@ -50,7 +51,8 @@ enum Command {
     /// holds no store, a process has it open, an I/O error); 3: recovery would cut a torn tail
     /// from the log (its position, size and records are reported); 4: the log is damaged and
     /// recovery would refuse to open the store (the report names the segment, offset and last
-    /// valid LSN). With several findings the exit code is the first of 4, 1, 3 that applies.
+    /// valid LSN); 5: a damaged control slot would be passed over (the other one is valid).
+    /// With several findings the exit code is the first of 4, 1, 3, 5 that applies.
     Verify {
         /// The store's directory (`data_dir` in storaged's config).
         #[arg(long, value_name = "DIR")]
@@ -205,6 +207,9 @@ fn verify(dir: &std::path::Path) -> ExitCode {
                 (engine::LogFinding::WouldRefuse(_), _) => verify_exit::LOG_DAMAGED,
                 (_, false) => verify_exit::BAD_PAGES,
                 (engine::LogFinding::WouldCut { .. }, true) => verify_exit::WOULD_CUT,
+                (engine::LogFinding::Clean { .. }, true) if found.control_warning.is_some() => {
+                    verify_exit::CONTROL_SLOT_DAMAGED
+                }
                 (engine::LogFinding::Clean { .. }, true) => return ExitCode::SUCCESS,
             };
             ExitCode::from(code)

@@ -173,12 +173,40 @@ impl Handler {
         let abandoned = Arc::new(AtomicBool::new(false));
         let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
         let (engine, clock, deadline) = (self.engine.clone(), self.clock.clone(), ctx.deadline);
-        let outcome = tokio::task::spawn_blocking(move || {
+        let (health, request_id) = (self.health.clone(), ctx.request_id.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let (outcome, reporting) = tokio::task::spawn_blocking(move || {
             let past_deadline = || deadline.is_some_and(|d| clock.now() >= d);
-            engine.verify_until(&|| abandoned.load(Ordering::Relaxed) || past_deadline())
+            let outcome =
+                engine.verify_until(&|| abandoned.load(Ordering::Relaxed) || past_deadline());
+            // A bad page the verify found is damage a read would meet: health is told as if a
+            // read had (a leaked page is wasted space, not unreadable data).
+            let damage: Vec<Damage> = match &outcome {
+                Ok(report) => report
+                    .bad_pages
+                    .iter()
+                    .filter(|b| b.reason != engine::LEAKED_PAGE)
+                    .filter_map(|b| {
+                        let err = engine::StorageError::corrupted(Some(b.page), b.reason.clone());
+                        health.examine(&engine, &err.into(), false)
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let reporting = (!damage.is_empty()).then(|| {
+                runtime.spawn(async move {
+                    for d in damage {
+                        health.report(d, Some(request_id.clone())).await;
+                    }
+                })
+            });
+            (outcome, reporting)
         })
         .await
         .map_err(|_| Status::internal("internal error"))?;
+        if let Some(reporting) = reporting {
+            let _ = reporting.await;
+        }
         outcome.map_err(|err| self.refuse_verify(&err, ctx))
     }
 

@@ -71,6 +71,10 @@ pub fn from_engine(err: &Error, ctx: &CallContext) -> Status {
         Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
         Error::VersionMismatch { .. } => Status::failed_precondition("version mismatch"),
         Error::InvalidArgument(text) => Status::invalid_argument(text.clone()),
+        Error::Internal(detail) => {
+            tracing::error!(request_id = %ctx.request_id, detail = %detail, "internal error (a bug, not damage)");
+            Status::internal("internal error")
+        }
         Error::Storage(StorageError::Corrupted { page, detail }) => {
             tracing::error!(request_id = %ctx.request_id, page = ?page, detail = %detail, "corruption detected");
             Status::new(

@@ -35,12 +35,19 @@ impl Engine {
         let tick = (engine.opts.checkpoint_interval / 4)
             .min(engine.opts.durable_mark_interval)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let every = engine.opts.durable_mark_interval;
+        let clock = engine.opts.clock.clone();
         std::thread::spawn(move || {
+            let mut last_mark = clock.now();
             loop {
                 std::thread::sleep(tick);
                 match weak.upgrade() {
                     Some(engine) if !engine.io.is_latched() => {
                         engine.maybe_checkpoint();
+                        if clock.since(last_mark) < every {
+                            continue;
+                        }
+                        last_mark = clock.now();
                         if let Err(e) = engine.mark_durable() {
                             tracing::error!(error = %e, "recording the durable end of the log failed");
                         }

@@ -28,7 +28,10 @@ use crate::engine::types::valid_segment_size;
 
 pub(crate) const SLOT_LEN: usize = 512;
 const MAGIC: u32 = u32::from_le_bytes(*b"PDBC");
-const FORMAT: u32 = 1;
+/// Format 2 added `durable_lsn`. Format 1 slots (older stores) are read with it 0; slots are
+/// written as format 2, which older binaries refuse ("unknown format"): the upgrade is one-way.
+const FORMAT: u32 = 2;
+const FORMAT_WITHOUT_DURABLE: u32 = 1;
 
 const CRC_AT: usize = 0;
 const MAGIC_AT: usize = CRC_AT + 4;
@@ -112,10 +115,13 @@ impl ControlState {
         if slot.len() != SLOT_LEN || get_u32(slot, CRC_AT) != crc32c::crc32c(&slot[MAGIC_AT..]) {
             return Err("control slot checksum mismatch".into());
         }
-        let known = get_u32(slot, MAGIC_AT) == MAGIC && get_u32(slot, FORMAT_AT) == FORMAT;
+        let format = get_u32(slot, FORMAT_AT);
+        let known = get_u32(slot, MAGIC_AT) == MAGIC
+            && (format == FORMAT || format == FORMAT_WITHOUT_DURABLE);
+        let used = if format == FORMAT { USED } else { DURABLE_AT };
         let zeros = slot[ZERO_AT..SEQUENCE_AT]
             .iter()
-            .chain(&slot[USED..])
+            .chain(&slot[used..])
             .all(|&b| b == 0);
         if !known || !zeros {
             return Err("control slot has an unknown magic, format or layout".into());
@@ -136,7 +142,11 @@ impl ControlState {
             last_lsn: get_u64(slot, LAST_AT),
             page_count: get_u64(slot, PAGE_COUNT_AT),
             checkpoint_unix_ms: get_u64(slot, TIME_AT),
-            durable_lsn: get_u64(slot, DURABLE_AT),
+            durable_lsn: if format == FORMAT {
+                get_u64(slot, DURABLE_AT)
+            } else {
+                0
+            },
         })
     }
 
@@ -182,6 +192,10 @@ pub(crate) fn load(file: &dyn IoFile) -> Result<Loaded, StorageError> {
     };
     let (state, warning) = match (a, b) {
         (Ok(a), Ok(b)) => (if a.sequence >= b.sequence { a } else { b }, None),
+        // Sequence N goes to slot N % 2 and a new store writes 1 first: once a slot holds 2 or
+        // more, the other one was written, and zeros there are damage, not a slot never used.
+        (Ok(s), Err(SlotProblem::Empty)) if s.sequence >= 2 => (s, warn(1, "zeroed", &s)),
+        (Err(SlotProblem::Empty), Ok(s)) if s.sequence >= 2 => (s, warn(0, "zeroed", &s)),
         (Ok(s), Err(SlotProblem::Empty)) | (Err(SlotProblem::Empty), Ok(s)) => (s, None),
         (Ok(s), Err(SlotProblem::Damaged(why))) => (s, warn(1, &why, &s)),
         (Err(SlotProblem::Damaged(why)), Ok(s)) => (s, warn(0, &why, &s)),
@@ -267,6 +281,38 @@ mod tests {
             .expect("a damaged slot passed over in silence");
         assert!(
             warning.starts_with("control slot 0 is damaged (control slot checksum mismatch)"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_format_1_slot_is_read_with_no_durable_end() {
+        let mut slot = state().encode();
+        put_u32(&mut slot, FORMAT_AT, FORMAT_WITHOUT_DURABLE);
+        put_u64(&mut slot, DURABLE_AT, 0);
+        let crc = crc32c::crc32c(&slot[MAGIC_AT..]);
+        put_u32(&mut slot, CRC_AT, crc);
+        let read = ControlState::decode(&slot).unwrap();
+        assert_eq!(read.durable_lsn, 0);
+        assert_eq!(read.redo_lsn, state().redo_lsn);
+    }
+
+    #[test]
+    fn a_zeroed_slot_once_both_were_written_is_a_warning() {
+        let fs = SimFs::new();
+        let file = fs.open(Path::new("/control"), true).unwrap();
+        let mut s = state();
+        store(&*file, &mut s).unwrap();
+        store(&*file, &mut s).unwrap();
+        // Sequence 2 is in slot 0; zero slot 1 (sequence 1).
+        file.write_at(SLOT_LEN as u64, &[0; SLOT_LEN]).unwrap();
+        let loaded = load(&*file).unwrap();
+        assert_eq!(loaded.state.sequence, 2);
+        let warning = loaded
+            .warning
+            .expect("a zeroed written slot passed in silence");
+        assert!(
+            warning.starts_with("control slot 1 is damaged (zeroed)"),
             "{warning}"
         );
     }

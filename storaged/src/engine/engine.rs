@@ -119,9 +119,9 @@ impl Engine {
                 Outcome::Combine => must_combine = true,
             }
         };
-        let value = lock(&value).take().ok_or_else(|| {
-            StorageError::corrupted(None, "a committed transaction left no result")
-        })?;
+        let value = lock(&value)
+            .take()
+            .ok_or_else(|| Error::Internal("a committed transaction left no result".into()))?;
         Ok((value, lsn))
     }
 
@@ -140,7 +140,7 @@ impl Engine {
             let run = catch_unwind(AssertUnwindSafe(|| {
                 self.commit_locked(&job.summary, &mut job.body)
             }));
-            let panicked = || StorageError::corrupted(None, "a write transaction panicked").into();
+            let panicked = || Error::Internal("a write transaction panicked".into());
             match run.unwrap_or_else(|_| Err(panicked())) {
                 Ok(((), lsn, record_end)) => {
                     end = record_end;
@@ -208,7 +208,7 @@ impl Engine {
             self.store.install(pages, lsn);
             return Ok((value, lsn, end));
         }
-        Err(StorageError::corrupted(None, "WAL segment switch left no room").into())
+        Err(Error::Internal("WAL segment switch left no room".into()))
     }
 
     /// Drops pages the transaction rewrote without changing (the meta page, usually).

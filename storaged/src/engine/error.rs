@@ -97,6 +97,10 @@ pub enum Error {
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A bug, not damage: an invariant of the engine's own code failed (a panicking
+    /// transaction, a split that cannot fit). Nothing was changed; the store is not suspect.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -55,7 +55,7 @@ pub use validate::{
     ENGINE_MAX_KEY_BYTES, ENGINE_MAX_LIST_NAMES, ENGINE_MAX_NAME_BYTES, ENGINE_MAX_SCAN_BYTES,
     ENGINE_MAX_SCAN_ROWS, ENGINE_MAX_VALUE_BYTES,
 };
-pub use verify::{BadPage, LogFinding, OfflineVerify, VerifyReport, verify_offline};
+pub use verify::{BadPage, LEAKED_PAGE, LogFinding, OfflineVerify, VerifyReport, verify_offline};
 
 /// The decoders recovery and reads run, exposed for the fuzz targets (behind the `testing`
 /// feature); not a stable API.

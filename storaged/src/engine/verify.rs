@@ -27,6 +27,9 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, MutexGuard, TryLockError};
 
+/// The reason verify gives a page no structure claims: wasted space, nothing unreadable.
+pub const LEAKED_PAGE: &str = "page is neither in the tree nor on the free list (leaked)";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPage {
     pub page: u64,
@@ -336,10 +339,7 @@ impl<'a> Verifier<'a> {
             .filter(|&p| self.claims[p as usize].is_none())
             .collect();
         for page in unclaimed {
-            self.mark_bad(
-                page,
-                "page is neither in the tree nor on the free list (leaked)",
-            );
+            self.mark_bad(page, LEAKED_PAGE);
         }
     }
 }
@@ -494,7 +494,21 @@ pub fn verify_offline(dir: &Path) -> Result<OfflineVerify, OpenError> {
         return Err(OpenError::NotAStore(dir.to_path_buf()));
     }
     let _lock = lock_dir_shared(dir)?;
-    let plan = recovery::plan(&io, dir, RecoveryMode::TornTail)?;
+    let plan = match recovery::plan(&io, dir, RecoveryMode::TornTail) {
+        Ok(plan) => plan,
+        // Neither control slot is valid: the log cannot be read from a redo point, but the
+        // data file can still be checked as it is.
+        Err(OpenError::Refused(refusal)) => {
+            let data_file = io.open(&layout::data(dir), false)?;
+            let pages = verify_pages(data_file, HashMap::new())?;
+            return Ok(OfflineVerify {
+                log: LogFinding::WouldRefuse(refusal),
+                control_warning: None,
+                pages,
+            });
+        }
+        Err(other) => return Err(other),
+    };
     let segment_size = plan.control.segment_size;
     let log = match (&plan.decision, &plan.end.kind) {
         (Err(refusal), _) => LogFinding::WouldRefuse(Box::new(refusal.clone())),
@@ -514,27 +528,32 @@ pub fn verify_offline(dir: &Path) -> Result<OfflineVerify, OpenError> {
             records_after: 0,
         },
     };
-    let store = PageStore::new(
-        plan.data_file.clone(),
-        EngineOptions::default().buffer_pool_bytes,
-    );
     let dirty = plan
         .replay
         .images()
         .map(|(page, image)| (page, Arc::new(image.to_vec())))
         .collect();
-    let snapshot = Snapshot {
-        store: &store,
-        dirty,
-    };
-    let pages = Verifier::run(&snapshot, VERIFY_STEP_PAGES, &|| Ok(())).map_err(|e| match e {
-        VerifyError::Engine(Error::Storage(s)) => OpenError::Storage(s),
-        other => OpenError::Storage(StorageError::corrupted(None, other.to_string())),
-    })?;
+    let pages = verify_pages(plan.data_file.clone(), dirty)?;
     Ok(OfflineVerify {
         log,
         control_warning: plan.control_warning,
         pages,
+    })
+}
+
+/// Verifies the data file with `dirty` (replayed images) over it, as a snapshot is verified.
+fn verify_pages(
+    data_file: Arc<dyn crate::engine::io::IoFile>,
+    dirty: HashMap<u64, Image>,
+) -> Result<VerifyReport, OpenError> {
+    let store = PageStore::new(data_file, EngineOptions::default().buffer_pool_bytes);
+    let snapshot = Snapshot {
+        store: &store,
+        dirty,
+    };
+    Verifier::run(&snapshot, VERIFY_STEP_PAGES, &|| Ok(())).map_err(|e| match e {
+        VerifyError::Engine(Error::Storage(s)) => OpenError::Storage(s),
+        other => OpenError::Storage(StorageError::corrupted(None, other.to_string())),
     })
 }
 

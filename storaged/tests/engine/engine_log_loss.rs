@@ -170,6 +170,38 @@ fn a_cut_short_segment_is_refused_where_it_stops() {
         "{}",
         r.reason
     );
+    // The refusal's advice works: salvage keeps the six records and makes the segment whole,
+    // and the store then opens in the default mode.
+    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+    let (e, report) = Engine::open_with(io, Path::new(DIR), opts(RecoveryMode::Salvage)).unwrap();
+    assert_eq!(
+        report.cut.map(|c| (c.kind, c.at_lsn)),
+        Some((CutKind::Corruption, lsns[6]))
+    );
+    drop(e);
+    let segment = fs.read_file(Path::new(SEGMENT)).unwrap();
+    assert_eq!(segment.len(), 256 << 10);
+    let e = open(&fs.crash(2), RecoveryMode::TornTail).unwrap();
+    assert!((0..6).all(|i| present(&e, i)));
+    assert!(!present(&e, 6));
+}
+
+#[test]
+fn point_in_time_recovery_below_the_mark_opens_again_after_its_cut() {
+    let (fs, lsns, _, _) = log_with_mark(10, 0);
+    let pit = RecoveryMode::PointInTime { until_lsn: lsns[4] };
+    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
+    let (e, report) = Engine::open_with(io, Path::new(DIR), opts(pit)).unwrap();
+    assert_eq!(report.cut.map(|c| c.kind), Some(CutKind::PointInTime));
+    drop(e);
+    // The records after the target were valid and are in quarantine/: the durable end was
+    // lowered with the cut, so neither the default mode nor the same point-in-time run again
+    // takes the shorter log for damage.
+    let fs = fs.crash(3);
+    drop(open(&fs, pit).unwrap());
+    let e = open(&fs, RecoveryMode::TornTail).unwrap();
+    assert!((0..5).all(|i| present(&e, i)));
+    assert!(!present(&e, 5));
 }
 
 fn newest_slot(fs: &SimFs) -> usize {

@@ -361,9 +361,11 @@ async fn a_power_cut_at_a_random_sync_loses_no_acknowledged_write() -> anyhow::R
     let data_arg = data.to_str().context("utf-8 data directory")?.to_owned();
 
     let ledger: Ledger = Arc::default();
-    let (mut reverted_total, mut changed_total) = (0, 0);
+    let (mut reverted_total, mut changed_total, mut torn_cuts) = (0, 0, 0);
     let mut cycle = 0;
-    while cycle < cycles || (changed_total == 0 && cycle < MAX_CYCLES.max(cycles)) {
+    while cycle < cycles
+        || ((changed_total == 0 || torn_cuts == 0) && cycle < MAX_CYCLES.max(cycles))
+    {
         let at_sync = rand::thread_rng().gen_range(CUT_SYNCS);
         let seed = rand::thread_rng().gen_range(0..u64::MAX);
         let report = storaged.work_dir().join(format!("powercut-{cycle}.txt"));
@@ -454,6 +456,19 @@ async fn a_power_cut_at_a_random_sync_loses_no_acknowledged_write() -> anyhow::R
         storaged
             .restart()
             .with_context(|| format!("{run}: recovering after the cut"))?;
+        // What recovery did, from its audit event: a torn WAL write is cut as a torn tail.
+        let recovery = storaged
+            .audit_events()
+            .into_iter()
+            .rev()
+            .find(|e| e["kind"] == "recovery")
+            .with_context(|| format!("{run}: no recovery audit event after the restart"))?;
+        let report = recovery["report"].as_str().unwrap_or_default().to_owned();
+        torn_cuts += usize::from(report.contains("(TornTail)"));
+        eprintln!(
+            "{run}: recovery: {}",
+            report.lines().last().unwrap_or_default()
+        );
         let found = everything(&storaged).await?;
         let (keys, applied) = {
             let mut ledger = ledger.lock().expect("ledger");
@@ -487,6 +502,10 @@ async fn a_power_cut_at_a_random_sync_loses_no_acknowledged_write() -> anyhow::R
     assert!(
         reverted_total > 0,
         "expected the cuts to revert some unsynced sectors (else the test proves nothing), but {cycle} cuts reverted none"
+    );
+    assert!(
+        torn_cuts > 0,
+        "expected some cut to tear a WAL write that recovery then cut as a torn tail (else the log's torn-write path went untested), but none of {cycle} recoveries did"
     );
     assert!(
         changed_total > 0,

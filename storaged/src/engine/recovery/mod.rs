@@ -170,6 +170,12 @@ pub(crate) fn recover(
     remove_leftovers(io, &wal_dir)?;
     let cut = match decided {
         Some(decided) => {
+            if decided.0 == CutKind::PointInTime && control.durable_lsn > end.resume {
+                // The records after the target are valid: the durable end is lowered before
+                // they are cut, so a crash in between only means the cut is redone.
+                control.durable_lsn = end.resume;
+                control::store(&*control_file, &mut control)?;
+            }
             let at = decided.1;
             let mut cut = cut_report(io, dir, &end, &control, decided, clock.unix_ms())?;
             cut.newer_page = newest.filter(|&(_, lsn)| lsn >= at);
@@ -184,10 +190,10 @@ pub(crate) fn recover(
     let replayed = if hold {
         // The log from the redo point stays until the first checkpoint writes these pages:
         // a crash before it replays the same records again.
-        if cut.is_some() {
-            // The log now ends at the cut, perhaps below the durable end recorded (salvage,
-            // point-in-time): recorded only after the cut, so a crash before this leaves a
-            // refusal, not a damaged log passed off as a torn tail.
+        if cut.is_some() && control.durable_lsn > end.resume {
+            // The log now ends at the cut, below the durable end recorded (salvage): recorded
+            // only after the cut, so a crash before this leaves a refusal, not a damaged log
+            // passed off as a torn tail.
             control.durable_lsn = end.resume;
             control::store(&*control_file, &mut control)?;
         }

@@ -53,7 +53,9 @@ pub(crate) fn cut(
 }
 
 /// Copies `[from, len)` of a segment (trailing zeros trimmed) to `target`, syncs the copy, and
-/// only then zeroes the range in the segment.
+/// only then zeroes the range in the segment. A segment cut short (salvage cuts inside it) is
+/// copied as far as it goes and then made whole again (zeros up to `len`), so the log after
+/// the cut is an ordinary clean end.
 fn copy_and_zero(
     io: &dyn IoBackend,
     seg: &Path,
@@ -62,11 +64,12 @@ fn copy_and_zero(
     len: u64,
 ) -> Result<u64, StorageError> {
     let file = io.open(seg, false)?;
-    let mut bytes = vec![0u8; (len - from) as usize];
+    let present = file.len()?.min(len);
+    let mut bytes = vec![0u8; present.saturating_sub(from) as usize];
     if !read_exact_at(&*file, from, &mut bytes)? {
         return Err(StorageError::corrupted(
             None,
-            format!("{} is shorter than a segment", seg.display()),
+            format!("{} changed while it was being cut", seg.display()),
         ));
     }
     let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
@@ -75,6 +78,10 @@ fn copy_and_zero(
     copy.sync_data()?;
     io.sync_dir(target.parent().unwrap_or(Path::new(".")))?;
     write_zeros(&*file, from, used as u64)?;
+    if present < len {
+        // Zeros written, not a sparse extension: a later fdatasync must not need to allocate.
+        write_zeros(&*file, present, len - present)?;
+    }
     file.sync_data()?;
     Ok(used as u64)
 }

@@ -172,7 +172,11 @@ impl Wal {
         state.active_start = header.start_lsn;
         state.tail = header.start_lsn + SEGMENT_HEADER_LEN as u64;
         drop(state);
-        lock(&self.sync).durable = header.start_lsn + SEGMENT_HEADER_LEN as u64;
+        let mut sync = lock(&self.sync);
+        sync.durable = sync
+            .durable
+            .max(header.start_lsn + SEGMENT_HEADER_LEN as u64);
+        drop(sync);
         Ok(())
     }
 
