@@ -5,29 +5,16 @@
 //! verify reports what recovery would do without changing a byte.
 
 use photondb_storaged::engine::{
-    Condition, CutKind, Engine, EngineOptions, IoBackend, List, LogFinding, OpenError, Problem,
-    RecoveryMode, SimFs, SlotProblem, inspect_with, verify_offline,
+    Condition, CutKind, Engine, IoBackend, List, LogFinding, OpenError, Problem, RecoveryMode,
+    SimFs, SlotProblem, inspect_with, verify_offline,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const DIR: &str = "/db";
-const SEGMENT: &str = "/db/wal/0000000000000000.wal";
+use crate::engine_recovery::{DIR, SEGMENT, open, opts};
+
 const SEGMENT_NAME: &str = "0000000000000000.wal";
-
-fn opts(mode: RecoveryMode) -> EngineOptions {
-    EngineOptions {
-        wal_segment_size: 256 << 10,
-        recovery: mode,
-        ..EngineOptions::default()
-    }
-}
-
-fn open(fs: &SimFs, mode: RecoveryMode) -> Result<Engine, OpenError> {
-    let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
-    Engine::open_with(io, Path::new(DIR), opts(mode)).map(|(e, _)| e)
-}
 
 fn put(e: &Engine, i: usize) -> u64 {
     e.put("d", "t", &format!("k{i}"), &[i as u8; 40], Condition::Any)

@@ -8,10 +8,11 @@ use photondb_storaged::engine::{
 use std::path::Path;
 use std::sync::Arc;
 
-const DIR: &str = "/db";
-const SEGMENT: &str = "/db/wal/0000000000000000.wal";
+pub(crate) const DIR: &str = "/db";
+pub(crate) const SEGMENT: &str = "/db/wal/0000000000000000.wal";
 
-fn opts(mode: RecoveryMode) -> EngineOptions {
+/// Small segments, the given recovery mode (shared with `engine_log_loss`).
+pub(crate) fn opts(mode: RecoveryMode) -> EngineOptions {
     EngineOptions {
         wal_segment_size: 256 << 10,
         recovery: mode,
@@ -19,7 +20,7 @@ fn opts(mode: RecoveryMode) -> EngineOptions {
     }
 }
 
-fn open(fs: &SimFs, mode: RecoveryMode) -> Result<Engine, OpenError> {
+pub(crate) fn open(fs: &SimFs, mode: RecoveryMode) -> Result<Engine, OpenError> {
     let io: Arc<dyn IoBackend> = Arc::new(fs.clone());
     Engine::open_with(io, Path::new(DIR), opts(mode)).map(|(e, _)| e)
 }

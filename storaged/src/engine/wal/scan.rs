@@ -315,7 +315,7 @@ impl Scanner<'_> {
                 None => EndKind::TornTail {
                     at,
                     len: (end - offset) as u64,
-                    records: records_after(start, data, offset),
+                    records: records_after(start, data, offset).count() as u64,
                 },
             },
         };
@@ -338,39 +338,34 @@ pub(crate) fn last_nonzero(buf: &[u8]) -> Option<usize> {
     buf[..end].iter().rposition(|&b| b != 0)
 }
 
-/// How many records valid on their own follow `offset` (the rest of a torn write), each
-/// stepped over whole as in `later_proof_of_durability`.
-fn records_after(start: u64, data: &[u8], offset: usize) -> u64 {
+/// The records after `offset` that are valid on their own (own LSN, CRC), each as (LSN,
+/// `durable_before`). A valid record is stepped over whole: what lies inside it is its payload
+/// (document values among it), never a record of its own, so a value shaped like a record
+/// cannot pass for one.
+fn records_after(start: u64, data: &[u8], offset: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
     let mut q = offset + record::ALIGN as usize;
-    let mut found = 0;
-    while q + RECORD_HEADER_LEN <= data.len() {
-        match record::decode(&data[q..], start + q as u64) {
-            Ok((h, _)) => {
-                found += 1;
-                q += record::record_len(h.payload_len as usize) as usize;
+    std::iter::from_fn(move || {
+        while q + RECORD_HEADER_LEN <= data.len() {
+            let lsn = start + q as u64;
+            match record::decode(&data[q..], lsn) {
+                Ok((h, _)) => {
+                    q += record::record_len(h.payload_len as usize) as usize;
+                    return Some((lsn, h.durable_before));
+                }
+                Err(_) => q += record::ALIGN as usize,
             }
-            Err(_) => q += record::ALIGN as usize,
         }
-    }
-    found
+        None
+    })
 }
 
-/// The first later record, valid on its own, that says everything up to and including
-/// `offset` was durable before it was written. A valid record is stepped over whole: what lies
-/// inside it is its payload (document values among it), never a record of its own, so a value
-/// shaped like a record cannot pass for proof.
+/// The first later record that says everything up to and including `offset` was durable
+/// before it was written.
 fn later_proof_of_durability(start: u64, data: &[u8], offset: usize) -> Option<u64> {
     let at = start + offset as u64;
-    let mut q = offset + record::ALIGN as usize;
-    while q + RECORD_HEADER_LEN <= data.len() {
-        let lsn = start + q as u64;
-        match record::decode(&data[q..], lsn) {
-            Ok((h, _)) if h.durable_before > at => return Some(lsn),
-            Ok((h, _)) => q += record::record_len(h.payload_len as usize) as usize,
-            Err(_) => q += record::ALIGN as usize,
-        }
-    }
-    None
+    records_after(start, data, offset)
+        .find(|&(_, durable_before)| durable_before > at)
+        .map(|(lsn, _)| lsn)
 }
 
 #[cfg(test)]
