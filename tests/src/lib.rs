@@ -21,6 +21,7 @@ pub use photondb_proto::v1 as pb;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 pub mod gateway;
+pub mod ledger;
 pub mod redis;
 
 /// How long a daemon may take to start or stop before a test fails.

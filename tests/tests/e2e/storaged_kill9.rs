@@ -3,12 +3,11 @@
 //! acknowledged write is there with its acknowledged version, every acknowledged delete is
 //! gone, and the only other differences are writes that were in flight at the kill.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pb::precondition::Condition;
 use pb::storage_client::StorageClient;
+use photondb_tests::ledger::{KeyState, Ledger, Val, check_and_resync, precondition, scan_all};
 use photondb_tests::{Overrides, Storaged, TestCerts, pb, table, wait_until};
 use rand::Rng as _;
 use tonic::Code;
@@ -17,31 +16,6 @@ use tonic::transport::Channel;
 const WRITERS: usize = 4;
 /// Keys each writer updates and deletes again and again (besides its unique inserts).
 const HOT_KEYS: usize = 8;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Val {
-    Absent,
-    Present(u64, Vec<u8>),
-}
-
-#[derive(Debug, Clone)]
-struct KeyState {
-    acked: Val,
-    /// A put (`Some(value)`) or delete (`None`) sent but not acknowledged.
-    pending: Option<Option<Vec<u8>>>,
-}
-
-type Ledger = Arc<Mutex<BTreeMap<String, KeyState>>>;
-
-fn precondition(acked: &Val) -> Option<pb::Precondition> {
-    let condition = match acked {
-        Val::Absent => Condition::IfAbsent(true),
-        Val::Present(v, _) => Condition::IfVersion(*v),
-    };
-    Some(pb::Precondition {
-        condition: Some(condition),
-    })
-}
 
 /// Runs until the daemon dies; returns the status that ended it.
 async fn writer(
@@ -99,71 +73,6 @@ async fn writer(
         }
     }
     unreachable!("the loop only ends by returning")
-}
-
-async fn everything(storaged: &Storaged) -> anyhow::Result<BTreeMap<String, (u64, Vec<u8>)>> {
-    let mut c = storaged.client().await?;
-    let mut out = BTreeMap::new();
-    let mut after = String::new();
-    loop {
-        let page = c
-            .scan(pb::ScanRequest {
-                table: table("app", "load"),
-                prefix: String::new(),
-                start_after: after,
-                limit: 1000,
-            })
-            .await?
-            .into_inner();
-        for d in page.documents {
-            out.insert(d.key, (d.version, d.value));
-        }
-        if page.next_start_after.is_empty() {
-            return Ok(out);
-        }
-        after = page.next_start_after;
-    }
-}
-
-/// Checks the recovered state against the ledger, then makes it the ledger's new truth.
-fn check_and_resync(
-    round: usize,
-    ledger: &mut BTreeMap<String, KeyState>,
-    found: &BTreeMap<String, (u64, Vec<u8>)>,
-) {
-    for key in found.keys() {
-        assert!(ledger.contains_key(key), "round {round}: {key} never sent");
-    }
-    let mut in_flight_applied = 0;
-    for (key, state) in ledger.iter_mut() {
-        let now = match found.get(key) {
-            Some((v, val)) => Val::Present(*v, val.clone()),
-            None => Val::Absent,
-        };
-        if now != state.acked {
-            let newer = match (&state.acked, &now) {
-                (Val::Present(old, _), Val::Present(new, _)) => new > old,
-                _ => true,
-            };
-            let explained = match (&state.pending, &now) {
-                (Some(Some(sent)), Val::Present(_, val)) => sent == val && newer,
-                (Some(None), Val::Absent) => true,
-                _ => false,
-            };
-            assert!(
-                explained,
-                "round {round}: {key} acknowledged as {:?} but recovered as {now:?} (in flight: {:?})",
-                state.acked, state.pending
-            );
-            in_flight_applied += 1;
-        }
-        state.acked = now;
-        state.pending = None;
-    }
-    assert!(
-        in_flight_applied <= WRITERS,
-        "{in_flight_applied} in-flight writes applied"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,9 +139,9 @@ async fn every_acknowledged_write_survives_kill_9() -> anyhow::Result<()> {
         tokio::time::timeout(Duration::from_secs(30), checkpoints).await??;
         storaged.restart()?;
 
-        let found = everything(&storaged).await?;
+        let found = scan_all(&storaged, "app", "load").await?;
         let mut ledger = ledger.lock().expect("ledger");
-        check_and_resync(round, &mut ledger, &found);
+        check_and_resync(&format!("round {round}"), &mut ledger, &found, WRITERS);
         acked_total = ledger.len();
         eprintln!(
             "round {round}: {} keys known, {} present",

@@ -8,18 +8,16 @@
 //! but the writes in flight at the cut, and `photondb-storaged verify` finds the recovered
 //! store clean.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use pb::admin_client::AdminClient;
-use pb::precondition::Condition;
 use pb::storage_client::StorageClient;
-use photondb_proto::limits::MAX_MESSAGE_BYTES;
+use photondb_tests::ledger::{KeyState, Ledger, Val, check_and_resync, precondition, scan_all};
 use photondb_tests::{Overrides, Storaged, TestCerts, pb, run_storaged, table};
 use rand::Rng as _;
 use rand::distributions::Alphanumeric;
@@ -43,37 +41,12 @@ const CUT_SYNCS: std::ops::Range<u64> = 100..600;
 const CONFIG: &str = "[checkpoint]\nwal_mib = 1\ninterval_ms = 1000\n";
 const SIGKILL: i32 = 9;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Val {
-    Absent,
-    Present(u64, Vec<u8>),
-}
-
-#[derive(Debug, Clone)]
-struct KeyState {
-    acked: Val,
-    /// A put (`Some(value)`) or delete (`None`) sent but not acknowledged.
-    pending: Option<Option<Vec<u8>>>,
-}
-
-type Ledger = Arc<Mutex<BTreeMap<String, KeyState>>>;
-
 /// How a writer's run ended: what it got acknowledged, and the error that stopped it (`None`:
 /// the cycle's time ran out first).
 #[derive(Debug)]
 struct Ended {
     acked: usize,
     error: Option<tonic::Status>,
-}
-
-fn precondition(acked: &Val) -> Option<pb::Precondition> {
-    let condition = match acked {
-        Val::Absent => Condition::IfAbsent(true),
-        Val::Present(v, _) => Condition::IfVersion(*v),
-    };
-    Some(pb::Precondition {
-        condition: Some(condition),
-    })
 }
 
 /// A JSON document of varied size: mostly small, some past a page (8 KiB), on overflow pages.
@@ -90,27 +63,6 @@ fn document(cycle: usize, w: usize, n: u64) -> Vec<u8> {
         .map(char::from)
         .collect();
     format!("{{\"cycle\":{cycle},\"writer\":{w},\"n\":{n},\"pad\":\"{pad}\"}}").into_bytes()
-}
-
-/// A value for assertion messages: its length and first bytes, not 20 KiB of it.
-fn preview(value: &[u8]) -> String {
-    let head = String::from_utf8_lossy(&value[..value.len().min(48)]);
-    format!("{} bytes {head:?}..", value.len())
-}
-
-fn show(v: &Val) -> String {
-    match v {
-        Val::Absent => "absent".into(),
-        Val::Present(version, value) => format!("version {version}, {}", preview(value)),
-    }
-}
-
-fn show_pending(p: &Option<Option<Vec<u8>>>) -> String {
-    match p {
-        None => "nothing in flight".into(),
-        Some(None) => "a delete in flight".into(),
-        Some(Some(value)) => format!("a put in flight of {}", preview(value)),
-    }
 }
 
 /// Runs until the daemon dies or `until` passes.
@@ -179,82 +131,6 @@ async fn writer(
         }
     }
     unreachable!("the loop only ends by returning")
-}
-
-async fn everything(storaged: &Storaged) -> anyhow::Result<BTreeMap<String, (u64, Vec<u8>)>> {
-    // Pages of large documents pass tonic's default 4 MiB decoding limit.
-    let mut c = storaged
-        .client()
-        .await?
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let mut out = BTreeMap::new();
-    let mut after = String::new();
-    loop {
-        let page = c
-            .scan(pb::ScanRequest {
-                table: table("app", "load"),
-                prefix: String::new(),
-                start_after: after,
-                limit: 100,
-            })
-            .await?
-            .into_inner();
-        for d in page.documents {
-            out.insert(d.key, (d.version, d.value));
-        }
-        if page.next_start_after.is_empty() {
-            return Ok(out);
-        }
-        after = page.next_start_after;
-    }
-}
-
-/// Checks the recovered state against the ledger, then makes it the ledger's new truth;
-/// returns how many in-flight writes turned out applied.
-fn check_and_resync(
-    cycle: usize,
-    ledger: &mut BTreeMap<String, KeyState>,
-    found: &BTreeMap<String, (u64, Vec<u8>)>,
-) -> usize {
-    for key in found.keys() {
-        assert!(
-            ledger.contains_key(key),
-            "cycle {cycle}: expected only keys the writers sent, found {key} which none sent"
-        );
-    }
-    let mut in_flight_applied = 0;
-    for (key, state) in ledger.iter_mut() {
-        let now = match found.get(key) {
-            Some((v, val)) => Val::Present(*v, val.clone()),
-            None => Val::Absent,
-        };
-        if now != state.acked {
-            let newer = match (&state.acked, &now) {
-                (Val::Present(old, _), Val::Present(new, _)) => new > old,
-                _ => true,
-            };
-            let explained = match (&state.pending, &now) {
-                (Some(Some(sent)), Val::Present(_, val)) => sent == val && newer,
-                (Some(None), Val::Absent) => true,
-                _ => false,
-            };
-            assert!(
-                explained,
-                "cycle {cycle}: {key}: expected the acknowledged {} (or {}), found {} after the power cut",
-                show(&state.acked),
-                show_pending(&state.pending),
-                show(&now),
-            );
-            in_flight_applied += 1;
-        }
-        state.acked = now;
-        state.pending = None;
-    }
-    assert!(
-        in_flight_applied <= WRITERS,
-        "cycle {cycle}: expected at most {WRITERS} in-flight writes applied (one per writer), found {in_flight_applied}"
-    );
-    in_flight_applied
 }
 
 /// Builds the shim with the system C compiler. scripts/install-deps installs build-essential,
@@ -469,10 +345,10 @@ async fn a_power_cut_at_a_random_sync_loses_no_acknowledged_write() -> anyhow::R
             "{run}: recovery: {}",
             report.lines().last().unwrap_or_default()
         );
-        let found = everything(&storaged).await?;
+        let found = scan_all(&storaged, "app", "load").await?;
         let (keys, applied) = {
             let mut ledger = ledger.lock().expect("ledger");
-            let applied = check_and_resync(cycle, &mut ledger, &found);
+            let applied = check_and_resync(&run, &mut ledger, &found, WRITERS);
             (ledger.len(), applied)
         };
         eprintln!(
