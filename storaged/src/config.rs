@@ -10,7 +10,7 @@ use std::time::Duration;
 use photondb_proto::limits::MAX_MESSAGE_BYTES;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{EngineOptions, RecoveryMode};
+use crate::engine::{ArchiveOptions, EngineOptions, Recipients, RecoveryMode};
 use crate::tls::TlsFiles;
 
 /// The file as written; `Default` holds every default. Only the TLS files have none.
@@ -29,6 +29,55 @@ pub struct RawConfig {
     pub limits: RawLimits,
     pub recovery: RawRecovery,
     pub checkpoint: RawCheckpoint,
+    /// WAL segment size for a new store (an existing store keeps its own): 1 to 1024 MiB. A
+    /// segment is what the archive receives once it is full (or `archive.switch_interval_ms`).
+    pub wal_segment_mib: u64,
+    pub archive: RawArchive,
+    pub backup: RawBackup,
+}
+
+/// Continuous WAL archiving; off unless `dir` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawArchive {
+    /// Receives every sealed WAL segment (a local disk or a mounted bucket).
+    pub dir: Option<PathBuf>,
+    /// Sealed WAL kept waiting for the archive past which writes are refused
+    /// (RESOURCE_EXHAUSTED) until it catches up: continuity over availability.
+    pub max_unarchived_mib: u64,
+    /// Run by `sh -c` for each archived segment (`%p` its path, `%f` its name); a segment is
+    /// archived only once it exits 0.
+    pub command: Option<String>,
+    pub command_timeout_ms: u64,
+    /// Seal the active segment once it has held records this long (0: only when full): bounds
+    /// how far the archive lags in time.
+    pub switch_interval_ms: u64,
+    /// age public keys (age1...) archived segments are encrypted to; none: not encrypted.
+    pub recipients: Vec<String>,
+}
+
+/// Base backups taken through the admin `Backup` call.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBackup {
+    /// The only directory online backups are written under (each into a new subdirectory);
+    /// unset: the admin `Backup` call is refused.
+    pub dir: Option<PathBuf>,
+    /// age public keys backups are encrypted to; none: not encrypted.
+    pub recipients: Vec<String>,
+}
+
+impl Default for RawArchive {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_unarchived_mib: 4096,
+            command: None,
+            command_timeout_ms: 300_000,
+            switch_interval_ms: 0,
+            recipients: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -105,6 +154,9 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             recovery: RawRecovery::default(),
             checkpoint: RawCheckpoint::default(),
+            wal_segment_mib: 16,
+            archive: RawArchive::default(),
+            backup: RawBackup::default(),
         }
     }
 }
@@ -165,6 +217,13 @@ pub struct Config {
     pub tls: TlsFiles,
     pub limits: Limits,
     pub engine: EngineOptions,
+    pub backup: BackupConfig,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupConfig {
+    pub dir: Option<PathBuf>,
+    pub recipients: Option<Recipients>,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +308,10 @@ impl RawConfig {
         let tls = self.tls.validate(&mut c);
         let limits = self.limits.validate(&mut c);
         let engine = self.engine_options(&mut c);
+        let backup = BackupConfig {
+            dir: self.backup.dir.clone(),
+            recipients: recipients(&mut c, "backup.recipients", &self.backup.recipients),
+        };
         match (listen, metrics_listen, tls, limits, engine) {
             (Some(listen), Some(metrics_listen), Some(tls), Some(limits), Some(engine))
                 if c.0.is_empty() =>
@@ -261,6 +324,7 @@ impl RawConfig {
                     tls,
                     limits,
                     engine,
+                    backup,
                 })
             }
             _ => Err(ConfigErrors(c.0)),
@@ -287,14 +351,63 @@ impl RawConfig {
         c.at_least("checkpoint.durable_mark_ms", mark, 10);
         c.at_most("checkpoint.durable_mark_ms", mark, 60_000);
         let pool_bytes = self.buffer_pool_mib.saturating_mul(1 << 20);
+        c.positive("wal_segment_mib", self.wal_segment_mib);
+        c.at_most("wal_segment_mib", self.wal_segment_mib, 1024);
+        let archive = self.archive_options(c);
         Some(EngineOptions {
             buffer_pool_bytes: usize::try_from(pool_bytes).unwrap_or(usize::MAX),
             checkpoint_wal_bytes: self.checkpoint.wal_mib.saturating_mul(1 << 20),
             checkpoint_interval: Duration::from_millis(self.checkpoint.interval_ms),
             durable_mark_interval: Duration::from_millis(mark),
             recovery: recovery?,
+            wal_segment_size: self.wal_segment_mib.clamp(1, 1024) << 20,
+            archive,
             ..EngineOptions::default()
         })
+    }
+
+    fn archive_options(&self, c: &mut Check) -> Option<ArchiveOptions> {
+        let a = &self.archive;
+        let dir = a.dir.clone()?;
+        if dir.as_os_str().is_empty() {
+            c.fail("archive.dir: must not be empty (leave it out to turn archiving off)");
+        }
+        if dir == self.data_dir || dir.starts_with(&self.data_dir) {
+            c.fail("archive.dir: must be outside data_dir (the archive must outlive the store)");
+        }
+        c.positive("archive.max_unarchived_mib", a.max_unarchived_mib);
+        c.at_most("archive.max_unarchived_mib", a.max_unarchived_mib, MAX_MIB);
+        c.positive("archive.command_timeout_ms", a.command_timeout_ms);
+        if a.command
+            .as_deref()
+            .is_some_and(|cmd| cmd.trim().is_empty())
+        {
+            c.fail("archive.command: must not be empty (leave it out for no command)");
+        }
+        let recipients = recipients(c, "archive.recipients", &a.recipients);
+        Some(ArchiveOptions {
+            dir,
+            max_unarchived_bytes: a.max_unarchived_mib.saturating_mul(1 << 20),
+            command: a.command.clone(),
+            command_timeout: Duration::from_millis(a.command_timeout_ms),
+            switch_interval: (a.switch_interval_ms > 0)
+                .then(|| Duration::from_millis(a.switch_interval_ms)),
+            recipients,
+        })
+    }
+}
+
+/// age recipients for a field: `None` when the list is empty; a bad key is an error.
+fn recipients(c: &mut Check, field: &str, keys: &[String]) -> Option<Recipients> {
+    if keys.is_empty() {
+        return None;
+    }
+    match Recipients::parse(keys) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            c.fail(format!("{field}: {e}"));
+            None
+        }
     }
 }
 

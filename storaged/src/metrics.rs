@@ -133,7 +133,8 @@ impl Metrics {
         } else {
             s.pool_hits as f64 / lookups as f64
         };
-        let rows: [(&str, &str, &str, f64); 10] = [
+        let a = engine.archive_stats();
+        let rows: [(&str, &str, &str, f64); 14] = [
             (
                 "storaged_commits_total",
                 "counter",
@@ -193,6 +194,30 @@ impl Metrics {
                 "counter",
                 "pages found corrupt on read",
                 s.corrupt_pages_seen as f64,
+            ),
+            (
+                "storaged_archive_waiting_segments",
+                "gauge",
+                "sealed WAL segments kept until the archive has them",
+                a.waiting_segments as f64,
+            ),
+            (
+                "storaged_archive_waiting_bytes",
+                "gauge",
+                "bytes of sealed WAL waiting for the archive (writes are refused past the bound)",
+                a.waiting_bytes as f64,
+            ),
+            (
+                "storaged_archive_segments_total",
+                "counter",
+                "WAL segments archived by this process",
+                a.segments_archived as f64,
+            ),
+            (
+                "storaged_archive_failures_total",
+                "counter",
+                "failed attempts to archive a WAL segment",
+                a.failures as f64,
             ),
         ];
         for (name, kind, help, value) in rows {

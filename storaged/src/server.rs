@@ -73,6 +73,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let engine = Arc::new(open_engine(&config, &audit).await?);
     // Time-based checkpoints also happen when no commit arrives to trigger them.
     Engine::spawn_checkpointer(&engine);
+    if config.engine.archive.is_none() {
+        // Archiving was turned off: segments marked for it are no longer kept for it.
+        let forgotten = engine
+            .forget_archive_marks()
+            .context("clearing archive marks")?;
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "archiving is off: {forgotten} sealed WAL segments marked for the archive are no longer kept for it"
+            );
+        }
+    }
+    Engine::spawn_archiver(&engine);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -118,7 +131,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         audit.clone(),
         fatal.clone(),
     )
-    .with_health(health);
+    .with_health(health)
+    .with_backup(config.backup.clone());
     let task = tokio::spawn(serve(
         config,
         engine.clone(),

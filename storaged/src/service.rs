@@ -26,6 +26,7 @@ use tonic_health::server::HealthReporter;
 use tracing::Instrument as _;
 
 use crate::audit::Audit;
+use crate::config::BackupConfig;
 use crate::context::CallContext;
 use crate::engine::{self, Clock, Engine};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub struct Handler {
     clock: Arc<dyn Clock>,
     /// Whether storaged serves; damage a call finds is reported through it.
     health: Arc<StorageHealth>,
+    /// Where online backups may be written, and to whom they are encrypted.
+    backup: Arc<BackupConfig>,
 }
 
 impl Handler {
@@ -66,7 +69,53 @@ impl Handler {
             fatal,
             clock,
             health,
+            backup: Arc::new(BackupConfig::default()),
         }
+    }
+
+    /// The handler taking online backups under `backup.dir` (without one, `Backup` is refused).
+    pub fn with_backup(mut self, backup: BackupConfig) -> Self {
+        self.backup = Arc::new(backup);
+        self
+    }
+
+    /// The directory a `Backup` call writes: a new one directly under `[backup] dir`.
+    fn backup_target(&self, to: &str) -> Result<std::path::PathBuf, Status> {
+        let Some(dir) = &self.backup.dir else {
+            return Err(Status::failed_precondition(
+                "online backups are off: set [backup] dir in storaged's configuration",
+            ));
+        };
+        let path = std::path::Path::new(to);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid_name {
+            return Err(Status::invalid_argument(
+                "backup name: 1-128 of [A-Za-z0-9._-], not starting with a dot",
+            ));
+        }
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        let root = canonical(dir).ok_or_else(|| {
+            tracing::error!(dir = %dir.display(), "the [backup] dir does not exist");
+            Status::failed_precondition("the backup directory does not exist on storaged's host")
+        })?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent
+            && canonical(parent) != Some(root.clone())
+        {
+            return Err(Status::permission_denied(
+                "backups are written only directly under storaged's [backup] dir",
+            ));
+        }
+        Ok(root.join(name))
     }
 
     /// The handler reporting damage through `health` (the daemon's one, which the start-up
@@ -680,6 +729,62 @@ impl Admin for Handler {
             buffer_pool_hits: s.pool_hits,
             buffer_pool_misses: s.pool_misses,
             corrupt_pages_seen: s.corrupt_pages_seen,
+        }))
+    }
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let ctx = self.context("Backup", req.metadata());
+        let to = match self.backup_target(&req.get_ref().to) {
+            Ok(to) => to,
+            Err(status) => {
+                self.observe(&ctx, status.code());
+                return Err(status);
+            }
+        };
+        let (path, recipients) = (to.clone(), self.backup.recipients.clone());
+        let started = self.clock.now();
+        let request_id = ctx.request_id.clone();
+        let taken = self
+            .run(ctx, move |e| match e.backup(&path, recipients.as_ref()) {
+                Ok(manifest) => Ok(Ok(manifest)),
+                Err(engine::BackupError::Engine(err)) => Err(err),
+                Err(other) => Ok(Err(other)),
+            })
+            .await?;
+        let manifest = match taken {
+            Ok(manifest) => manifest,
+            Err(err) => {
+                tracing::error!(%request_id, to = %to.display(), error = %err, "online backup failed");
+                self.audit
+                    .record("backup_failed", [("to", to.display().to_string().into())]);
+                return Err(match err {
+                    engine::BackupError::TargetExists(_) => {
+                        Status::already_exists("that backup directory already exists")
+                    }
+                    _ => Status::unavailable("the backup could not be written; see storaged's log"),
+                });
+            }
+        };
+        self.audit.record(
+            "backup",
+            [
+                ("to", to.display().to_string().into()),
+                ("start_lsn", manifest.start_lsn.into()),
+                ("end_lsn", manifest.end_lsn.into()),
+            ],
+        );
+        Ok(Response::new(pb::BackupResponse {
+            path: to.display().to_string(),
+            start_lsn: manifest.start_lsn,
+            end_lsn: manifest.end_lsn,
+            files: manifest.files.len() as u64,
+            bytes: manifest.files.iter().map(|f| f.size).sum(),
+            encrypted: manifest.encrypted,
+            duration_micros: u64::try_from(self.clock.since(started).as_micros())
+                .unwrap_or(u64::MAX),
         }))
     }
 

@@ -75,6 +75,12 @@ pub fn from_engine(err: &Error, ctx: &CallContext) -> Status {
             tracing::error!(request_id = %ctx.request_id, detail = %detail, "internal error (a bug, not damage)");
             Status::internal("internal error")
         }
+        Error::ArchiveBehind { .. } => {
+            tracing::warn!(request_id = %ctx.request_id, error = %err, "write refused: the WAL archive is behind");
+            Status::resource_exhausted(
+                "writes are paused: the WAL archive is behind; the operator has been alerted",
+            )
+        }
         Error::Storage(StorageError::Corrupted { page, detail }) => {
             tracing::error!(request_id = %ctx.request_id, page = ?page, detail = %detail, "corruption detected");
             Status::new(

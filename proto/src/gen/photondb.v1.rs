@@ -252,6 +252,34 @@ pub struct StatsResponse {
     #[prost(uint64, tag = "8")]
     pub corrupt_pages_seen: u64,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupRequest {
+    /// The new backup directory's name (one path component), or a path whose parent is
+    /// storaged's `\[backup\] dir`. It must not exist yet.
+    #[prost(string, tag = "1")]
+    pub to: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BackupResponse {
+    /// Where the backup was written, as storaged sees it.
+    #[prost(string, tag = "1")]
+    pub path: ::prost::alloc::string::String,
+    /// Replay starts here (the checkpoint's redo point).
+    #[prost(uint64, tag = "2")]
+    pub start_lsn: u64,
+    /// The last record the backup holds.
+    #[prost(uint64, tag = "3")]
+    pub end_lsn: u64,
+    #[prost(uint64, tag = "4")]
+    pub files: u64,
+    /// Bytes of content (before encryption).
+    #[prost(uint64, tag = "5")]
+    pub bytes: u64,
+    #[prost(bool, tag = "6")]
+    pub encrypted: bool,
+    #[prost(uint64, tag = "7")]
+    pub duration_micros: u64,
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct CheckpointRequest {}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1429,6 +1457,26 @@ pub mod admin_client {
                 .insert(GrpcMethod::new("photondb.v1.Admin", "Checkpoint"));
             self.inner.unary(req, path, codec).await
         }
+        /// A base backup of the live store into a new directory directly under storaged's
+        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile.
+        pub async fn backup(
+            &mut self,
+            request: impl tonic::IntoRequest<super::BackupRequest>,
+        ) -> std::result::Result<tonic::Response<super::BackupResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/photondb.v1.Admin/Backup");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("photondb.v1.Admin", "Backup"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1459,6 +1507,12 @@ pub mod admin_server {
             tonic::Response<super::CheckpointResponse>,
             tonic::Status,
         >;
+        /// A base backup of the live store into a new directory directly under storaged's
+        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile.
+        async fn backup(
+            &self,
+            request: tonic::Request<super::BackupRequest>,
+        ) -> std::result::Result<tonic::Response<super::BackupResponse>, tonic::Status>;
     }
     /// The operator plane: integrity, statistics, checkpoints.
     #[derive(Debug)]
@@ -1651,6 +1705,49 @@ pub mod admin_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = CheckpointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/photondb.v1.Admin/Backup" => {
+                    #[allow(non_camel_case_types)]
+                    struct BackupSvc<T: Admin>(pub Arc<T>);
+                    impl<T: Admin> tonic::server::UnaryService<super::BackupRequest>
+                    for BackupSvc<T> {
+                        type Response = super::BackupResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::BackupRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Admin>::backup(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = BackupSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -39,6 +39,7 @@ pub struct Engine {
     pub(crate) verifying: Mutex<()>,
     pub(crate) last_checkpoint: Mutex<Instant>,
     pub(crate) counters: Counters,
+    pub(crate) archive_counters: crate::engine::archive::ArchiveCounters,
     /// The store's lock file, held while open (real filesystem only).
     pub(crate) dir_lock: Option<std::fs::File>,
 }
@@ -95,6 +96,7 @@ impl Engine {
         mut op: impl FnMut(&mut Txn<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<(T, u64), Error> {
         self.check_open()?;
+        self.check_archive()?;
         let value = Arc::new(Mutex::new(None));
         let slot = value.clone();
         let body: Body = Box::new(move |txn| {

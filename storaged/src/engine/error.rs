@@ -101,6 +101,15 @@ pub enum Error {
     /// transaction, a split that cannot fit). Nothing was changed; the store is not suspect.
     #[error("internal error: {0}")]
     Internal(String),
+    /// More sealed WAL waits for the archive than `[archive] max_unarchived_mib` allows:
+    /// writes wait for the archive rather than break its continuity.
+    #[error(
+        "writes are refused: {waiting_bytes} bytes of sealed WAL wait for the archive, more          than the bound of {bound_bytes}"
+    )]
+    ArchiveBehind {
+        waiting_bytes: u64,
+        bound_bytes: u64,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

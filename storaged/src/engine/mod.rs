@@ -2,6 +2,8 @@
 //!
 //! See `storaged/DESIGN.md` for the byte layouts, invariants and crash analysis.
 
+mod archive;
+mod backup;
 mod btree;
 mod buffer;
 mod bytes;
@@ -10,6 +12,7 @@ mod checkpoint;
 pub mod clock;
 mod combine;
 mod control;
+mod crypt;
 #[allow(clippy::module_inception)]
 mod engine;
 mod error;
@@ -25,6 +28,7 @@ mod purge;
 mod recovery;
 mod redo;
 mod refusal;
+mod restore;
 mod sync;
 mod txn;
 mod types;
@@ -33,10 +37,13 @@ mod values;
 mod verify;
 mod wal;
 
+pub use archive::{ArchiveError, ArchiveOptions, ArchiveStats};
+pub use backup::{BackupError, Manifest, ManifestFile, backup_offline};
 #[cfg(any(test, feature = "testing"))]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};
 pub use control::{ControlState, Slot, SlotProblem};
+pub use crypt::{Identities, Recipients, generate_identity};
 pub use engine::Engine;
 pub use error::{Error, OpenError, StorageError, VerifyError, What};
 pub use inspect::{InspectReport, RecordSummary, SegmentInfo, inspect, inspect_with};
@@ -46,6 +53,7 @@ pub use io::{IoBackend, IoFile, LatchedIo, ReadOnly, StdFs};
 pub use locate::{Holds, LOCATE_MAX_NAMES, PageOwner};
 pub use recovery::{CutKind, CutReport, RecoveryReport};
 pub use refusal::{Position, Problem, Refusal};
+pub use restore::{RestoreError, RestoreReport, RestoreTarget, restore};
 pub use types::{
     BatchOp, CheckpointStats, Condition, Document, EngineOptions, EngineStats, List, ListPage,
     RecoveryMode, Scan, ScanPage,
@@ -100,21 +108,18 @@ pub mod fuzzing {
     /// The valid records of a WAL segment file, each with its LSN (seed inputs for the WAL
     /// target, cut from a real store).
     pub fn segment_records(segment: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        use super::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+        use super::wal::segment::SegmentHeader;
         let Ok(header) = SegmentHeader::decode(segment) else {
             return Vec::new();
         };
-        let (mut at, mut out) = (SEGMENT_HEADER_LEN, Vec::new());
-        while let Some(rest) = segment.get(at..) {
-            let lsn = header.start_lsn + at as u64;
-            let Ok((record, _)) = super::wal::record::decode(rest, lsn) else {
-                break;
-            };
-            let len = record.total_len() as usize;
-            out.push((lsn, rest[..len.min(rest.len())].to_vec()));
-            at += len;
-        }
-        out
+        super::wal::record::records_of(segment, header.start_lsn)
+            .into_iter()
+            .map(|record| {
+                let at = (record.lsn - header.start_lsn) as usize;
+                let len = record.total_len() as usize;
+                (record.lsn, segment[at..at + len].to_vec())
+            })
+            .collect()
     }
 
     /// Where a store keeps its WAL segments and its data file.
@@ -157,6 +162,7 @@ mod tests {
             prev_lsn: 0,
             durable_before: 0,
             kind: KIND_COMMIT,
+            commit_unix_ms: 0,
         };
         let record = encode(&header, &payload);
         assert!(decode_wal_record(&record, 4096));

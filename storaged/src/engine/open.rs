@@ -49,7 +49,11 @@ impl Engine {
             rec.control.instance_id,
             rec.wal,
             clock.clone(),
+            opts.archive.is_some(),
         );
+        let active = wal.active_start();
+        let marked = crate::engine::archive::waiting(&*io, &layout::wal(dir))?;
+        wal.set_unarchived(marked.iter().filter(|&&s| s < active).count() as u64);
         let engine = Engine {
             io,
             dir: dir.to_path_buf(),
@@ -64,6 +68,7 @@ impl Engine {
             verifying: Mutex::new(()),
             last_checkpoint: Mutex::new(clock.now()),
             counters: Counters::default(),
+            archive_counters: Default::default(),
             dir_lock: None,
         };
         engine.store.install_replayed(rec.replayed);

@@ -53,6 +53,8 @@ pub struct EngineOptions {
     pub create_if_missing: bool,
     /// Time for checkpoint intervals, reported durations and stamps (tests pass a manual one).
     pub clock: Arc<dyn Clock>,
+    /// Continuous WAL archiving (`archive.rs`); `None`: off.
+    pub archive: Option<crate::engine::archive::ArchiveOptions>,
 }
 
 impl Default for EngineOptions {
@@ -66,6 +68,7 @@ impl Default for EngineOptions {
             wal_segment_size: 16 << 20,
             create_if_missing: true,
             clock: Arc::new(SystemClock),
+            archive: None,
         }
     }
 }

@@ -72,6 +72,7 @@ fn outcome_of<T>(r: &Result<T, Error>) -> Option<Outcome> {
         Err(Error::Storage(_)) => None,
         Err(e @ Error::InvalidArgument(_)) => panic!("the generator made an invalid request: {e}"),
         Err(e @ Error::Internal(_)) => panic!("an engine invariant failed: {e}"),
+        Err(e @ Error::ArchiveBehind { .. }) => panic!("archiving is off, yet: {e}"),
     }
 }
 

@@ -6,6 +6,7 @@
 // goes through its injected clock.
 #![allow(clippy::disallowed_methods)]
 
+mod engine_backup;
 mod engine_basic;
 mod engine_concurrency;
 mod engine_crash;

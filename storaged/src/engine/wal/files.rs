@@ -57,7 +57,8 @@ fn spares(io: &dyn IoBackend, dir: &Path) -> Result<Vec<String>, StorageError> {
 
 /// Retires the segments before the one recovery starts from (`segment_of(redo_lsn)`: a redo
 /// point exactly on a boundary belongs to the segment it ends): a few become spares, the rest
-/// are deleted.
+/// are deleted. A segment marked for the archive (`archive::READY_SUFFIX`) is kept until the
+/// archiver has shipped it and removed its mark, whichever process checkpoints.
 pub(crate) fn retire_below(
     io: &dyn IoBackend,
     dir: &Path,
@@ -66,10 +67,14 @@ pub(crate) fn retire_below(
 ) -> Result<usize, StorageError> {
     let keep_from = segment_of(redo_lsn, segment_size);
     let mut spare_count = spares(io, dir)?.len();
+    let unarchived = crate::engine::archive::waiting(io, dir)?;
     let mut retired = 0;
     for start in list_segments(io, dir)? {
         if start >= keep_from {
             break;
+        }
+        if unarchived.binary_search(&start).is_ok() {
+            continue;
         }
         let path = dir.join(file_name(start));
         if spare_count < MAX_SPARES {
@@ -132,5 +137,18 @@ mod tests {
             let first = segment_of(redo, SIZE);
             assert_eq!(left.first(), Some(&first), "redo {redo}: left {left:?}");
         }
+    }
+
+    #[test]
+    fn a_segment_marked_for_the_archive_is_never_retired() {
+        let fs = three_segments();
+        let dir = Path::new("/wal");
+        crate::engine::archive::mark_ready(&fs, dir, SIZE).unwrap();
+        assert_eq!(retire_below(&fs, dir, 3 * SIZE, SIZE).unwrap(), 1);
+        assert_eq!(list_segments(&fs, dir).unwrap(), vec![SIZE, 2 * SIZE]);
+        fs.remove(&dir.join(crate::engine::archive::ready_name(SIZE)))
+            .unwrap();
+        assert_eq!(retire_below(&fs, dir, 3 * SIZE, SIZE).unwrap(), 1);
+        assert_eq!(list_segments(&fs, dir).unwrap(), vec![2 * SIZE]);
     }
 }

@@ -10,6 +10,10 @@
 //! Storing the record's own position means a stale record left in a reused segment, or a block
 //! written to the wrong place, fails validation even though its CRC is fine.
 //!
+//! Kind 2 (segment format 2 on) begins its payload with the commit time, Unix milliseconds
+//! (u64), which point-in-time restore by time reads; kind 1 (format 1 segments, written before
+//! commit times were logged) has none. `payload_len` counts the stored bytes, time included.
+//!
 //! `durable_before`: every log byte before this position was durable before this record was
 //! written. Recovery uses it to tell a torn write (the damaged record and this one were in the
 //! same unsynced write, whose sectors the disk may persist in any order) from corruption (the
@@ -28,8 +32,11 @@ pub(crate) const RECORD_HEADER_LEN: usize = ZERO_AT + 7;
 
 pub(crate) const ALIGN: u64 = 8;
 
-/// The one record kind: a committed transaction's page changes.
+/// A committed transaction's page changes, without a commit time (format 1 segments).
 pub(crate) const KIND_COMMIT: u8 = 1;
+/// The same with its commit time first (format 2 segments, which this version writes).
+pub(crate) const KIND_COMMIT_TIMED: u8 = 2;
+const TIME_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordHeader {
@@ -38,6 +45,8 @@ pub(crate) struct RecordHeader {
     pub(crate) prev_lsn: u64,
     pub(crate) durable_before: u64,
     pub(crate) kind: u8,
+    /// Unix milliseconds of the commit (kind 2); 0 for kind 1, which does not record it.
+    pub(crate) commit_unix_ms: u64,
 }
 
 impl RecordHeader {
@@ -47,6 +56,20 @@ impl RecordHeader {
     }
 }
 
+/// Bytes a record of `kind` with a payload of `payload_len` bytes occupies, padding included.
+pub(crate) fn record_len_of(kind: u8, payload_len: usize) -> u64 {
+    record_len(prefix_len(kind) + payload_len)
+}
+
+fn prefix_len(kind: u8) -> usize {
+    if kind == KIND_COMMIT_TIMED {
+        TIME_LEN
+    } else {
+        0
+    }
+}
+
+/// Bytes a record whose stored payload (commit time included) is `payload_len` occupies.
 pub(crate) fn record_len(payload_len: usize) -> u64 {
     ((RECORD_HEADER_LEN + payload_len) as u64).div_ceil(ALIGN) * ALIGN
 }
@@ -55,7 +78,7 @@ fn crc(record: &[u8], payload_len: usize) -> u32 {
     crc32c::crc32c(&record[LEN_AT..RECORD_HEADER_LEN + payload_len])
 }
 
-/// The record for `payload`; `header.payload_len` is taken from the payload.
+/// The record for `payload`; `header.payload_len` is taken from the payload (and kind).
 pub(crate) fn encode(header: &RecordHeader, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_into(header, payload, &mut out);
@@ -65,15 +88,20 @@ pub(crate) fn encode(header: &RecordHeader, payload: &[u8]) -> Vec<u8> {
 /// Appends the record for `payload` to `out` (the WAL's write buffer), without a copy of its own.
 pub(crate) fn encode_into(header: &RecordHeader, payload: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
-    out.resize(start + record_len(payload.len()) as usize, 0);
+    let prefix = prefix_len(header.kind);
+    let stored = prefix + payload.len();
+    out.resize(start + record_len(stored) as usize, 0);
     let record = &mut out[start..];
-    put_u32(record, LEN_AT, payload.len() as u32);
+    put_u32(record, LEN_AT, stored as u32);
     put_u64(record, LSN_AT, header.lsn);
     put_u64(record, PREV_AT, header.prev_lsn);
     put_u64(record, DURABLE_AT, header.durable_before);
     record[KIND_AT] = header.kind;
-    record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let crc = crc(record, payload.len());
+    if prefix > 0 {
+        put_u64(record, RECORD_HEADER_LEN, header.commit_unix_ms);
+    }
+    record[RECORD_HEADER_LEN + prefix..RECORD_HEADER_LEN + stored].copy_from_slice(payload);
+    let crc = crc(record, stored);
     put_u32(record, CRC_AT, crc);
 }
 
@@ -85,7 +113,8 @@ pub(crate) enum Invalid {
     Damaged(String),
 }
 
-/// Validates the record that should start at `buf[0]`, which is log position `expected_lsn`.
+/// Validates the record that should start at `buf[0]`, which is log position `expected_lsn`;
+/// returns its header and its payload (after the commit time, for kind 2).
 pub(crate) fn decode(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u8]), Invalid> {
     if buf.len() < RECORD_HEADER_LEN {
         return Err(Invalid::Damaged(
@@ -95,16 +124,36 @@ pub(crate) fn decode(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u
     if buf[..RECORD_HEADER_LEN].iter().all(|&b| b == 0) {
         return Err(Invalid::Zero);
     }
-    let header = RecordHeader {
+    let mut header = RecordHeader {
         payload_len: get_u32(buf, LEN_AT),
         lsn: get_u64(buf, LSN_AT),
         prev_lsn: get_u64(buf, PREV_AT),
         durable_before: get_u64(buf, DURABLE_AT),
         kind: buf[KIND_AT],
+        commit_unix_ms: 0,
     };
     check(buf, &header, expected_lsn)?;
-    let payload = &buf[RECORD_HEADER_LEN..RECORD_HEADER_LEN + header.payload_len as usize];
+    let prefix = prefix_len(header.kind);
+    if prefix > 0 {
+        header.commit_unix_ms = get_u64(buf, RECORD_HEADER_LEN);
+    }
+    let payload = &buf[RECORD_HEADER_LEN + prefix..RECORD_HEADER_LEN + header.payload_len as usize];
     Ok((header, payload))
+}
+
+/// The headers of the valid records of a segment (`segment` is the whole file, starting at
+/// log position `start_lsn`), in order, up to the first position that holds none.
+pub(crate) fn records_of(segment: &[u8], start_lsn: u64) -> Vec<RecordHeader> {
+    let mut at = crate::engine::wal::segment::SEGMENT_HEADER_LEN;
+    let mut out = Vec::new();
+    while let Some(rest) = segment.get(at..) {
+        let Ok((header, _)) = decode(rest, start_lsn + at as u64) else {
+            break;
+        };
+        at += header.total_len() as usize;
+        out.push(header);
+    }
+    out
 }
 
 fn check(buf: &[u8], h: &RecordHeader, expected_lsn: u64) -> Result<(), Invalid> {
@@ -120,8 +169,12 @@ fn check(buf: &[u8], h: &RecordHeader, expected_lsn: u64) -> Result<(), Invalid>
         return damaged("record checksum mismatch");
     }
     let padding = &buf[RECORD_HEADER_LEN + h.payload_len as usize..h.total_len() as usize];
-    if h.kind != KIND_COMMIT || buf[ZERO_AT..RECORD_HEADER_LEN].iter().any(|&b| b != 0) {
+    let known = matches!(h.kind, KIND_COMMIT | KIND_COMMIT_TIMED);
+    if !known || buf[ZERO_AT..RECORD_HEADER_LEN].iter().any(|&b| b != 0) {
         return damaged("record has an unknown kind or nonzero reserved bytes");
+    }
+    if (h.payload_len as usize) < prefix_len(h.kind) {
+        return damaged("record is too short for its commit time");
     }
     if padding.iter().any(|&b| b != 0) {
         return damaged("record padding is not zero");
@@ -139,7 +192,8 @@ mod tests {
             lsn,
             prev_lsn,
             durable_before: lsn,
-            kind: KIND_COMMIT,
+            kind: KIND_COMMIT_TIMED,
+            commit_unix_ms: 1_790_000_000_000,
         }
     }
 
@@ -148,7 +202,28 @@ mod tests {
         let rec = encode(&header(4096, 2048), b"hello");
         let (h, payload) = decode(&rec, 4096).unwrap();
         assert_eq!((h.lsn, h.prev_lsn, payload), (4096, 2048, &b"hello"[..]));
+        assert_eq!(h.commit_unix_ms, 1_790_000_000_000);
         assert_eq!(rec.len() as u64, h.total_len());
+    }
+
+    /// Records written before commit times were logged (kind 1) still read, with no time.
+    #[test]
+    fn an_untimed_record_reads_with_no_commit_time() {
+        let untimed = RecordHeader {
+            kind: KIND_COMMIT,
+            ..header(4096, 2048)
+        };
+        let rec = encode(&untimed, b"hello");
+        let (h, payload) = decode(&rec, 4096).unwrap();
+        assert_eq!(
+            (h.kind, h.commit_unix_ms, payload),
+            (KIND_COMMIT, 0, &b"hello"[..])
+        );
+        assert_eq!(rec.len() as u64, record_len_of(KIND_COMMIT, 5));
+        assert_eq!(
+            encode(&header(4096, 0), b"hello").len() as u64,
+            record_len_of(KIND_COMMIT_TIMED, 5)
+        );
     }
 
     #[test]

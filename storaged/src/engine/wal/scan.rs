@@ -427,6 +427,7 @@ mod tests {
                 prev_lsn,
                 durable_before,
                 kind: KIND_COMMIT,
+                commit_unix_ms: 0,
             };
             file.write_at(lsns[i], &encode(&h, &payload)).unwrap();
         }
@@ -476,6 +477,7 @@ mod tests {
                 prev_lsn: lsns[1],
                 durable_before: u64::MAX / 2,
                 kind: KIND_COMMIT,
+                commit_unix_ms: 0,
             },
             b"forged",
         );
@@ -488,6 +490,7 @@ mod tests {
             prev_lsn: lsns[1],
             durable_before: lsns[1],
             kind: KIND_COMMIT,
+            commit_unix_ms: 0,
         };
         let file = fs.open(&Path::new(DIR).join(file_name(0)), false).unwrap();
         file.write_at(third, &encode(&carrier, &value)).unwrap();

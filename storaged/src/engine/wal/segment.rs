@@ -15,7 +15,11 @@
 use crate::engine::bytes::{get_u32, get_u64, put_u32, put_u64};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"PDBW");
-const FORMAT: u32 = 1;
+/// Format 2 segments hold records with commit times (record kind 2); format 1 segments, from
+/// before, are still read (their records carry none). New segments are always format 2, so a
+/// version that predates it refuses them by their format rather than misreading their records.
+const FORMAT: u32 = 2;
+const FORMAT_UNTIMED: u32 = 1;
 
 const CRC_AT: usize = 0;
 const MAGIC_AT: usize = CRC_AT + 4;
@@ -65,7 +69,8 @@ impl SegmentHeader {
         if get_u32(buf, CRC_AT) != crc32c::crc32c(&buf[MAGIC_AT..]) {
             return Err("segment header checksum mismatch".into());
         }
-        let known = get_u32(buf, MAGIC_AT) == MAGIC && get_u32(buf, FORMAT_AT) == FORMAT;
+        let format = get_u32(buf, FORMAT_AT);
+        let known = get_u32(buf, MAGIC_AT) == MAGIC && matches!(format, FORMAT | FORMAT_UNTIMED);
         let sized = get_u32(buf, HEADER_LEN_AT) as usize == SEGMENT_HEADER_LEN;
         if !known || !sized || buf[USED..].iter().any(|&b| b != 0) {
             return Err("segment header has an unknown magic, format or layout".into());
@@ -80,6 +85,12 @@ impl SegmentHeader {
             prev_last_lsn: get_u64(buf, PREV_LAST_AT),
         })
     }
+}
+
+/// Whether the segment whose header `buf` holds takes records with commit times (format 2):
+/// a store upgraded from format 1 keeps writing untimed records until its active segment ends.
+pub(crate) fn holds_commit_times(buf: &[u8]) -> bool {
+    buf.len() < SEGMENT_HEADER_LEN || get_u32(buf, FORMAT_AT) != FORMAT_UNTIMED
 }
 
 pub(crate) fn file_name(start_lsn: u64) -> String {

@@ -7,11 +7,12 @@
 
 use crate::engine::clock::Clock;
 use crate::engine::error::StorageError;
+use crate::engine::io::read_exact_at;
 use crate::engine::io::{IoBackend, IoFile};
 use crate::engine::sync::lock;
 use crate::engine::wal::files::create_segment;
-use crate::engine::wal::record::{self, KIND_COMMIT, RecordHeader};
-use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::engine::wal::record::{self, KIND_COMMIT, KIND_COMMIT_TIMED, RecordHeader};
+use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader, holds_commit_times};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,10 @@ pub(crate) struct Wal {
     synced: Condvar,
     pub(crate) stats: WalStats,
     clock: Arc<dyn Clock>,
+    /// Mark each segment for the archive as it is sealed (`archive.rs`).
+    archiving: bool,
+    /// Sealed segments marked and not yet archived.
+    unarchived: AtomicU64,
 }
 
 /// Counters for `Engine::stats`.
@@ -42,6 +47,8 @@ struct AppendState {
     tail: u64,
     last_lsn: u64,
     active_start: u64,
+    /// The record kind the active segment takes: timed, unless it is a format 1 segment.
+    kind: u8,
     /// Buffered bytes as (log position, bytes), contiguous within a chunk.
     pending: Vec<(u64, Vec<u8>)>,
     segments: BTreeMap<u64, Arc<dyn IoFile>>,
@@ -69,12 +76,22 @@ impl Wal {
         instance_id: [u8; 16],
         start: WalStart,
         clock: Arc<dyn Clock>,
+        archiving: bool,
     ) -> Wal {
         let active_start = (start.tail - 1) / segment_size * segment_size;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        // Recovery has just read this header; a failure here only means the next write fails.
+        let read = read_exact_at(&*start.active, 0, &mut header).unwrap_or(false);
+        let kind = if read && !holds_commit_times(&header) {
+            KIND_COMMIT
+        } else {
+            KIND_COMMIT_TIMED
+        };
         let append = AppendState {
             tail: start.tail,
             last_lsn: start.last_lsn,
             active_start,
+            kind,
             pending: Vec::new(),
             segments: BTreeMap::from([(active_start, start.active)]),
         };
@@ -93,7 +110,47 @@ impl Wal {
             synced: Condvar::new(),
             stats: WalStats::default(),
             clock,
+            archiving,
+            unarchived: AtomicU64::new(0),
         }
+    }
+
+    /// Where the active segment starts.
+    pub(crate) fn active_start(&self) -> u64 {
+        lock(&self.append).active_start
+    }
+
+    /// Whether the active segment holds any record yet.
+    pub(crate) fn active_has_records(&self) -> bool {
+        let state = lock(&self.append);
+        state.tail > state.active_start + SEGMENT_HEADER_LEN as u64
+    }
+
+    pub(crate) fn unarchived(&self) -> u64 {
+        self.unarchived.load(Ordering::Relaxed)
+    }
+
+    /// Sets the count of sealed segments waiting for the archive (at open).
+    pub(crate) fn set_unarchived(&self, count: u64) {
+        self.unarchived.store(count, Ordering::Relaxed);
+    }
+
+    /// One waiting segment was archived.
+    pub(crate) fn archived_one(&self) {
+        let _ = self
+            .unarchived
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// The last record's LSN and the end of the log once every byte before it is durable: a
+    /// point a backup can stop at (the records below it never change again).
+    pub(crate) fn durable_point(&self) -> Result<(u64, u64), StorageError> {
+        let (last_lsn, tail) = {
+            let state = lock(&self.append);
+            (state.last_lsn, state.tail)
+        };
+        self.wait_durable(tail)?;
+        Ok((last_lsn, tail))
     }
 
     pub(crate) fn tail(&self) -> u64 {
@@ -112,15 +169,16 @@ impl Wal {
         self.segment_size
     }
 
-    /// The largest payload that fits in an empty segment.
+    /// The largest payload that fits in an empty segment (with its commit time).
     pub(crate) fn max_payload(&self) -> usize {
-        self.segment_size as usize - SEGMENT_HEADER_LEN - record::RECORD_HEADER_LEN - 8
+        self.segment_size as usize - SEGMENT_HEADER_LEN - record::RECORD_HEADER_LEN - 16
     }
 
     /// Whether a record with this payload fits in the rest of the active segment.
     pub(crate) fn fits(&self, payload_len: usize) -> bool {
         let state = lock(&self.append);
-        state.tail + record::record_len(payload_len) <= state.active_start + self.segment_size
+        let len = record::record_len_of(state.kind, payload_len);
+        state.tail + len <= state.active_start + self.segment_size
     }
 
     /// Buffers a record at the tail; returns (its LSN, the log position after it).
@@ -136,9 +194,10 @@ impl Wal {
             lsn,
             prev_lsn: state.last_lsn,
             durable_before,
-            kind: KIND_COMMIT,
+            kind: state.kind,
+            commit_unix_ms: self.clock.unix_ms(),
         };
-        let len = record::record_len(payload.len());
+        let len = record::record_len_of(state.kind, payload.len());
         let end = lsn + len;
         self.stats.bytes.fetch_add(len, Ordering::Relaxed);
         match state.pending.last_mut() {
@@ -160,6 +219,11 @@ impl Wal {
         let tail = self.tail();
         self.wait_durable(tail)?;
         let mut state = lock(&self.append);
+        if self.archiving {
+            // Before the successor exists: a sealed segment is never without its mark.
+            crate::engine::archive::mark_ready(&*self.io, &self.dir, state.active_start)?;
+            self.unarchived.fetch_add(1, Ordering::Relaxed);
+        }
         let header = SegmentHeader {
             segment_size: self.segment_size,
             instance_id: self.instance_id,
@@ -170,6 +234,7 @@ impl Wal {
         let file = create_segment(&*self.io, &self.dir, &header)?;
         state.segments = BTreeMap::from([(header.start_lsn, file)]);
         state.active_start = header.start_lsn;
+        state.kind = KIND_COMMIT_TIMED;
         state.tail = header.start_lsn + SEGMENT_HEADER_LEN as u64;
         drop(state);
         let mut sync = lock(&self.sync);
