@@ -226,6 +226,10 @@ pub struct Overrides {
     pub env: Vec<(String, String)>,
     /// Raw TOML appended after `[limits]`, e.g. `"[checkpoint]\nwal_mib = 1"`.
     pub extra_toml: String,
+    /// Top-level keys, written before the first table, e.g. `wal_segment_mib = 1`.
+    pub top_level: Vec<String>,
+    /// The store's directory; default: `data` in the daemon's own temporary directory.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Overrides {
@@ -235,6 +239,8 @@ impl Default for Overrides {
             reload_interval_ms: 5_000,
             env: Vec::new(),
             extra_toml: String::new(),
+            top_level: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -245,6 +251,7 @@ pub struct Storaged {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     work: tempfile::TempDir,
+    data_dir: PathBuf,
     env: Vec<(String, String)>,
     ca_pem: String,
     client: ClientCert,
@@ -255,10 +262,15 @@ impl Storaged {
     pub fn start(certs: &TestCerts, overrides: Overrides) -> anyhow::Result<Self> {
         let work = tempfile::tempdir()?;
         let q = |p: &Path| toml_string(&p.display().to_string());
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| work.path().join("data"));
         let mut config = format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {}\naudit_log = {}\n\n[tls]\ncert = {}\nkey = {}\nclient_ca = {}\nallowed_clients = [{}]\nreload_interval_ms = {}\n\n[limits]\n",
-            q(&work.path().join("data")),
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {}\naudit_log = {}\n{}\n\n[tls]\ncert = {}\nkey = {}\nclient_ca = {}\nallowed_clients = [{}]\nreload_interval_ms = {}\n\n[limits]\n",
+            q(&data_dir),
             q(&work.path().join("audit.log")),
+            overrides.top_level.join("\n"),
             q(&certs.path(files::STORAGED_CERT)),
             q(&certs.path(files::STORAGED_KEY)),
             q(&certs.path(files::CA_CERT)),
@@ -278,6 +290,7 @@ impl Storaged {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: None,
             work,
+            data_dir,
             env: overrides.env,
             ca_pem: certs.ca_pem().to_owned(),
             client: certs.gateway_client(),
@@ -358,7 +371,7 @@ impl Storaged {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.work.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn config_path(&self) -> PathBuf {
