@@ -3,8 +3,11 @@
 //! pool, the OS page cache and the disk (the last as a ratio to a raw read of one page), scan
 //! rows/s, WAL replay MB/s during recovery (as a ratio to reading and CRC32C-ing the same WAL),
 //! and the time to open after a crash with 1 GiB of WAL.
-//! Also commits at 1 and 64 writers with 1 ms added to every fdatasync (`slowsync`).
-//! `PHOTONDB_BENCH_ONLY=commits[=N]`, `slowsync`, `reads`, `replay` or `open1g` runs one section.
+//! Also commits at 1 and 64 writers with 1 ms added to every fdatasync (`slowsync`), and
+//! (`backup`) base backup MB/s and restore replay MB/s, each as a ratio to a raw copy of the
+//! same files, and 8 writers' commits/s while backups run as a ratio to their rate without.
+//! `PHOTONDB_BENCH_ONLY=commits[=N]`, `slowsync`, `reads`, `replay`, `open1g` or `backup` runs
+//! one section.
 
 // A benchmark measures real time.
 #![allow(clippy::disallowed_methods)]
@@ -516,13 +519,116 @@ fn print_open_after_crash(root: &Path, wal_bytes: u64) {
     timed_open(&warm, &opts, "warm page cache", |_| ());
 }
 
+/// Copies every file under `from` to `to` (fsynced, as a backup is): bytes per second in MB/s.
+fn raw_copy_rate(from: &Path, to: &Path) -> f64 {
+    let started = Instant::now();
+    copy_store(from, to);
+    let secs = started.elapsed().as_secs_f64();
+    let bytes = dir_bytes(to);
+    let _ = std::fs::remove_dir_all(to);
+    bytes as f64 / secs / 1e6
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            match e.file_type().unwrap().is_dir() {
+                true => dir_bytes(&e.path()),
+                false => e.metadata().unwrap().len(),
+            }
+        })
+        .sum()
+}
+
+fn print_backup(root: &Path) {
+    use photondb_storaged::engine::{ArchiveOptions, RestoreTarget, restore};
+    let dir = root.join("backup");
+    let archive = dir.join("archive");
+    let opts = EngineOptions {
+        archive: Some(ArchiveOptions {
+            dir: archive.clone(),
+            max_unarchived_bytes: 1 << 40,
+            command: None,
+            command_timeout: Duration::from_secs(60),
+            switch_interval: None,
+            recipients: None,
+        }),
+        ..EngineOptions::default()
+    };
+    let store = dir.join("store");
+    let e = Arc::new(setup(&store, opts));
+    // A base backup of the empty store: restoring it with the archive replays the whole load.
+    e.backup(&dir.join("base"), None).unwrap();
+    load(&e, 200_000);
+    e.seal_active_segment().unwrap();
+    e.archive_pending().unwrap();
+
+    e.checkpoint().unwrap();
+    let raw = raw_copy_rate(&store, &dir.join("raw"));
+    let started = Instant::now();
+    let manifest = e.backup(&dir.join("full"), None).unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+    let backup_mbps = bytes as f64 / secs / 1e6;
+    println!(
+        "base backup: {backup_mbps:.1} MB/s ({:.1} MB, SHA-256 of every file, fsynced) = {:.2}x a raw copy of the store ({raw:.1} MB/s)",
+        bytes as f64 / 1e6,
+        backup_mbps / raw
+    );
+
+    let raw = raw_copy_rate(&archive, &dir.join("raw"));
+    let started = Instant::now();
+    let report = restore(
+        &dir.join("base"),
+        Some(&archive),
+        &dir.join("restored"),
+        RestoreTarget::Latest,
+        None,
+    )
+    .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let wal = report.recovery.bytes_replayed;
+    let restore_mbps = wal as f64 / secs / 1e6;
+    println!(
+        "restore replaying the archive: {restore_mbps:.1} MB/s of WAL ({:.1} MB, {} segments; checked, copied, replayed, checkpointed, verified) = {:.2}x a raw copy of the archive ({raw:.1} MB/s)",
+        wal as f64 / 1e6,
+        report.segments_from_archive,
+        restore_mbps / raw
+    );
+
+    let (alone, _) = commit_rate_on(e.clone(), 8);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backups = {
+        let (e, stop, dir) = (e.clone(), stop.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let mut taken = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let to = dir.join(format!("during-{taken}"));
+                e.backup(&to, None).unwrap();
+                std::fs::remove_dir_all(&to).unwrap();
+                taken += 1;
+            }
+            taken
+        })
+    };
+    let (during, _) = commit_rate_on(e.clone(), 8);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let taken = backups.join().unwrap();
+    println!(
+        "8 writers while backups run back to back ({taken} backups): {during:.0} commits/s = {:.2}x their rate without ({alone:.0}/s)",
+        during / alone
+    );
+}
+
 fn main() {
     let root = bench_dir();
     println!("bench directory: {}", root.path().display());
     // PHOTONDB_BENCH_ONLY=<section>[=arg] runs one section; unset runs them all.
     let only = std::env::var("PHOTONDB_BENCH_ONLY").unwrap_or_default();
     let section = only.split('=').next().unwrap_or_default();
-    let sections = ["commits", "slowsync", "reads", "replay", "open1g"];
+    let sections = ["commits", "slowsync", "reads", "replay", "open1g", "backup"];
     assert!(
         only.is_empty() || sections.contains(&section),
         "PHOTONDB_BENCH_ONLY must be one of {sections:?}"
@@ -542,5 +648,8 @@ fn main() {
     }
     if run("open1g") {
         print_open_after_crash(root.path(), 1 << 30);
+    }
+    if run("backup") {
+        print_backup(root.path());
     }
 }

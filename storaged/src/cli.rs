@@ -154,6 +154,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         identity: Option<PathBuf>,
     },
+    /// Stop archiving a stopped store's WAL: remove its marks (sealed segments waiting for the
+    /// archive are then retired as usual) and its claim on its archive, so storaged starts
+    /// without `[archive]`. The archive's continuity ends here: take a new base backup once
+    /// archiving is configured again. Exit 0: done; 1: failed.
+    StopArchiving {
+        /// The store's directory (`data_dir` in storaged's config).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// Print control slots, WAL segments and LSNs, page counts by type and free space.
     Inspect {
         /// The store's directory (`data_dir` in storaged's config).
@@ -217,6 +226,7 @@ pub fn run(cli: Cli) -> ExitCode {
             audit_log,
         } => recover(&data_dir, mode, until_lsn, audit_log.as_deref()),
         Command::Inspect { data_dir } => inspect(&data_dir),
+        Command::StopArchiving { data_dir } => stop_archiving(&data_dir),
         Command::Backup {
             data_dir,
             to,
@@ -265,6 +275,26 @@ pub fn run(cli: Cli) -> ExitCode {
                 identity.as_deref(),
             )
         }
+    }
+}
+
+fn stop_archiving(dir: &std::path::Path) -> ExitCode {
+    let opts = EngineOptions {
+        create_if_missing: false,
+        ..EngineOptions::default()
+    };
+    let stopped = Engine::open(dir, opts)
+        .map_err(|e| e.to_string())
+        .and_then(|(engine, _)| engine.stop_archiving().map_err(|e| e.to_string()));
+    match stopped {
+        Ok(marks) => {
+            println!(
+                "archiving of {} stopped: {marks} sealed segments no longer wait for the archive",
+                dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&format!("cannot stop archiving {}: {err}", dir.display())),
     }
 }
 
@@ -322,7 +352,7 @@ fn backup_online(
         Err(err) => return fail(&format!("starting the runtime: {err}")),
     };
     let to = to.display().to_string();
-    let answer = runtime.block_on(async move {
+    let answer: Result<photondb_proto::v1::BackupResponse, String> = runtime.block_on(async move {
         use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
@@ -336,17 +366,27 @@ fn backup_online(
             .await
             .map_err(|e| format!("cannot reach storaged at {addr}: {e}"))?;
         let mut admin = photondb_proto::v1::admin_client::AdminClient::new(channel);
-        admin
-            .backup(photondb_proto::v1::BackupRequest { to })
-            .await
-            .map(|r| r.into_inner())
-            .map_err(|s| format!("storaged refused the backup: {}: {}", s.code(), s.message()))
+        // Each call answers within seconds; until the backup is done, ask again.
+        loop {
+            let answer = admin
+                .backup(photondb_proto::v1::BackupRequest { to: to.clone() })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| {
+                    format!("storaged refused the backup: {}: {}", s.code(), s.message())
+                })?;
+            if answer.done {
+                return Ok(answer);
+            }
+            eprintln!("photondb-storaged: backup {} still running...", answer.name);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     });
     match answer {
         Ok(b) => {
             println!(
-                "backup written to {} (on storaged's host): LSN {:#x} to {:#x}, {} files, {} bytes{}, {} ms",
-                b.path,
+                "backup {} written under storaged's [backup] dir: LSN {:#x} to {:#x}, {} files, {} bytes{}, {} ms",
+                b.name,
                 b.start_lsn,
                 b.end_lsn,
                 b.files,

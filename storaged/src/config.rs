@@ -308,6 +308,19 @@ impl RawConfig {
         let tls = self.tls.validate(&mut c);
         let limits = self.limits.validate(&mut c);
         let engine = self.engine_options(&mut c);
+        if let Some(dir) = &self.backup.dir {
+            if inside(dir, &self.data_dir) {
+                c.fail("backup.dir: must be outside data_dir (a backup must outlive the store)");
+            }
+            if self
+                .archive
+                .dir
+                .as_ref()
+                .is_some_and(|a| inside(dir, a) || inside(a, dir))
+            {
+                c.fail("backup.dir: must not be inside archive.dir, nor hold it");
+            }
+        }
         let backup = BackupConfig {
             dir: self.backup.dir.clone(),
             recipients: recipients(&mut c, "backup.recipients", &self.backup.recipients),
@@ -372,11 +385,17 @@ impl RawConfig {
         if dir.as_os_str().is_empty() {
             c.fail("archive.dir: must not be empty (leave it out to turn archiving off)");
         }
-        if dir == self.data_dir || dir.starts_with(&self.data_dir) {
+        if inside(&dir, &self.data_dir) {
             c.fail("archive.dir: must be outside data_dir (the archive must outlive the store)");
         }
-        c.positive("archive.max_unarchived_mib", a.max_unarchived_mib);
+        // Fewer than two segments' worth would refuse writes after every seal.
+        let min = self.wal_segment_mib.saturating_mul(2);
+        c.at_least("archive.max_unarchived_mib", a.max_unarchived_mib, min);
         c.at_most("archive.max_unarchived_mib", a.max_unarchived_mib, MAX_MIB);
+        if a.switch_interval_ms > 0 {
+            // Each forced seal zero-fills and syncs a whole segment: not more than once a second.
+            c.at_least("archive.switch_interval_ms", a.switch_interval_ms, 1000);
+        }
         c.positive("archive.command_timeout_ms", a.command_timeout_ms);
         if a.command
             .as_deref()
@@ -395,6 +414,32 @@ impl RawConfig {
             recipients,
         })
     }
+}
+
+/// Whether `path` is `dir` or inside it, comparing real paths where they exist (a relative
+/// path, `..` or a symbolic link does not hide that a directory is inside another).
+fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    let real = |p: &std::path::Path| {
+        // The nearest existing ancestor's real path, with the rest appended.
+        let mut existing = p.to_path_buf();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (
+                existing.file_name().map(|n| n.to_os_string()),
+                existing.parent(),
+            ) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    existing = parent.to_path_buf();
+                }
+                _ => break,
+            }
+        }
+        let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+        out.extend(rest.iter().rev());
+        out
+    };
+    real(path).starts_with(real(dir))
 }
 
 /// age recipients for a field: `None` when the list is empty; a bad key is an error.

@@ -73,17 +73,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let engine = Arc::new(open_engine(&config, &audit).await?);
     // Time-based checkpoints also happen when no commit arrives to trigger them.
     Engine::spawn_checkpointer(&engine);
-    if config.engine.archive.is_none() {
-        // Archiving was turned off: segments marked for it are no longer kept for it.
-        let forgotten = engine
-            .forget_archive_marks()
-            .context("clearing archive marks")?;
-        if forgotten > 0 {
-            tracing::warn!(
-                forgotten,
-                "archiving is off: {forgotten} sealed WAL segments marked for the archive are no longer kept for it"
-            );
-        }
+    if config.engine.archive.is_none() && engine.is_archived().context("reading the store")? {
+        // A configuration that lost its [archive] must not quietly end the archive's continuity.
+        anyhow::bail!(
+            "{} is archived (it has an archive-claim file) but [archive] is not configured: \
+             configure it again, or stop archiving this store on purpose with \
+             `photondb-storaged stop-archiving --data-dir {}`",
+            config.data_dir.display(),
+            config.data_dir.display()
+        );
     }
     Engine::spawn_archiver(&engine);
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -48,6 +48,27 @@ pub struct Handler {
     health: Arc<StorageHealth>,
     /// Where online backups may be written, and to whom they are encrypted.
     backup: Arc<BackupConfig>,
+    /// The last backup asked for (running or finished).
+    backup_job: Arc<Mutex<Option<BackupJob>>>,
+}
+
+/// How long a `Backup` call waits for the backup before answering that it still runs.
+const BACKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A backup's result, once there is one.
+type BackupOutcome = tokio::sync::watch::Receiver<Option<Result<pb::BackupResponse, Status>>>;
+
+struct BackupJob {
+    path: std::path::PathBuf,
+    outcome: BackupOutcome,
+}
+
+/// The backup's name as the client gave it (a name or the last component of a path).
+fn to_name(to: &str) -> String {
+    std::path::Path::new(to)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl Handler {
@@ -70,6 +91,7 @@ impl Handler {
             clock,
             health,
             backup: Arc::new(BackupConfig::default()),
+            backup_job: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -77,6 +99,96 @@ impl Handler {
     pub fn with_backup(mut self, backup: BackupConfig) -> Self {
         self.backup = Arc::new(backup);
         self
+    }
+
+    async fn backup_call(&self, ctx: &CallContext, to: &str) -> Result<pb::BackupResponse, Status> {
+        let path = self.backup_target(to)?;
+        let mut outcome = {
+            let mut job = self.backup_job.lock().unwrap_or_else(|e| e.into_inner());
+            match &*job {
+                Some(j) if j.path == path => j.outcome.clone(),
+                Some(j) if j.outcome.borrow().is_none() => {
+                    return Err(Status::failed_precondition(
+                        "another backup is running; ask again for that one, or wait",
+                    ));
+                }
+                _ => {
+                    let outcome = self.start_backup(ctx, path.clone());
+                    *job = Some(BackupJob {
+                        path,
+                        outcome: outcome.clone(),
+                    });
+                    outcome
+                }
+            }
+        };
+        let _ = tokio::time::timeout(BACKUP_WAIT, outcome.wait_for(Option::is_some)).await;
+        let answer = outcome.borrow().clone();
+        match answer {
+            Some(result) => result,
+            None => Ok(pb::BackupResponse {
+                name: to_name(to),
+                done: false,
+                ..pb::BackupResponse::default()
+            }),
+        }
+    }
+
+    /// Runs a backup into `path` on the blocking pool; its outcome (audited) arrives on the
+    /// returned channel whether or not anyone still waits for it.
+    fn start_backup(&self, ctx: &CallContext, path: std::path::PathBuf) -> BackupOutcome {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let (engine, audit, clock) = (self.engine.clone(), self.audit.clone(), self.clock.clone());
+        let recipients = self.backup.recipients.clone();
+        let (request_id, ctx) = (ctx.request_id.clone(), ctx.clone());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            let started = clock.now();
+            let result = match engine.backup(&path, recipients.as_ref()) {
+                Ok(m) => {
+                    audit.record(
+                        "backup",
+                        [
+                            ("name", name.clone().into()),
+                            ("start_lsn", m.start_lsn.into()),
+                            ("end_lsn", m.end_lsn.into()),
+                        ],
+                    );
+                    Ok(pb::BackupResponse {
+                        name,
+                        done: true,
+                        start_lsn: m.start_lsn,
+                        end_lsn: m.end_lsn,
+                        files: m.files.len() as u64,
+                        bytes: m.files.iter().map(|f| f.size).sum(),
+                        encrypted: m.encrypted,
+                        duration_micros: u64::try_from(clock.since(started).as_micros())
+                            .unwrap_or(u64::MAX),
+                    })
+                }
+                Err(err) => {
+                    tracing::error!(%request_id, to = %path.display(), error = %err, "online backup failed");
+                    audit.record("backup_failed", [("name", name.into())]);
+                    Err(match err {
+                        engine::BackupError::TargetExists(_) => {
+                            Status::already_exists("that backup directory already exists")
+                        }
+                        engine::BackupError::AlreadyRunning => {
+                            Status::failed_precondition("another backup is running")
+                        }
+                        engine::BackupError::Engine(e) => status::from_engine(&e, &ctx),
+                        _ => Status::unavailable(
+                            "the backup could not be written; see storaged's log",
+                        ),
+                    })
+                }
+            };
+            let _ = tx.send(Some(result));
+        });
+        rx
     }
 
     /// The directory a `Backup` call writes: a new one directly under `[backup] dir`.
@@ -732,60 +844,18 @@ impl Admin for Handler {
         }))
     }
 
+    /// Starts a backup, or reports on the one already asked for under this name: the call
+    /// waits up to `BACKUP_WAIT` and answers `done: false` while it still runs, so no call
+    /// outlives the request timeout however long the copy takes. One runs at a time, outside
+    /// the request permits.
     async fn backup(
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
         let ctx = self.context("Backup", req.metadata());
-        let to = match self.backup_target(&req.get_ref().to) {
-            Ok(to) => to,
-            Err(status) => {
-                self.observe(&ctx, status.code());
-                return Err(status);
-            }
-        };
-        let (path, recipients) = (to.clone(), self.backup.recipients.clone());
-        let started = self.clock.now();
-        let request_id = ctx.request_id.clone();
-        let taken = self
-            .run(ctx, move |e| match e.backup(&path, recipients.as_ref()) {
-                Ok(manifest) => Ok(Ok(manifest)),
-                Err(engine::BackupError::Engine(err)) => Err(err),
-                Err(other) => Ok(Err(other)),
-            })
-            .await?;
-        let manifest = match taken {
-            Ok(manifest) => manifest,
-            Err(err) => {
-                tracing::error!(%request_id, to = %to.display(), error = %err, "online backup failed");
-                self.audit
-                    .record("backup_failed", [("to", to.display().to_string().into())]);
-                return Err(match err {
-                    engine::BackupError::TargetExists(_) => {
-                        Status::already_exists("that backup directory already exists")
-                    }
-                    _ => Status::unavailable("the backup could not be written; see storaged's log"),
-                });
-            }
-        };
-        self.audit.record(
-            "backup",
-            [
-                ("to", to.display().to_string().into()),
-                ("start_lsn", manifest.start_lsn.into()),
-                ("end_lsn", manifest.end_lsn.into()),
-            ],
-        );
-        Ok(Response::new(pb::BackupResponse {
-            path: to.display().to_string(),
-            start_lsn: manifest.start_lsn,
-            end_lsn: manifest.end_lsn,
-            files: manifest.files.len() as u64,
-            bytes: manifest.files.iter().map(|f| f.size).sum(),
-            encrypted: manifest.encrypted,
-            duration_micros: u64::try_from(self.clock.since(started).as_micros())
-                .unwrap_or(u64::MAX),
-        }))
+        let result = self.backup_call(&ctx, &req.get_ref().to).await;
+        self.observe(&ctx, code_of(&result));
+        result.map(Response::new)
     }
 
     async fn checkpoint(

@@ -261,9 +261,12 @@ pub struct BackupRequest {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BackupResponse {
-    /// Where the backup was written, as storaged sees it.
+    /// The backup's directory name under storaged's `\[backup\] dir`.
     #[prost(string, tag = "1")]
-    pub path: ::prost::alloc::string::String,
+    pub name: ::prost::alloc::string::String,
+    /// False while the backup still runs; the other fields are set once it is done.
+    #[prost(bool, tag = "8")]
+    pub done: bool,
     /// Replay starts here (the checkpoint's redo point).
     #[prost(uint64, tag = "2")]
     pub start_lsn: u64,
@@ -1458,7 +1461,10 @@ pub mod admin_client {
             self.inner.unary(req, path, codec).await
         }
         /// A base backup of the live store into a new directory directly under storaged's
-        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile.
+        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile. The call
+        /// starts it, or reports on the one already asked for under the same name: it answers within
+        /// about ten seconds, with done = false while the backup still runs (ask again to wait).
+        /// One runs at a time.
         pub async fn backup(
             &mut self,
             request: impl tonic::IntoRequest<super::BackupRequest>,
@@ -1508,7 +1514,10 @@ pub mod admin_server {
             tonic::Status,
         >;
         /// A base backup of the live store into a new directory directly under storaged's
-        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile.
+        /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile. The call
+        /// starts it, or reports on the one already asked for under the same name: it answers within
+        /// about ten seconds, with done = false while the backup still runs (ask again to wait).
+        /// One runs at a time.
         async fn backup(
             &self,
             request: tonic::Request<super::BackupRequest>,

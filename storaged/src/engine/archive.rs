@@ -24,6 +24,7 @@ use crate::engine::layout;
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader, file_name, parse_file_name};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -208,9 +209,16 @@ pub(crate) fn parse_instance(text: &str) -> Result<[u8; 16], String> {
     Ok(out)
 }
 
-/// The instance id an archive (or backup) directory's `INSTANCE` file names; `None` if it has
-/// none yet.
+/// The instance id an archive directory's `INSTANCE` file names; `None` if it has none yet.
 pub(crate) fn read_instance(dir: &Path) -> Result<Option<[u8; 16]>, String> {
+    Ok(read_instance_file(dir)?.map(|(instance, _)| instance))
+}
+
+/// A store instance id, or a claim token.
+type Id = [u8; 16];
+
+/// `INSTANCE`'s instance id and claim token, if the file exists.
+fn read_instance_file(dir: &Path) -> Result<Option<(Id, Option<Id>)>, String> {
     let path = dir.join(INSTANCE_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -222,24 +230,99 @@ pub(crate) fn read_instance(dir: &Path) -> Result<Option<[u8; 16]>, String> {
         (Some(INSTANCE_HEADER), Some(line)) => line.strip_prefix("instance "),
         _ => None,
     };
-    let instance =
-        instance.ok_or_else(|| format!("{} is not an archive's INSTANCE file", path.display()))?;
-    parse_instance(instance).map(Some)
+    let not_ours = || format!("{} is not an archive's INSTANCE file", path.display());
+    let instance = parse_instance(instance.ok_or_else(not_ours)?)?;
+    let claim = match lines.next().map(|l| l.strip_prefix("claim ")) {
+        Some(Some(token)) => Some(parse_instance(token)?),
+        Some(None) => return Err(not_ours()),
+        None => None,
+    };
+    Ok(Some((instance, claim)))
 }
 
-/// Claims `dir` for the store `instance_id`, or checks that it is already its.
-pub(crate) fn claim_instance(dir: &Path, instance_id: &[u8; 16]) -> Result<(), String> {
-    match read_instance(dir)? {
-        Some(found) if found == *instance_id => Ok(()),
-        Some(found) => Err(format!(
+/// The claim token in the store's `archive-claim` file, if it has one (it has been archived).
+pub(crate) fn store_claim(data_dir: &Path) -> Result<Option<[u8; 16]>, String> {
+    let path = layout::archive_claim(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.lines().find_map(|l| l.strip_prefix("claim "));
+            let token = token.ok_or_else(|| format!("{} holds no claim", path.display()))?;
+            parse_instance(token).map(Some)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Checks that `dir` is this store's archive, claiming it on first use.
+///
+/// The claim is a random token kept both in the archive's `INSTANCE` file and in the store's
+/// `archive-claim` file (written first). Backups never copy the store's file, so a restored
+/// copy of a store, which shares its instance id, cannot archive into the original's archive
+/// (its log is another history past the restore point). Once a store has a claim, a missing
+/// archive directory is an error (an unmounted bucket), never a new, empty archive.
+pub(crate) fn claim_instance(
+    dir: &Path,
+    data_dir: &Path,
+    instance_id: &[u8; 16],
+) -> Result<(), String> {
+    let ours = store_claim(data_dir)?;
+    if ours.is_some() && !dir.is_dir() {
+        return Err(format!(
+            "the archive directory {} does not exist (not mounted?); this store has archived \
+             there before, so it is not created anew",
+            dir.display()
+        ));
+    }
+    if ours.is_none() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent).map_err(|e| format!("cannot sync {}: {e}", parent.display()))?;
+        }
+    }
+    match (read_instance_file(dir)?, ours) {
+        (Some((found, _)), _) if found != *instance_id => Err(format!(
             "{} belongs to another store (instance {}, this one is {}): refusing to mix their \
              logs",
             dir.display(),
             hex(&found),
             hex(instance_id)
         )),
-        None => {
-            let text = format!("{INSTANCE_HEADER}\ninstance {}\n", hex(instance_id));
+        (Some((_, Some(claim))), Some(token)) if claim == token => Ok(()),
+        (Some(_), _) => Err(format!(
+            "{} is the archive of another copy of this store (e.g. the original of a restored \
+             store, whose log is another history): archive this one into a new directory",
+            dir.display()
+        )),
+        (None, ours) => {
+            let has_files = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .next()
+                .is_some();
+            if has_files {
+                return Err(format!(
+                    "{} holds files but no {INSTANCE_FILE}: not an archive of this store",
+                    dir.display()
+                ));
+            }
+            let token = match ours {
+                Some(token) => token,
+                None => {
+                    let token: [u8; 16] = rand::random();
+                    let text = format!("photondb-archive-claim 1\nclaim {}\n", hex(&token));
+                    let name = layout::ARCHIVE_CLAIM;
+                    write_durably(data_dir, name, |out| out.write_all(text.as_bytes())).map_err(
+                        |e| format!("cannot write {}: {e}", data_dir.join(name).display()),
+                    )?;
+                    token
+                }
+            };
+            let text = format!(
+                "{INSTANCE_HEADER}\ninstance {}\nclaim {}\n",
+                hex(instance_id),
+                hex(&token)
+            );
             write_durably(dir, INSTANCE_FILE, |out| out.write_all(text.as_bytes()))
                 .map_err(|e| format!("cannot write {}: {e}", dir.join(INSTANCE_FILE).display()))
         }
@@ -259,6 +342,20 @@ pub(crate) fn write_durably(
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Writes `dir/name` durably, failing if it exists (a hard link of the written temporary file,
+/// so no rename can replace a file another writer put there meanwhile).
+fn write_once(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&tmp, dir.join(name));
+    std::fs::remove_file(&tmp)?;
+    linked?;
     sync_dir(dir)
 }
 
@@ -430,9 +527,7 @@ impl Engine {
     /// digest is kept), then runs the command hook on it.
     fn ship(&self, opts: &ArchiveOptions, wal_dir: &Path, start: u64) -> Result<(), String> {
         let instance_id = lock_control_instance(self);
-        std::fs::create_dir_all(&opts.dir)
-            .map_err(|e| format!("cannot create {}: {e}", opts.dir.display()))?;
-        claim_instance(&opts.dir, &instance_id)?;
+        claim_instance(&opts.dir, &self.dir, &instance_id)?;
         let file = self
             .io
             .open_read(&wal_dir.join(file_name(start)))
@@ -463,8 +558,21 @@ impl Engine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("cannot read {}: {e}", sidecar_path.display())),
         };
-        match existing {
-            Some(found) if found.sha256 == sha256 => {}
+        let stored = match existing {
+            Some(found) if found.sha256 == sha256 => {
+                // Already archived (a pass cut short before its mark was removed): the stored
+                // file must still be the one its sidecar describes.
+                let name = stored_name(start, found.encrypted);
+                let (digest, _) = sha256_file(&opts.dir.join(&name))
+                    .map_err(|e| format!("its archived copy {name} is unreadable: {e}"))?;
+                if digest != found.stored_sha256 {
+                    return Err(format!(
+                        "its archived copy {name} no longer matches its sidecar: move both away \
+                         to archive it again"
+                    ));
+                }
+                name
+            }
             Some(_) => {
                 return Err(format!(
                     "the archive already holds a different segment {} (another history of this \
@@ -493,12 +601,12 @@ impl Engine {
                     stored_sha256,
                     encrypted,
                 };
-                write_durably(&opts.dir, &sidecar_name(start), |out| {
-                    out.write_all(sidecar.encode().as_bytes())
-                })
-                .map_err(|e| format!("cannot write {}: {e}", sidecar_path.display()))?;
+                // The sidecar is what makes the segment archived: it never replaces one.
+                write_once(&opts.dir, &sidecar_name(start), sidecar.encode().as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", sidecar_path.display()))?;
+                stored
             }
-        }
+        };
         if let Some(command) = &opts.command {
             let clock = &*self.opts.clock;
             run_hook(
@@ -512,18 +620,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes every archive mark: the daemon does this when it starts with archiving off,
-    /// which is the operator's decision that the archive's continuity no longer matters (the
-    /// offline tools never do, whatever options they open with). Returns how many it removed.
-    pub fn forget_archive_marks(&self) -> Result<usize, Error> {
+    /// Whether the store has been archived (it holds an `archive-claim`).
+    pub fn is_archived(&self) -> Result<bool, Error> {
+        Ok(self.io.exists(&layout::archive_claim(&self.dir))?)
+    }
+
+    /// Stops archiving this store: removes every archive mark (their segments are then retired
+    /// as usual) and the store's claim on its archive. The operator's decision
+    /// (`photondb-storaged stop-archiving`); returns how many marks it removed.
+    pub fn stop_archiving(&self) -> Result<usize, Error> {
         let wal_dir = layout::wal(&self.dir);
         let marked = waiting(&*self.io, &wal_dir)?;
         for start in &marked {
             self.io.remove(&wal_dir.join(ready_name(*start)))?;
         }
-        if !marked.is_empty() {
-            self.io.sync_dir(&wal_dir)?;
-            self.wal.set_unarchived(0);
+        self.io.sync_dir(&wal_dir)?;
+        self.wal.set_unarchived(0);
+        if self.is_archived()? {
+            self.io.remove(&layout::archive_claim(&self.dir))?;
+            self.io.sync_dir(&self.dir)?;
         }
         Ok(marked.len())
     }
@@ -622,14 +737,16 @@ fn run_hook(
     clock: &dyn crate::engine::clock::Clock,
 ) -> Result<(), String> {
     let line = command
-        .replace("%p", &path.display().to_string())
-        .replace("%f", name);
+        .replace("%p", &shell_quote(&path.display().to_string()))
+        .replace("%f", &shell_quote(name));
+    // Its own process group, so a timeout kills what the command started too.
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(&line)
         .env("PHOTONDB_ARCHIVE_PATH", path)
         .env("PHOTONDB_ARCHIVE_FILE", name)
         .stdin(std::process::Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run the archive command: {e}"))?;
     let started = clock.now();
@@ -638,6 +755,10 @@ fn run_hook(
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => return Err(format!("the archive command failed ({status})")),
             Ok(None) if clock.since(started) >= timeout => {
+                let group = format!("-{}", child.id());
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &group])
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
@@ -649,6 +770,11 @@ fn run_hook(
             Err(e) => return Err(format!("waiting for the archive command: {e}")),
         }
     }
+}
+
+/// `text` as one shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]
@@ -678,12 +804,32 @@ mod tests {
     }
 
     #[test]
-    fn an_archive_is_claimed_by_one_store() {
-        let dir = tempfile::tempdir().unwrap();
-        claim_instance(dir.path(), &[1; 16]).unwrap();
-        claim_instance(dir.path(), &[1; 16]).unwrap();
-        let err = claim_instance(dir.path(), &[2; 16]).unwrap_err();
+    fn an_archive_is_claimed_by_one_copy_of_one_store() {
+        let root = tempfile::tempdir().unwrap();
+        let (archive, store, copy) = (
+            root.path().join("a"),
+            root.path().join("s"),
+            root.path().join("c"),
+        );
+        for d in [&store, &copy] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        claim_instance(&archive, &store, &[1; 16]).unwrap();
+        claim_instance(&archive, &store, &[1; 16]).unwrap();
+        let err = claim_instance(&archive, &store, &[2; 16]).unwrap_err();
         assert!(err.contains("belongs to another store"), "{err}");
+        // A copy of the store (same instance id, no claim of its own) is refused.
+        let err = claim_instance(&archive, &copy, &[1; 16]).unwrap_err();
+        assert!(err.contains("another copy of this store"), "{err}");
+        // Once claimed, a missing archive (an unmounted bucket) is not created anew.
+        std::fs::remove_dir_all(&archive).unwrap();
+        let err = claim_instance(&archive, &store, &[1; 16]).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(!archive.exists());
+        // An existing but empty directory completes a claim a crash interrupted.
+        std::fs::create_dir_all(&archive).unwrap();
+        claim_instance(&archive, &store, &[1; 16]).unwrap();
+        claim_instance(&archive, &store, &[1; 16]).unwrap();
     }
 
     #[test]
@@ -700,6 +846,21 @@ mod tests {
         assert!(err.contains("failed"), "{err}");
         let err =
             run_hook("sleep 5", &path, "seg", Duration::from_millis(100), &clock).unwrap_err();
+        assert!(err.contains("killed"), "{err}");
+        // A path with spaces and quotes reaches the command as one word; what the command
+        // started is killed with it on a timeout.
+        let odd = dir.path().join("it's a seg");
+        std::fs::write(&odd, b"y").unwrap();
+        run_hook(&cmd, &odd, "seg", Duration::from_secs(10), &clock).unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"y");
+        let marker = dir.path().join("survived");
+        let late = format!("(sleep 1; touch {}) & sleep 5", marker.display());
+        let err = run_hook(&late, &path, "seg", Duration::from_millis(100), &clock).unwrap_err();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            !marker.exists(),
+            "a process the command started outlived its timeout"
+        );
         assert!(err.contains("killed"), "{err}");
     }
 }

@@ -8,9 +8,10 @@
 //! BACKUP_DIR/wal/<seg>.wal[.age] segments from the redo point's; the last one ends at end_lsn
 //! BACKUP_DIR/manifest.json      instance, LSNs, time, every file's size and SHA-256
 //! ```
-//! Online, the backup holds off checkpoints while it copies (they are what writes the data
-//! file and retires segments) but not commits: writers keep committing, into the WAL and the
-//! buffer pool. The last segment is copied up to the end the backup stops at and zero-filled
+//! Online, one backup runs at a time; it starts with a checkpoint, copies the data file while
+//! checkpoints and commits go on (replay from the checkpoint's redo point repairs what the
+//! copy caught mid-write, see `Engine::backup`), and keeps checkpoints from retiring the
+//! segments it still has to copy. The last segment is copied up to the end the backup stops at and zero-filled
 //! after it, so the backup's log ends cleanly where its manifest says.
 
 use crate::engine::archive::{FileReader, copy_hashed, hex, sync_dir, write_durably};
@@ -27,6 +28,7 @@ use crate::engine::wal::segment::{file_name, segment_of};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const MANIFEST_FORMAT: u32 = 1;
@@ -41,12 +43,17 @@ pub struct Manifest {
     pub segment_size: u64,
     /// The checkpoint's redo point: replay starts here.
     pub start_lsn: u64,
-    /// The last record before that checkpoint (the earliest point the backup restores to).
+    /// The last record before that checkpoint.
     pub checkpoint_last_lsn: u64,
-    /// The last record the backup's own log holds (restorable without an archive).
+    /// The last record the backup's own log holds: restorable without an archive, and the
+    /// earliest target a restore of this backup accepts.
     pub end_lsn: u64,
     /// Where the next record would go after `end_lsn`.
     pub end_position: u64,
+    /// The commit time of the record at `end_lsn` (or a time after it): the earliest time a
+    /// restore of this backup can target, since the data file was copied while it changed and
+    /// is consistent only once replay reaches `end_lsn`.
+    pub end_unix_ms: u64,
     pub created_unix_ms: u64,
     /// Whether the files are age ciphertext (stored as `<path>.age`).
     pub encrypted: bool,
@@ -68,6 +75,8 @@ pub struct ManifestFile {
 /// Why a backup was not taken. A backup directory without a manifest is incomplete.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    #[error("a backup of this store is already running")]
+    AlreadyRunning,
     #[error("{} already exists and is not empty: a backup goes into a new directory", .0.display())]
     TargetExists(std::path::PathBuf),
     #[error("writing the backup failed: {0}")]
@@ -106,12 +115,23 @@ impl Engine {
         recipients: Option<&Recipients>,
     ) -> Result<Manifest, BackupError> {
         self.check_open()?;
+        let _slot = self
+            .backing_up
+            .try_lock()
+            .map_err(|_| BackupError::AlreadyRunning)?;
         prepare_target(to)?;
         let started = self.opts.clock.now();
-        // Held to the end: no checkpoint writes the data file or retires a segment meanwhile.
-        let _busy = lock(&self.checkpoint_busy);
-        self.checkpoint_busy_held()?;
-        let state: ControlState = *lock(&self.control);
+        let (state, _pin) = {
+            let _busy = lock(&self.checkpoint_busy);
+            self.checkpoint_busy_held()?;
+            let state: ControlState = *lock(&self.control);
+            // Until the WAL is copied, no checkpoint retires a segment from this redo point on.
+            (state, RetirePin::set(self, state.redo_lsn))
+        };
+        // Copied while checkpoints may write it (a fuzzy copy, as PostgreSQL's base backups
+        // are): every page a later checkpoint writes was changed after this redo point, so
+        // its first change since is a full image in the WAL the backup holds, which replay
+        // puts over whatever the copy caught. The backup is consistent from its end LSN on.
         let mut files = Vec::new();
         let data = self
             .io
@@ -121,7 +141,7 @@ impl Engine {
         files.push(copy_file(
             &*data, data_len, data_len, to, "pages.db", recipients,
         )?);
-        let (end_lsn, end_position) = self.wal.durable_point()?;
+        let (end_lsn, end_position, end_ms) = self.wal.durable_point()?;
         let wal_dir = layout::wal(&self.dir);
         let first = segment_of(state.redo_lsn, state.segment_size);
         let last = segment_of(end_position, state.segment_size);
@@ -159,6 +179,13 @@ impl Engine {
             checkpoint_last_lsn: state.last_lsn,
             end_lsn,
             end_position,
+            // No commit in this process: the end is the checkpoint's last record, committed
+            // before the checkpoint's time.
+            end_unix_ms: if end_ms > 0 {
+                end_ms
+            } else {
+                state.checkpoint_unix_ms
+            },
             created_unix_ms: self.opts.clock.unix_ms(),
             encrypted: recipients.is_some(),
             files,
@@ -181,6 +208,23 @@ impl Engine {
     }
 }
 
+/// Keeps checkpoints from retiring segments from `lsn` on until dropped.
+struct RetirePin<'a>(&'a Engine);
+
+impl<'a> RetirePin<'a> {
+    fn set(engine: &'a Engine, lsn: u64) -> RetirePin<'a> {
+        engine.retire_pin.store(lsn, Ordering::Release);
+        RetirePin(engine)
+    }
+}
+
+impl Drop for RetirePin<'_> {
+    fn drop(&mut self) {
+        self.0.retire_pin.store(u64::MAX, Ordering::Release);
+    }
+}
+
+/// Creates `to` (or takes it if it is empty) and its `wal` directory, durably.
 fn prepare_target(to: &Path) -> Result<(), BackupError> {
     let empty = match std::fs::read_dir(to) {
         Ok(mut entries) => entries.next().is_none(),
@@ -191,6 +235,10 @@ fn prepare_target(to: &Path) -> Result<(), BackupError> {
         return Err(BackupError::TargetExists(to.to_path_buf()));
     }
     std::fs::create_dir_all(to.join("wal")).map_err(BackupError::Write)?;
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).map_err(BackupError::Write)?;
+    }
+    sync_dir(to).map_err(BackupError::Write)?;
     Ok(())
 }
 

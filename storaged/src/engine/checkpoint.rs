@@ -116,8 +116,9 @@ impl Engine {
         drop(control);
         self.store.mark_clean(&dirty);
         let segment_size = self.wal.segment_size();
+        let keep_from = redo_lsn.min(self.retire_pin.load(Ordering::Acquire));
         let segments_retired =
-            retire_below(&*self.io, &layout::wal(&self.dir), redo_lsn, segment_size)?;
+            retire_below(&*self.io, &layout::wal(&self.dir), keep_from, segment_size)?;
         let duration = self.opts.clock.since(started);
         self.note_checkpoint(duration);
         Ok(CheckpointStats {

@@ -40,6 +40,11 @@ pub struct Engine {
     pub(crate) last_checkpoint: Mutex<Instant>,
     pub(crate) counters: Counters,
     pub(crate) archive_counters: crate::engine::archive::ArchiveCounters,
+    /// Held by the one backup that may run at a time (`backup.rs`).
+    pub(crate) backing_up: Mutex<()>,
+    /// Checkpoints retire no segment from this LSN on (a running backup's redo point;
+    /// `u64::MAX`: none).
+    pub(crate) retire_pin: AtomicU64,
     /// The store's lock file, held while open (real filesystem only).
     pub(crate) dir_lock: Option<std::fs::File>,
 }
@@ -88,15 +93,26 @@ impl Engine {
         out
     }
 
-    /// Runs a write transaction as one WAL record; returns once it is durable, with its LSN.
-    /// The body may run on another writer's thread (see `combine`), so it owns its inputs.
+    /// Runs a client's write transaction as one WAL record; returns once it is durable, with
+    /// its LSN. Refused while the WAL archive is too far behind (`check_archive`).
     pub(crate) fn write<T: Send + 'static>(
+        &self,
+        summary: String,
+        op: impl FnMut(&mut Txn<'_>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<(T, u64), Error> {
+        self.check_archive()?;
+        self.write_any(summary, op)
+    }
+
+    /// `write` without the archive's bound, for the engine's own work (purges of dropped
+    /// tables, which an open must be able to finish). The body may run on another writer's
+    /// thread (see `combine`), so it owns its inputs.
+    pub(crate) fn write_any<T: Send + 'static>(
         &self,
         summary: String,
         mut op: impl FnMut(&mut Txn<'_>) -> Result<T, Error> + Send + 'static,
     ) -> Result<(T, u64), Error> {
         self.check_open()?;
-        self.check_archive()?;
         let value = Arc::new(Mutex::new(None));
         let slot = value.clone();
         let body: Body = Box::new(move |txn| {

@@ -26,3 +26,10 @@ pub(crate) fn wal(dir: &Path) -> PathBuf {
 pub(crate) fn quarantine(dir: &Path) -> PathBuf {
     dir.join("quarantine")
 }
+
+/// Names the store's claim on its WAL archive (`archive.rs`); never copied into a backup.
+pub(crate) const ARCHIVE_CLAIM: &str = "archive-claim";
+
+pub(crate) fn archive_claim(dir: &Path) -> PathBuf {
+    dir.join(ARCHIVE_CLAIM)
+}

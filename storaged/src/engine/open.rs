@@ -49,7 +49,9 @@ impl Engine {
             rec.control.instance_id,
             rec.wal,
             clock.clone(),
-            opts.archive.is_some(),
+            // A store that has been archived keeps marking what it seals whoever opens it (an
+            // offline recover, a backup), so nothing sealed is retired before it is archived.
+            opts.archive.is_some() || io.exists(&layout::archive_claim(dir))?,
         );
         let active = wal.active_start();
         let marked = crate::engine::archive::waiting(&*io, &layout::wal(dir))?;
@@ -69,6 +71,8 @@ impl Engine {
             last_checkpoint: Mutex::new(clock.now()),
             counters: Counters::default(),
             archive_counters: Default::default(),
+            backing_up: Mutex::new(()),
+            retire_pin: std::sync::atomic::AtomicU64::new(u64::MAX),
             dir_lock: None,
         };
         engine.store.install_replayed(rec.replayed);

@@ -115,7 +115,7 @@ impl Engine {
             let summary = format!("purge dropped tables from id {first}");
             let noting = current.clone();
             let (finished, _) =
-                self.write(summary, move |txn| purge_chunk(txn, &pending, &noting))?;
+                self.write_any(summary, move |txn| purge_chunk(txn, &pending, &noting))?;
             rest = &rest[finished..];
         }
         Ok(())

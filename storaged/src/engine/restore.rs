@@ -24,7 +24,7 @@ use crate::engine::verify::{LogFinding, verify_offline};
 use crate::engine::wal::record;
 use crate::engine::wal::segment::{SEGMENT_HEADER_LEN, SegmentHeader, file_name, parse_file_name};
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// How far to replay.
@@ -105,9 +105,25 @@ pub enum RestoreError {
         latest_reachable_lsn: u64,
     },
     #[error(
-        "the target {target} is before this backup's checkpoint (LSN {earliest_lsn:#x}); use an older backup"
+        "the target {target} is before this backup is consistent (LSN {earliest_lsn:#x}); use \
+         an older backup"
     )]
     BeforeBackup { target: String, earliest_lsn: u64 },
+    #[error(
+        "the target time {target_ms} (Unix ms) is after the last commit the backup and archive \
+         hold ({last_ms}, LSN {latest_reachable_lsn:#x}): the archive may not have the rest yet; \
+         to restore everything it holds, use --latest"
+    )]
+    TimeBeyondEnd {
+        target_ms: u64,
+        last_ms: u64,
+        latest_reachable_lsn: u64,
+    },
+    #[error(
+        "the record at LSN {lsn:#x} has no commit time (it was written before commit times were \
+         logged, segment format 1): restore to it by --until-lsn instead"
+    )]
+    Untimed { lsn: u64 },
     #[error("recovery of the restored store failed: {0}")]
     Recovery(#[from] OpenError),
     #[error("the restored store did not verify clean:\n{0}")]
@@ -226,9 +242,20 @@ fn restore_into(
             "its WAL segments are not contiguous".into(),
         ));
     }
+    // An LSN target needs the archive only up to the segment holding it.
+    let stop_at = match target {
+        RestoreTarget::UntilLsn(lsn) => Some(lsn / size * size),
+        _ => None,
+    };
     let chain = match archive {
         Some(dir) => {
-            extend_from_archive(dir, staging, &manifest, instance, last_backup, identities)?
+            let from = ArchiveFrom {
+                dir,
+                instance,
+                first: last_backup,
+                stop_at,
+            };
+            extend_from_archive(&from, staging, &manifest, identities)?
         }
         None => Chain {
             last: last_backup,
@@ -237,59 +264,7 @@ fn restore_into(
         },
     };
     let records = chain_records(staging, &backup_segments, chain.last, size)?;
-    let latest = records.last().map_or(manifest.checkpoint_last_lsn, |r| r.0);
-    let gap = |g: &(u64, String)| RestoreError::Gap {
-        first_missing_lsn: g.0,
-        latest_reachable_lsn: latest,
-        reason: g.1.clone(),
-    };
-    let earliest = manifest.checkpoint_last_lsn;
-    let (target_lsn, target_unix_ms) = match target {
-        RestoreTarget::Latest => {
-            if let Some(g) = &chain.gap {
-                return Err(gap(g));
-            }
-            (latest, records.last().map(|r| r.1))
-        }
-        RestoreTarget::UntilLsn(lsn) if lsn < earliest => {
-            return Err(RestoreError::BeforeBackup {
-                target: format!("LSN {lsn:#x}"),
-                earliest_lsn: earliest,
-            });
-        }
-        RestoreTarget::UntilLsn(lsn) if lsn > latest => {
-            return Err(match &chain.gap {
-                Some(g) => gap(g),
-                None => RestoreError::BeyondEnd {
-                    target: lsn,
-                    latest_reachable_lsn: latest,
-                },
-            });
-        }
-        RestoreTarget::UntilLsn(lsn) => {
-            let at = records.iter().rev().find(|r| r.0 <= lsn);
-            (lsn, at.map(|r| r.1))
-        }
-        RestoreTarget::UntilTime(ms) => {
-            let after = records.iter().position(|r| r.1 > ms);
-            match after {
-                Some(i) if records[i].0 <= earliest => {
-                    return Err(RestoreError::BeforeBackup {
-                        target: format!("time {ms} (Unix ms)"),
-                        earliest_lsn: earliest,
-                    });
-                }
-                Some(i) => {
-                    let at = records[..i].last().filter(|r| r.0 > earliest);
-                    (at.map_or(earliest, |r| r.0), at.map(|r| r.1))
-                }
-                None if chain.gap.is_some() => {
-                    return Err(gap(chain.gap.as_ref().unwrap_or(&(0, String::new()))));
-                }
-                None => (latest, records.last().map(|r| r.1)),
-            }
-        }
-    };
+    let (target_lsn, target_unix_ms) = choose_target(target, &manifest, &records, &chain)?;
     let opts = EngineOptions {
         recovery: RecoveryMode::PointInTime {
             until_lsn: target_lsn,
@@ -302,6 +277,12 @@ fn restore_into(
         .checkpoint()
         .map_err(|e| RestoreError::Io(io::Error::other(e)))?;
     drop(engine);
+    // What the cut moved aside is the log after the target, which the archive still holds:
+    // the restored store does not keep a copy of it.
+    let quarantine = staging.join("quarantine");
+    if quarantine.exists() {
+        std::fs::remove_dir_all(&quarantine)?;
+    }
     let verified = verify_offline(staging)?;
     let clean = matches!(verified.log, LogFinding::Clean { .. })
         && verified.pages.is_clean()
@@ -315,10 +296,75 @@ fn restore_into(
         target_unix_ms: target_unix_ms.filter(|&t| t > 0),
         segments_from_backup: backup_segments.len(),
         segments_from_archive: chain.from_archive,
-        latest_lsn: latest,
+        latest_lsn: records.last().map_or(manifest.end_lsn, |r| r.0),
         recovery,
         pages_checked: verified.pages.pages_checked,
     })
+}
+
+/// The LSN to replay to (and its commit time) for `target`, given the records the backup and
+/// archive hold as (LSN, commit time; 0 for untimed records) in log order.
+fn choose_target(
+    target: RestoreTarget,
+    manifest: &Manifest,
+    records: &[(u64, u64)],
+    chain: &Chain,
+) -> Result<(u64, Option<u64>), RestoreError> {
+    let latest = records.last().map_or(manifest.end_lsn, |r| r.0);
+    let gap = |g: &(u64, String)| RestoreError::Gap {
+        first_missing_lsn: g.0,
+        latest_reachable_lsn: latest,
+        reason: g.1.clone(),
+    };
+    let earliest = manifest.end_lsn;
+    let time_of = |lsn: u64| records.iter().rev().find(|r| r.0 <= lsn).map(|r| r.1);
+    match target {
+        RestoreTarget::Latest => match &chain.gap {
+            Some(g) => Err(gap(g)),
+            None => Ok((latest, time_of(latest))),
+        },
+        RestoreTarget::UntilLsn(lsn) if lsn < earliest => Err(RestoreError::BeforeBackup {
+            target: format!("LSN {lsn:#x}"),
+            earliest_lsn: earliest,
+        }),
+        RestoreTarget::UntilLsn(lsn) if lsn > latest => Err(match &chain.gap {
+            Some(g) => gap(g),
+            None => RestoreError::BeyondEnd {
+                target: lsn,
+                latest_reachable_lsn: latest,
+            },
+        }),
+        RestoreTarget::UntilLsn(lsn) => Ok((lsn, time_of(lsn))),
+        RestoreTarget::UntilTime(ms) if ms < manifest.end_unix_ms => {
+            Err(RestoreError::BeforeBackup {
+                target: format!(
+                    "time {ms} (Unix ms; the backup is consistent from {})",
+                    manifest.end_unix_ms
+                ),
+                earliest_lsn: earliest,
+            })
+        }
+        RestoreTarget::UntilTime(ms) => {
+            let mut at = (earliest, None);
+            for &(lsn, time) in records.iter().filter(|r| r.0 > earliest) {
+                if time == 0 {
+                    return Err(RestoreError::Untimed { lsn });
+                }
+                if time > ms {
+                    return Ok(at);
+                }
+                at = (lsn, Some(time));
+            }
+            match &chain.gap {
+                Some(g) => Err(gap(g)),
+                None => Err(RestoreError::TimeBeyondEnd {
+                    target_ms: ms,
+                    last_ms: at.1.unwrap_or(manifest.end_unix_ms),
+                    latest_reachable_lsn: latest,
+                }),
+            }
+        }
+    }
 }
 
 fn read_manifest(backup: &Path) -> Result<Manifest, RestoreError> {
@@ -394,17 +440,25 @@ struct Chain {
     gap: Option<(u64, String)>,
 }
 
-/// Copies the archive's segments from `first` (the backup's last, which the archive holds whole)
-/// on, as long as they are contiguous and intact.
+/// Where restore takes archived segments from.
+struct ArchiveFrom<'a> {
+    dir: &'a Path,
+    instance: [u8; 16],
+    /// The backup's last segment, which the archive holds whole.
+    first: u64,
+    /// The last segment needed (an LSN target's), if not all.
+    stop_at: Option<u64>,
+}
+
+/// Copies the archive's segments from `from.first` on, as long as they are contiguous and
+/// intact (and needed).
 fn extend_from_archive(
-    dir: &Path,
+    from: &ArchiveFrom<'_>,
     staging: &Path,
     manifest: &Manifest,
-    instance: [u8; 16],
-    first: u64,
     identities: Option<&Identities>,
 ) -> Result<Chain, RestoreError> {
-    let size = manifest.segment_size;
+    let (dir, first) = (from.dir, from.first);
     let names: Vec<String> = match StdFs.list_dir(dir) {
         Ok(names) => names,
         Err(e) => {
@@ -423,10 +477,10 @@ fn extend_from_archive(
     };
     let newest = names.iter().filter_map(segment_of_name).max();
     match read_instance(dir).map_err(RestoreError::Manifest)? {
-        Some(found) if found != instance => {
+        Some(found) if found != from.instance => {
             return Err(RestoreError::ForeignArchive {
                 archive: hex(&found),
-                backup: hex(&instance),
+                backup: hex(&from.instance),
             });
         }
         Some(_) => {}
@@ -446,9 +500,20 @@ fn extend_from_archive(
     let Some(newest) = newest.filter(|&n| n >= first) else {
         return Ok(chain);
     };
+    let last = from.stop_at.map_or(newest, |s| s.min(newest));
     let mut start = first;
-    while start <= newest {
-        match take_segment(dir, staging, start, instance, size, identities) {
+    while start <= last {
+        // The backup's own copy of its last segment must be what the archive holds below the
+        // backup's end, or the archive is another history of this store.
+        let prefix = (start == first).then(|| manifest.end_position - first);
+        match take_segment(
+            from,
+            staging,
+            start,
+            manifest.segment_size,
+            prefix,
+            identities,
+        ) {
             Ok(()) => {
                 chain.last = start;
                 chain.from_archive += 1;
@@ -462,30 +527,29 @@ fn extend_from_archive(
                     start + SEGMENT_HEADER_LEN as u64
                 };
                 if start != first || newest > first {
-                    chain.gap = Some((
-                        at,
-                        format!("archived segment {}: {reason}", file_name(start)),
-                    ));
+                    let name = file_name(start);
+                    chain.gap = Some((at, format!("archived segment {name}: {reason}")));
                 }
                 return Ok(chain);
             }
         }
-        start += size;
+        start += manifest.segment_size;
     }
     Ok(chain)
 }
 
-/// Checks one archived segment against its sidecar and its header, and copies it into the
-/// staging WAL directory.
+/// Checks one archived segment against its sidecar and its header (and, for the backup's last
+/// segment, that its first `prefix` bytes are the backup's), then puts it in the staging WAL
+/// directory; on a failure, the staged file is left as it was.
 fn take_segment(
-    dir: &Path,
+    from: &ArchiveFrom<'_>,
     staging: &Path,
     start: u64,
-    instance: [u8; 16],
     size: u64,
+    prefix: Option<u64>,
     identities: Option<&Identities>,
 ) -> Result<(), Unpack> {
-    let sidecar_path = dir.join(sidecar_name(start));
+    let sidecar_path = from.dir.join(sidecar_name(start));
     let text = match std::fs::read_to_string(&sidecar_path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -497,45 +561,84 @@ fn take_segment(
     };
     let sidecar = Sidecar::parse(&text)
         .map_err(|e| Unpack::Failed(format!("its sidecar is damaged: {e}")))?;
-    if sidecar.instance_id != instance || sidecar.start_lsn != start || sidecar.segment_size != size
+    if sidecar.instance_id != from.instance
+        || sidecar.start_lsn != start
+        || sidecar.segment_size != size
     {
         return Err(Unpack::Failed(
             "its sidecar names another store, position or size".into(),
         ));
     }
-    let stored = dir.join(stored_name(start, sidecar.encrypted));
+    let stored = from.dir.join(stored_name(start, sidecar.encrypted));
     if !stored.exists() {
         return Err(Unpack::Failed(
             "missing (its sidecar is there, the segment is not)".into(),
         ));
     }
     let to = staging.join("wal").join(file_name(start));
+    let incoming = staging
+        .join("wal")
+        .join(format!("{}.incoming", file_name(start)));
+    let checked = check_segment(
+        &stored,
+        &incoming,
+        &sidecar,
+        from.instance,
+        prefix.map(|p| (&*to, p)),
+        identities,
+    );
+    match checked {
+        Ok(()) => std::fs::rename(&incoming, &to).map_err(|e| Unpack::Failed(e.to_string())),
+        Err(e) => {
+            let _ = std::fs::remove_file(&incoming);
+            Err(e)
+        }
+    }
+}
+
+/// Unpacks `stored` into `incoming` and checks it: digests, length, header, and the first
+/// bytes of `same_as` if given.
+fn check_segment(
+    stored: &Path,
+    incoming: &Path,
+    sidecar: &Sidecar,
+    instance: [u8; 16],
+    same_as: Option<(&Path, u64)>,
+    identities: Option<&Identities>,
+) -> Result<(), Unpack> {
     let stored_as = Expected {
         stored_sha256: &sidecar.stored_sha256,
         differs: "damaged (its SHA-256 differs from its sidecar's)",
     };
-    let (plain, len) = unpack(&stored, &to, sidecar.encrypted, identities, stored_as)?;
-    if plain != sidecar.sha256 || len != size {
+    let (plain, len) = unpack(stored, incoming, sidecar.encrypted, identities, stored_as)?;
+    if plain != sidecar.sha256 || len != sidecar.segment_size {
         return Err(Unpack::Failed(format!(
             "damaged or truncated ({len} bytes, content differs from its sidecar's)"
         )));
     }
-    let mut head = [0u8; SEGMENT_HEADER_LEN];
-    let file = std::fs::File::open(&to).map_err(|e| Unpack::Failed(e.to_string()))?;
-    file.take(SEGMENT_HEADER_LEN as u64)
-        .read_exact(&mut head)
-        .map_err(|e| Unpack::Failed(e.to_string()))?;
-    let header = SegmentHeader::decode(&head).map_err(Unpack::Failed)?;
-    if header.instance_id != instance || header.start_lsn != start {
+    let bytes = std::fs::read(incoming).map_err(|e| Unpack::Failed(e.to_string()))?;
+    let header = SegmentHeader::decode(&bytes).map_err(Unpack::Failed)?;
+    if header.instance_id != instance || header.start_lsn != sidecar.start_lsn {
         return Err(Unpack::Failed(
             "its header names another store or position".into(),
         ));
     }
+    if let Some((backup_copy, prefix)) = same_as {
+        let ours = std::fs::read(backup_copy).map_err(|e| Unpack::Failed(e.to_string()))?;
+        let n = prefix as usize;
+        if ours.get(..n) != bytes.get(..n) {
+            return Err(Unpack::Failed(
+                "it differs from the backup's copy below the backup's end: the archive holds \
+                 another history of this store"
+                    .into(),
+            ));
+        }
+    }
     Ok(())
 }
 
-/// (LSN, commit time) of every record in the staged segments up to `last`, in log order;
-/// untimed records take the time of the record before them.
+/// (LSN, commit time; 0 if the record has none) of every record in the staged segments up to
+/// `last`, in log order.
 fn chain_records(
     staging: &Path,
     backup_segments: &[u64],
@@ -543,21 +646,11 @@ fn chain_records(
     size: u64,
 ) -> Result<Vec<(u64, u64)>, RestoreError> {
     let mut out = Vec::new();
-    let mut time = 0;
     let mut start = backup_segments[0];
     while start <= last {
         let bytes = std::fs::read(staging.join("wal").join(file_name(start)))?;
-        for header in record::records_of(&bytes, start) {
-            time = time.max(header.commit_unix_ms);
-            out.push((
-                header.lsn,
-                if header.commit_unix_ms > 0 {
-                    header.commit_unix_ms
-                } else {
-                    time
-                },
-            ));
-        }
+        let records = record::records_of(&bytes, start);
+        out.extend(records.iter().map(|h| (h.lsn, h.commit_unix_ms)));
         start += size;
     }
     Ok(out)

@@ -44,8 +44,18 @@ fn archive_opts(dir: &Path, bound: u64, recipients: Option<Recipients>) -> Archi
 }
 
 fn open(dir: &Path, archive: Option<ArchiveOptions>) -> Arc<Engine> {
+    open_checkpointing(dir, archive, 64 << 20)
+}
+
+/// `open`, checkpointing after every `checkpoint_wal_bytes` of WAL.
+fn open_checkpointing(
+    dir: &Path,
+    archive: Option<ArchiveOptions>,
+    checkpoint_wal_bytes: u64,
+) -> Arc<Engine> {
     let opts = EngineOptions {
         wal_segment_size: SEGMENT,
+        checkpoint_wal_bytes,
         archive,
         ..EngineOptions::default()
     };
@@ -181,15 +191,14 @@ fn assert_nothing_left(to: &Path) {
     assert!(leftovers.is_empty(), "staging left: {leftovers:?}");
 }
 
-/// Sixteen writers keep committing while a backup runs; restoring the backup alone returns
-/// exactly the writes acknowledged up to its end LSN, and none after it.
+/// Sixteen writers keep committing (and checkpoints keep writing the data file) while a backup
+/// copies it; restoring the backup alone returns exactly the writes acknowledged up to its end
+/// LSN, and none after it. A restored copy cannot archive into the original's archive.
 #[test]
 fn a_backup_under_sixteen_writers_restores_exactly_what_was_acknowledged_before_its_end() {
     let f = Fixture::new();
-    let engine = open(
-        &f.path("data"),
-        Some(archive_opts(&f.path("archive"), 1 << 30, None)),
-    );
+    let archive = archive_opts(&f.path("archive"), 1 << 30, None);
+    let engine = open_checkpointing(&f.path("data"), Some(archive.clone()), 128 << 10);
     let stop = Arc::new(AtomicBool::new(false));
     let load = write_load(&engine, 16, 100_000, &stop, "a");
     std::thread::sleep(Duration::from_millis(300));
@@ -236,6 +245,20 @@ fn a_backup_under_sixteen_writers_restores_exactly_what_was_acknowledged_before_
     assert_eq!(report.target_lsn, last);
     assert!(report.segments_from_archive > 0, "{report}");
     assert_eq!(contents(&f.path("latest")), state_at(&acks, last));
+    assert!(
+        engine.stats().checkpoints > 3,
+        "no checkpoint ran during the load"
+    );
+
+    // The restored store shares the instance id, not the original's claim on its archive.
+    let copy = open(&f.path("latest"), Some(archive));
+    put(&copy, "fork", b"{}").unwrap();
+    copy.seal_active_segment().unwrap();
+    let err = copy.archive_pending().unwrap_err();
+    assert!(
+        err.to_string().contains("another copy of this store"),
+        "{err}"
+    );
 }
 
 /// Restoring to an LSN and to a time returns exactly the acknowledged state at that point;
@@ -281,6 +304,30 @@ fn point_in_time_restore_by_lsn_and_by_time_returns_the_acknowledged_state_there
     let last_a = phase_a.iter().map(|a| a.2).max().unwrap();
     assert_eq!(by_time.target_lsn, last_a);
     assert_eq!(contents(&f.path("by-time")), state_at(&phase_a, last_a));
+    // Before the backup is consistent, and after the last commit archived: refused by name.
+    let early = restore(
+        &f.path("backup"),
+        Some(&f.path("archive")),
+        &f.path("early"),
+        RestoreTarget::UntilTime(manifest.end_unix_ms - 1),
+        Some(&identities),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(early, RestoreError::BeforeBackup { .. }),
+        "{early}"
+    );
+    let late = restore(
+        &f.path("backup"),
+        Some(&f.path("archive")),
+        &f.path("late"),
+        RestoreTarget::UntilTime(time + 3_600_000),
+        Some(&identities),
+    )
+    .unwrap_err();
+    assert!(matches!(late, RestoreError::TimeBeyondEnd { .. }), "{late}");
+    assert_nothing_left(&f.path("early"));
+    assert_nothing_left(&f.path("late"));
 
     let mut lsns: Vec<u64> = all.iter().map(|a| a.2).collect();
     lsns.sort_unstable();

@@ -152,5 +152,26 @@ async fn a_kill_during_archiving_ships_the_segment_again_after_the_restart() -> 
     // Writes are accepted again.
     let mut c = storaged.client().await?;
     c.put(put(written)).await?;
+
+    // A configuration that lost its [archive] does not quietly end the archive: storaged
+    // refuses to start until archiving is stopped on purpose.
+    storaged.stop()?;
+    let config = std::fs::read_to_string(storaged.config_path())?;
+    let without = config[..config.find("[archive]").expect("an [archive] section")].to_string();
+    std::fs::write(storaged.config_path(), without)?;
+    let refused = storaged.restart().expect_err("started without [archive]");
+    assert!(
+        refused.to_string().contains("stop-archiving"),
+        "{refused:#}"
+    );
+    let data = storaged.data_dir();
+    let out =
+        photondb_tests::run_storaged(&["stop-archiving", "--data-dir", data.to_str().unwrap()])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    storaged.restart()?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use photondb_tests::{
 const WRITERS: usize = 8;
 const SEGMENT_MIB: u64 = 1;
 /// `[archive] switch_interval_ms`: how long the active segment may hold unarchived records.
-const SWITCH_MS: u64 = 300;
+const SWITCH_MS: u64 = 1000;
 
 /// key -> (version, value) after the acknowledged writes up to and including `lsn`.
 type State = BTreeMap<String, (u64, Vec<u8>)>;

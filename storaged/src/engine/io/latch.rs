@@ -76,6 +76,15 @@ impl IoBackend for LatchedIo {
             latched: self.latched.clone(),
         }))
     }
+    /// Opening to read changes nothing: a failure (a missing file) does not latch.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn IoFile>> {
+        guard(&self.latched)?;
+        let inner = self.inner.open_read(path)?;
+        Ok(Arc::new(LatchedFile {
+            inner,
+            latched: self.latched.clone(),
+        }))
+    }
     fn exists(&self, path: &Path) -> io::Result<bool> {
         guard(&self.latched)?;
         self.inner.exists(path)

@@ -49,6 +49,9 @@ struct AppendState {
     active_start: u64,
     /// The record kind the active segment takes: timed, unless it is a format 1 segment.
     kind: u8,
+    /// The last commit time stamped (Unix ms): stamps never go back, even if the clock does,
+    /// so a restore by time cuts the log at one place.
+    last_commit_ms: u64,
     /// Buffered bytes as (log position, bytes), contiguous within a chunk.
     pending: Vec<(u64, Vec<u8>)>,
     segments: BTreeMap<u64, Arc<dyn IoFile>>,
@@ -92,6 +95,7 @@ impl Wal {
             last_lsn: start.last_lsn,
             active_start,
             kind,
+            last_commit_ms: 0,
             pending: Vec::new(),
             segments: BTreeMap::from([(active_start, start.active)]),
         };
@@ -142,15 +146,16 @@ impl Wal {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
-    /// The last record's LSN and the end of the log once every byte before it is durable: a
-    /// point a backup can stop at (the records below it never change again).
-    pub(crate) fn durable_point(&self) -> Result<(u64, u64), StorageError> {
-        let (last_lsn, tail) = {
+    /// The last record's LSN, the end of the log and the last commit time stamped by this
+    /// process (0: none yet), once every byte before that end is durable: a point a backup can
+    /// stop at (the records below it never change again).
+    pub(crate) fn durable_point(&self) -> Result<(u64, u64, u64), StorageError> {
+        let (last_lsn, tail, time) = {
             let state = lock(&self.append);
-            (state.last_lsn, state.tail)
+            (state.last_lsn, state.tail, state.last_commit_ms)
         };
         self.wait_durable(tail)?;
-        Ok((last_lsn, tail))
+        Ok((last_lsn, tail, time))
     }
 
     pub(crate) fn tail(&self) -> u64 {
@@ -189,13 +194,14 @@ impl Wal {
         // Bytes before the first still-buffered byte were taken by a flush that completes its
         // fsync before the flush that will write this record starts.
         let durable_before = state.pending.first().map_or(lsn, |(at, _)| *at);
+        state.last_commit_ms = state.last_commit_ms.max(self.clock.unix_ms());
         let header = RecordHeader {
             payload_len: 0,
             lsn,
             prev_lsn: state.last_lsn,
             durable_before,
             kind: state.kind,
-            commit_unix_ms: self.clock.unix_ms(),
+            commit_unix_ms: state.last_commit_ms,
         };
         let len = record::record_len_of(state.kind, payload.len());
         let end = lsn + len;
