@@ -136,6 +136,33 @@ mod tests {
         }
     }
 
+    /// A store from before commit times (format 1) still opens: its segments decode, and the
+    /// writer knows not to put timed records into its active one.
+    #[test]
+    fn a_format_1_segment_is_read_and_takes_untimed_records() {
+        let header = SegmentHeader {
+            segment_size: 1 << 20,
+            instance_id: [3; 16],
+            start_lsn: 0,
+            prev_start_lsn: NO_PREVIOUS,
+            prev_last_lsn: 0,
+        };
+        let mut bytes = header.encode();
+        assert!(holds_commit_times(&bytes));
+        put_u32(&mut bytes, FORMAT_AT, FORMAT_UNTIMED);
+        let crc = crc32c::crc32c(&bytes[MAGIC_AT..]);
+        put_u32(&mut bytes, CRC_AT, crc);
+        assert_eq!(SegmentHeader::decode(&bytes).unwrap(), header);
+        assert!(!holds_commit_times(&bytes));
+        put_u32(&mut bytes, FORMAT_AT, 3);
+        let crc = crc32c::crc32c(&bytes[MAGIC_AT..]);
+        put_u32(&mut bytes, CRC_AT, crc);
+        assert!(
+            SegmentHeader::decode(&bytes).is_err(),
+            "a future format was accepted"
+        );
+    }
+
     #[test]
     fn file_names_round_trip() {
         assert_eq!(parse_file_name(&file_name(0x1234)), Some(0x1234));
