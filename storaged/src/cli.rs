@@ -81,8 +81,9 @@ enum Command {
     /// Take a base backup into a new directory: of a stopped store (--data-dir), or of a live
     /// one through storaged's admin service (--connect; it writes under its `[backup] dir`).
     ///
-    /// The backup is the data file as of a checkpoint plus the WAL from that checkpoint's redo
-    /// point to the backup's end, then manifest.json (every file's size and SHA-256), written
+    /// The backup is a checkpoint's control state, the data file (copied while later
+    /// checkpoints may write it) and the WAL from that checkpoint's redo point to the backup's
+    /// end, which makes it consistent; then manifest.json (every file's size and SHA-256), written
     /// last: a directory without it is an incomplete backup. Exit 0: taken; 1: failed; 64: a
     /// usage error.
     Backup {

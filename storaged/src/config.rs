@@ -49,8 +49,8 @@ pub struct RawArchive {
     /// archived only once it exits 0.
     pub command: Option<String>,
     pub command_timeout_ms: u64,
-    /// Seal the active segment once it has held records this long (0: only when full): bounds
-    /// how far the archive lags in time.
+    /// Seal the active segment once it has been active this long and holds a record (0: only
+    /// when full; else at least 1000): bounds how far the archive lags in time.
     pub switch_interval_ms: u64,
     /// age public keys (age1...) archived segments are encrypted to; none: not encrypted.
     pub recipients: Vec<String>,
@@ -309,8 +309,8 @@ impl RawConfig {
         let limits = self.limits.validate(&mut c);
         let engine = self.engine_options(&mut c);
         if let Some(dir) = &self.backup.dir {
-            if inside(dir, &self.data_dir) {
-                c.fail("backup.dir: must be outside data_dir (a backup must outlive the store)");
+            if inside(dir, &self.data_dir) || inside(&self.data_dir, dir) {
+                c.fail("backup.dir: must be outside data_dir, and not hold it (a backup must outlive the store)");
             }
             if self
                 .archive
@@ -385,8 +385,8 @@ impl RawConfig {
         if dir.as_os_str().is_empty() {
             c.fail("archive.dir: must not be empty (leave it out to turn archiving off)");
         }
-        if inside(&dir, &self.data_dir) {
-            c.fail("archive.dir: must be outside data_dir (the archive must outlive the store)");
+        if inside(&dir, &self.data_dir) || inside(&self.data_dir, &dir) {
+            c.fail("archive.dir: must be outside data_dir, and not hold it (the archive must outlive the store)");
         }
         // Fewer than two segments' worth would refuse writes after every seal.
         let min = self.wal_segment_mib.saturating_mul(2);

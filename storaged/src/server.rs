@@ -83,6 +83,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.data_dir.display()
         );
     }
+    if config.engine.archive.is_none() && engine.archive_stats().waiting_segments > 0 {
+        tracing::warn!(
+            waiting = engine.archive_stats().waiting_segments,
+            "sealed WAL segments are marked for an archive but [archive] is not configured: \
+             they are kept until it is, or until `photondb-storaged stop-archiving`"
+        );
+    }
     Engine::spawn_archiver(&engine);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -130,7 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         fatal.clone(),
     )
     .with_health(health)
-    .with_backup(config.backup.clone());
+    .with_backup(config.backup.clone(), limits.request_timeout);
     let task = tokio::spawn(serve(
         config,
         engine.clone(),

@@ -50,9 +50,11 @@ pub struct Handler {
     backup: Arc<BackupConfig>,
     /// The last backup asked for (running or finished).
     backup_job: Arc<Mutex<Option<BackupJob>>>,
+    backup_wait: std::time::Duration,
 }
 
-/// How long a `Backup` call waits for the backup before answering that it still runs.
+/// How long a `Backup` call waits for the backup before answering that it still runs, at
+/// most (and at most half the request timeout, see `with_backup`).
 const BACKUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A backup's result, once there is one.
@@ -92,12 +94,20 @@ impl Handler {
             health,
             backup: Arc::new(BackupConfig::default()),
             backup_job: Arc::new(Mutex::new(None)),
+            backup_wait: BACKUP_WAIT,
         }
     }
 
-    /// The handler taking online backups under `backup.dir` (without one, `Backup` is refused).
-    pub fn with_backup(mut self, backup: BackupConfig) -> Self {
+    /// The handler taking online backups under `backup.dir` (without one, `Backup` is refused);
+    /// a call answers within half of `request_timeout` (and 10 s), so the server's timeout never
+    /// cuts it.
+    pub fn with_backup(
+        mut self,
+        backup: BackupConfig,
+        request_timeout: std::time::Duration,
+    ) -> Self {
         self.backup = Arc::new(backup);
+        self.backup_wait = BACKUP_WAIT.min(request_timeout / 2);
         self
     }
 
@@ -105,9 +115,19 @@ impl Handler {
         let path = self.backup_target(to)?;
         let mut outcome = {
             let mut job = self.backup_job.lock().unwrap_or_else(|e| e.into_inner());
+            let running = job.as_ref().is_some_and(|j| j.outcome.borrow().is_none());
+            let same = job.as_ref().is_some_and(|j| j.path == path);
+            // A finished backup is reported again only while it is still there; a failed one,
+            // or one moved away since, is taken anew.
+            let reusable = same
+                && job.as_ref().is_some_and(|j| match &*j.outcome.borrow() {
+                    None => true,
+                    Some(Ok(_)) => path.join(engine::MANIFEST_FILE).is_file(),
+                    Some(Err(_)) => false,
+                });
             match &*job {
-                Some(j) if j.path == path => j.outcome.clone(),
-                Some(j) if j.outcome.borrow().is_none() => {
+                Some(j) if reusable => j.outcome.clone(),
+                Some(_) if running => {
                     return Err(Status::failed_precondition(
                         "another backup is running; ask again for that one, or wait",
                     ));
@@ -122,10 +142,20 @@ impl Handler {
                 }
             }
         };
-        let _ = tokio::time::timeout(BACKUP_WAIT, outcome.wait_for(Option::is_some)).await;
+        let closed = matches!(
+            tokio::time::timeout(self.backup_wait, outcome.wait_for(Option::is_some)).await,
+            Ok(Err(_))
+        );
         let answer = outcome.borrow().clone();
         match answer {
             Some(result) => result,
+            // The task ended without an answer (it panicked): the job is over.
+            None if closed => {
+                *self.backup_job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Err(Status::internal(
+                    "the backup stopped without an answer; see storaged's log",
+                ))
+            }
             None => Ok(pb::BackupResponse {
                 name: to_name(to),
                 done: false,

@@ -9,7 +9,8 @@
 //!
 //! In the archive directory:
 //! ```text
-//! INSTANCE                     "photondb-archive 1\ninstance <hex>\n": whose archive this is
+//! INSTANCE                     "photondb-archive 1\ninstance <hex>\nclaim <hex>\n": whose
+//!                              archive this is (the claim: which copy of the store, below)
 //! <segment>.wal[.age]          the segment as it was sealed (encrypted to age recipients)
 //! <segment>.wal.meta           its sidecar (below); written last, so its presence means whole
 //! ```
@@ -53,8 +54,10 @@ pub struct ArchiveOptions {
     pub command: Option<String>,
     /// A command still running after this is killed, and counts as a failure.
     pub command_timeout: Duration,
-    /// Seal the active segment once it holds records this old, so the archive lags the log by
-    /// at most about this much (PostgreSQL's `archive_timeout`). `None`: seal only when full.
+    /// Seal the active segment once it has been active this long and holds a record, so the
+    /// archive lags the log by at most about this much (PostgreSQL's `archive_timeout`; a
+    /// store that commits less often than this archives one segment per commit). `None`: seal
+    /// only when full.
     pub switch_interval: Option<Duration>,
     /// Encrypt archived segments to these age recipients.
     pub recipients: Option<Recipients>,
@@ -240,41 +243,77 @@ fn read_instance_file(dir: &Path) -> Result<Option<(Id, Option<Id>)>, String> {
     Ok(Some((instance, claim)))
 }
 
-/// The claim token in the store's `archive-claim` file, if it has one (it has been archived).
-pub(crate) fn store_claim(data_dir: &Path) -> Result<Option<[u8; 16]>, String> {
+/// The store's claim on its archive (`archive-claim` in the store's directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Never archived.
+    None,
+    /// A claim begun: the token is chosen, the archive's `INSTANCE` may not be written yet.
+    Pending(Id),
+    /// The archive's `INSTANCE` names this token: the store has archived there.
+    Claimed(Id),
+}
+
+fn store_claim(data_dir: &Path) -> Result<Claim, String> {
     let path = layout::archive_claim(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let token = text.lines().find_map(|l| l.strip_prefix("claim "));
-            let token = token.ok_or_else(|| format!("{} holds no claim", path.display()))?;
-            parse_instance(token).map(Some)
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Claim::None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    for line in text.lines() {
+        if let Some(token) = line.strip_prefix("claim ") {
+            return parse_instance(token).map(Claim::Claimed);
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        if let Some(token) = line.strip_prefix("pending ") {
+            return parse_instance(token).map(Claim::Pending);
+        }
     }
+    Err(format!("{} holds no claim", path.display()))
+}
+
+fn write_store_claim(data_dir: &Path, state: &str, token: &Id) -> Result<(), String> {
+    let text = format!("photondb-archive-claim 1\n{state} {}\n", hex(token));
+    write_durably(data_dir, layout::ARCHIVE_CLAIM, |out| {
+        out.write_all(text.as_bytes())
+    })
+    .map_err(|e| {
+        format!(
+            "cannot write {}: {e}",
+            layout::archive_claim(data_dir).display()
+        )
+    })
+}
+
+/// Files that do not make a directory an archive already: temporary files of an interrupted
+/// write, and a fresh filesystem's `lost+found`.
+fn counts_as_content(name: &str) -> bool {
+    !name.ends_with(TMP_SUFFIX) && name != "lost+found"
 }
 
 /// Checks that `dir` is this store's archive, claiming it on first use.
 ///
 /// The claim is a random token kept both in the archive's `INSTANCE` file and in the store's
-/// `archive-claim` file (written first). Backups never copy the store's file, so a restored
-/// copy of a store, which shares its instance id, cannot archive into the original's archive
-/// (its log is another history past the restore point). Once a store has a claim, a missing
-/// archive directory is an error (an unmounted bucket), never a new, empty archive.
+/// `archive-claim` file, in three durable steps: the store's file says `pending`, `INSTANCE`
+/// is written, the store's file says `claim`. Backups never copy the store's file, so a
+/// restored copy of a store, which shares its instance id, cannot archive into the original's
+/// archive (its log is another history past the restore point). Once the claim is complete,
+/// an archive directory without its `INSTANCE` (missing, or an empty, unmounted mount point)
+/// is an error, never a new archive.
 pub(crate) fn claim_instance(
     dir: &Path,
     data_dir: &Path,
     instance_id: &[u8; 16],
 ) -> Result<(), String> {
     let ours = store_claim(data_dir)?;
-    if ours.is_some() && !dir.is_dir() {
+    if matches!(ours, Claim::Claimed(_)) && !dir.is_dir() {
         return Err(format!(
             "the archive directory {} does not exist (not mounted?); this store has archived \
              there before, so it is not created anew",
             dir.display()
         ));
     }
-    if ours.is_none() {
+    if !matches!(ours, Claim::Claimed(_)) {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -289,32 +328,38 @@ pub(crate) fn claim_instance(
             hex(&found),
             hex(instance_id)
         )),
-        (Some((_, Some(claim))), Some(token)) if claim == token => Ok(()),
+        (Some((_, Some(claim))), Claim::Claimed(token)) if claim == token => Ok(()),
+        (Some((_, Some(claim))), Claim::Pending(token)) if claim == token => {
+            write_store_claim(data_dir, "claim", &token)
+        }
         (Some(_), _) => Err(format!(
-            "{} is the archive of another copy of this store (e.g. the original of a restored \
-             store, whose log is another history): archive this one into a new directory",
+            "{} is the archive of another copy of this store (the original of a restored store, \
+             or this store before `stop-archiving`): its log there is another history; archive \
+             this one into a new directory",
+            dir.display()
+        )),
+        (None, Claim::Claimed(_)) => Err(format!(
+            "{} has no {INSTANCE_FILE} file though this store archived there: is the archive \
+             mounted? (it is not created anew)",
             dir.display()
         )),
         (None, ours) => {
-            let has_files = std::fs::read_dir(dir)
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-                .next()
-                .is_some();
-            if has_files {
+            let names = std::fs::read_dir(dir)
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            let has_content = names
+                .filter_map(Result::ok)
+                .any(|e| counts_as_content(&e.file_name().to_string_lossy()));
+            if has_content {
                 return Err(format!(
                     "{} holds files but no {INSTANCE_FILE}: not an archive of this store",
                     dir.display()
                 ));
             }
             let token = match ours {
-                Some(token) => token,
-                None => {
-                    let token: [u8; 16] = rand::random();
-                    let text = format!("photondb-archive-claim 1\nclaim {}\n", hex(&token));
-                    let name = layout::ARCHIVE_CLAIM;
-                    write_durably(data_dir, name, |out| out.write_all(text.as_bytes())).map_err(
-                        |e| format!("cannot write {}: {e}", data_dir.join(name).display()),
-                    )?;
+                Claim::Pending(token) => token,
+                _ => {
+                    let token: Id = rand::random();
+                    write_store_claim(data_dir, "pending", &token)?;
                     token
                 }
             };
@@ -324,7 +369,8 @@ pub(crate) fn claim_instance(
                 hex(&token)
             );
             write_durably(dir, INSTANCE_FILE, |out| out.write_all(text.as_bytes()))
-                .map_err(|e| format!("cannot write {}: {e}", dir.join(INSTANCE_FILE).display()))
+                .map_err(|e| format!("cannot write {}: {e}", dir.join(INSTANCE_FILE).display()))?;
+            write_store_claim(data_dir, "claim", &token)
         }
     }
 }
@@ -355,7 +401,24 @@ fn write_once(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     drop(file);
     let linked = std::fs::hard_link(&tmp, dir.join(name));
     std::fs::remove_file(&tmp)?;
-    linked?;
+    match linked {
+        // Bucket mounts (FUSE) often have no hard links: create the name exclusively instead;
+        // a sidecar torn by a crash there fails to parse, and is reported, never trusted.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(name))?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+        }
+        other => other?,
+    }
     sync_dir(dir)
 }
 
@@ -604,6 +667,12 @@ impl Engine {
                 // The sidecar is what makes the segment archived: it never replaces one.
                 write_once(&opts.dir, &sidecar_name(start), sidecar.encode().as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", sidecar_path.display()))?;
+                // Another writer may have renamed its copy over ours meanwhile.
+                let (digest, _) = sha256_file(&opts.dir.join(&stored))
+                    .map_err(|e| format!("cannot read back {stored}: {e}"))?;
+                if digest != sidecar.stored_sha256 {
+                    return Err(format!("{stored} changed after it was archived"));
+                }
                 stored
             }
         };
@@ -629,6 +698,12 @@ impl Engine {
     /// as usual) and the store's claim on its archive. The operator's decision
     /// (`photondb-storaged stop-archiving`); returns how many marks it removed.
     pub fn stop_archiving(&self) -> Result<usize, Error> {
+        // The claim first: a crash before the marks are gone leaves marks without a claim
+        // (kept, harmless), never a claim with segments already let go.
+        if self.is_archived()? {
+            self.io.remove(&layout::archive_claim(&self.dir))?;
+            self.io.sync_dir(&self.dir)?;
+        }
         let wal_dir = layout::wal(&self.dir);
         let marked = waiting(&*self.io, &wal_dir)?;
         for start in &marked {
@@ -636,10 +711,6 @@ impl Engine {
         }
         self.io.sync_dir(&wal_dir)?;
         self.wal.set_unarchived(0);
-        if self.is_archived()? {
-            self.io.remove(&layout::archive_claim(&self.dir))?;
-            self.io.sync_dir(&self.dir)?;
-        }
         Ok(marked.len())
     }
 
@@ -736,9 +807,11 @@ fn run_hook(
     timeout: Duration,
     clock: &dyn crate::engine::clock::Clock,
 ) -> Result<(), String> {
-    let line = command
-        .replace("%p", &shell_quote(&path.display().to_string()))
-        .replace("%f", &shell_quote(name));
+    let line = substitute(
+        command,
+        &shell_quote(&path.display().to_string()),
+        &shell_quote(name),
+    );
     // Its own process group, so a timeout kills what the command started too.
     let mut child = std::process::Command::new("sh")
         .arg("-c")
@@ -770,6 +843,26 @@ fn run_hook(
             Err(e) => return Err(format!("waiting for the archive command: {e}")),
         }
     }
+}
+
+/// `command` with `%p` and `%f` replaced in one pass (a `%f` inside the path stays as it is).
+fn substitute(command: &str, path: &str, name: &str) -> String {
+    let mut out = String::with_capacity(command.len() + path.len());
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('%', Some('p')) => {
+                out.push_str(path);
+                chars.next();
+            }
+            ('%', Some('f')) => {
+                out.push_str(name);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// `text` as one shell word.
@@ -821,15 +914,24 @@ mod tests {
         // A copy of the store (same instance id, no claim of its own) is refused.
         let err = claim_instance(&archive, &copy, &[1; 16]).unwrap_err();
         assert!(err.contains("another copy of this store"), "{err}");
-        // Once claimed, a missing archive (an unmounted bucket) is not created anew.
+        // Once claimed, a missing archive (an unmounted bucket) is not created anew, nor is an
+        // empty directory (an unmounted mount point) taken for it.
         std::fs::remove_dir_all(&archive).unwrap();
         let err = claim_instance(&archive, &store, &[1; 16]).unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
         assert!(!archive.exists());
-        // An existing but empty directory completes a claim a crash interrupted.
         std::fs::create_dir_all(&archive).unwrap();
-        claim_instance(&archive, &store, &[1; 16]).unwrap();
-        claim_instance(&archive, &store, &[1; 16]).unwrap();
+        let err = claim_instance(&archive, &store, &[1; 16]).unwrap_err();
+        assert!(err.contains("is the archive mounted"), "{err}");
+        // A claim a crash interrupted (pending, no INSTANCE yet) completes in an empty
+        // directory; leftovers of an interrupted write and lost+found do not count.
+        let fresh = root.path().join("fresh");
+        std::fs::create_dir_all(fresh.join("lost+found")).unwrap();
+        std::fs::write(fresh.join("INSTANCE.tmp"), b"torn").unwrap();
+        write_store_claim(&copy, "pending", &[9; 16]).unwrap();
+        claim_instance(&fresh, &copy, &[1; 16]).unwrap();
+        assert_eq!(store_claim(&copy).unwrap(), Claim::Claimed([9; 16]));
+        claim_instance(&fresh, &copy, &[1; 16]).unwrap();
     }
 
     #[test]
@@ -856,6 +958,10 @@ mod tests {
         let marker = dir.path().join("survived");
         let late = format!("(sleep 1; touch {}) & sleep 5", marker.display());
         let err = run_hook(&late, &path, "seg", Duration::from_millis(100), &clock).unwrap_err();
+        assert_eq!(
+            substitute("cp %p x/%f %%", "'/a%f'", "'n'"),
+            "cp '/a%f' x/'n' %%"
+        );
         std::thread::sleep(Duration::from_millis(1500));
         assert!(
             !marker.exists(),

@@ -1,11 +1,11 @@
-//! Base backups (storaged/DESIGN.md §12): the data file as a checkpoint left it, the control
-//! state of that checkpoint, and every WAL segment from its redo point to the backup's end,
-//! then a manifest, written last.
+//! Base backups (storaged/DESIGN.md §12): the control state of a checkpoint, the data file
+//! (copied after that checkpoint, while later ones may write it), and every WAL segment from
+//! the checkpoint's redo point to the backup's end, then a manifest, written last.
 //!
 //! ```text
-//! BACKUP_DIR/control            the checkpoint's control state (one slot)
-//! BACKUP_DIR/pages.db[.age]     the data file as of that checkpoint
-//! BACKUP_DIR/wal/<seg>.wal[.age] segments from the redo point's; the last one ends at end_lsn
+//! BACKUP_DIR/control            the checkpoint's control state (in both slots)
+//! BACKUP_DIR/pages.db[.age]     the data file, consistent once replayed to end_lsn
+//! BACKUP_DIR/wal/<seg>.wal[.age] segments from the redo point's; the last ends at end_position
 //! BACKUP_DIR/manifest.json      instance, LSNs, time, every file's size and SHA-256
 //! ```
 //! Online, one backup runs at a time; it starts with a checkpoint, copies the data file while
@@ -30,7 +30,8 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-pub(crate) const MANIFEST: &str = "manifest.json";
+/// A backup's manifest, its last file.
+pub const MANIFEST: &str = "manifest.json";
 pub(crate) const MANIFEST_FORMAT: u32 = 1;
 
 /// What a backup holds; `manifest.json`, the backup's last file.
@@ -120,6 +121,20 @@ impl Engine {
             .try_lock()
             .map_err(|_| BackupError::AlreadyRunning)?;
         prepare_target(to)?;
+        let taken = self.copy_backup(to, recipients);
+        if taken.is_err() {
+            // Not a backup, and its name is free again for the next try.
+            let _ = std::fs::remove_dir_all(to);
+        }
+        taken
+    }
+
+    /// The backup's copy into the prepared directory `to`.
+    fn copy_backup(
+        &self,
+        to: &Path,
+        recipients: Option<&Recipients>,
+    ) -> Result<Manifest, BackupError> {
         let started = self.opts.clock.now();
         let (state, _pin) = {
             let _busy = lock(&self.checkpoint_busy);

@@ -42,7 +42,7 @@ impl Recipients {
 }
 
 /// Private keys read from an age identity file, for restore.
-pub struct Identities(Vec<Box<dyn age::Identity + Send + Sync>>);
+pub struct Identities(Vec<Box<dyn age::Identity>>);
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

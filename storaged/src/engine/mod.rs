@@ -38,7 +38,7 @@ mod verify;
 mod wal;
 
 pub use archive::{ArchiveError, ArchiveOptions, ArchiveStats};
-pub use backup::{BackupError, Manifest, ManifestFile, backup_offline};
+pub use backup::{BackupError, MANIFEST as MANIFEST_FILE, Manifest, ManifestFile, backup_offline};
 #[cfg(any(test, feature = "testing"))]
 pub use clock::ManualClock;
 pub use clock::{Clock, SystemClock};

@@ -35,8 +35,8 @@ pub enum RestoreTarget {
     /// Records up to and including this LSN.
     UntilLsn(u64),
     /// Records committed at or before this time (Unix milliseconds): replay stops before the
-    /// first record committed after it. Records from before commit times were logged (format 1
-    /// segments) take the commit time of the record before them.
+    /// first record committed after it. A record after the backup's end without a commit time
+    /// (format 1 segments, from before commit times were logged) makes it a refusal.
     UntilTime(u64),
 }
 
@@ -110,8 +110,8 @@ pub enum RestoreError {
     )]
     BeforeBackup { target: String, earliest_lsn: u64 },
     #[error(
-        "the target time {target_ms} (Unix ms) is after the last commit the backup and archive \
-         hold ({last_ms}, LSN {latest_reachable_lsn:#x}): the archive may not have the rest yet; \
+        "the target time {target_ms} (Unix ms) is at or after the last commit the backup and \
+         archive hold ({last_ms}, LSN {latest_reachable_lsn:#x}): the archive may not have the rest yet; \
          to restore everything it holds, use --latest"
     )]
     TimeBeyondEnd {
@@ -218,7 +218,7 @@ fn restore_into(
         )
         .map_err(|e| match e {
             Unpack::NeedIdentity => RestoreError::NeedIdentity,
-            Unpack::Failed(reason) => mismatch(reason),
+            Unpack::Absent(reason) | Unpack::Failed(reason) => mismatch(reason),
         })?;
         if plain != file.sha256 || size != file.size {
             return Err(mismatch(format!(
@@ -244,7 +244,9 @@ fn restore_into(
     }
     // An LSN target needs the archive only up to the segment holding it.
     let stop_at = match target {
-        RestoreTarget::UntilLsn(lsn) => Some(lsn / size * size),
+        // The next one too: a target in the zero tail of its segment is reached only when
+        // the records after it are known to start in the next.
+        RestoreTarget::UntilLsn(lsn) => Some((lsn / size + 1) * size),
         _ => None,
     };
     let chain = match archive {
@@ -290,6 +292,7 @@ fn restore_into(
     if !clean {
         return Err(RestoreError::Verify(verified.to_string()));
     }
+    sync_dir(&staging.join("wal"))?;
     sync_dir(staging)?;
     Ok(RestoreReport {
         target_lsn,
@@ -389,7 +392,20 @@ fn read_manifest(backup: &Path) -> Result<Manifest, RestoreError> {
 
 enum Unpack {
     NeedIdentity,
+    /// The archive has no sidecar for the segment: never archived (or cut short).
+    Absent(String),
     Failed(String),
+}
+
+impl Unpack {
+    /// Whether the segment is simply absent from the archive, and why it was not taken.
+    fn reason(self) -> (bool, String) {
+        match self {
+            Unpack::Absent(reason) => (true, reason),
+            Unpack::Failed(reason) => (false, reason),
+            Unpack::NeedIdentity => (false, "it is encrypted and no identity was given".into()),
+        }
+    }
 }
 
 /// The digest a stored file must have, and how to say it does not.
@@ -519,14 +535,16 @@ fn extend_from_archive(
                 chain.from_archive += 1;
             }
             Err(Unpack::NeedIdentity) => return Err(RestoreError::NeedIdentity),
-            // The backup holds the first segment up to its end: only a later one is missed.
-            Err(Unpack::Failed(reason)) => {
+            Err(failed) => {
+                let (missing, reason) = failed.reason();
                 let at = if start == first {
                     manifest.end_position
                 } else {
                     start + SEGMENT_HEADER_LEN as u64
                 };
-                if start != first || newest > first {
+                // The backup's copy of its last segment stands in for a missing archived one;
+                // an archived copy that fails its checks is damage (or another history).
+                if start != first || newest > first || !missing {
                     let name = file_name(start);
                     chain.gap = Some((at, format!("archived segment {name}: {reason}")));
                 }
@@ -553,7 +571,7 @@ fn take_segment(
     let text = match std::fs::read_to_string(&sidecar_path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Unpack::Failed(
+            return Err(Unpack::Absent(
                 "missing (no sidecar: never archived, or its copy was cut short)".into(),
             ));
         }
