@@ -875,7 +875,7 @@ impl Admin for Handler {
     }
 
     /// Starts a backup, or reports on the one already asked for under this name: the call
-    /// waits up to `BACKUP_WAIT` and answers `done: false` while it still runs, so no call
+    /// waits up to `backup_wait` and answers `done: false` while it still runs, so no call
     /// outlives the request timeout however long the copy takes. One runs at a time, outside
     /// the request permits.
     async fn backup(

@@ -255,7 +255,7 @@ pub struct StatsResponse {
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BackupRequest {
     /// The new backup directory's name (one path component), or a path whose parent is
-    /// storaged's `\[backup\] dir`. It must not exist yet.
+    /// storaged's `\[backup\] dir`. It must not exist yet (or be empty).
     #[prost(string, tag = "1")]
     pub to: ::prost::alloc::string::String,
 }
@@ -1463,7 +1463,8 @@ pub mod admin_client {
         /// A base backup of the live store into a new directory directly under storaged's
         /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile. The call
         /// starts it, or reports on the one already asked for under the same name: it answers within
-        /// about ten seconds, with done = false while the backup still runs (ask again to wait).
+        /// seconds (at most 10, and at most half of storaged's request timeout), with done = false
+        /// while the backup still runs (ask again to wait).
         /// One runs at a time.
         pub async fn backup(
             &mut self,
@@ -1516,7 +1517,8 @@ pub mod admin_server {
         /// A base backup of the live store into a new directory directly under storaged's
         /// `[backup] dir` (refused when that is unset); writers keep committing meanwhile. The call
         /// starts it, or reports on the one already asked for under the same name: it answers within
-        /// about ten seconds, with done = false while the backup still runs (ask again to wait).
+        /// seconds (at most 10, and at most half of storaged's request timeout), with done = false
+        /// while the backup still runs (ask again to wait).
         /// One runs at a time.
         async fn backup(
             &self,

@@ -116,10 +116,12 @@ impl Engine {
         recipients: Option<&Recipients>,
     ) -> Result<Manifest, BackupError> {
         self.check_open()?;
-        let _slot = self
-            .backing_up
-            .try_lock()
-            .map_err(|_| BackupError::AlreadyRunning)?;
+        // A backup that panicked leaves the slot poisoned, not taken.
+        let _slot = match self.backing_up.try_lock() {
+            Ok(slot) => slot,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(BackupError::AlreadyRunning),
+        };
         prepare_target(to)?;
         let taken = self.copy_backup(to, recipients);
         if taken.is_err() {
