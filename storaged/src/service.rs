@@ -257,7 +257,14 @@ impl Handler {
                 "backups are written only directly under storaged's [backup] dir",
             ));
         }
-        Ok(root.join(name))
+        let target = root.join(name);
+        // A symbolic link planted under the backup dir would lead the backup elsewhere.
+        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Status::permission_denied(
+                "backups are written only directly under storaged's [backup] dir",
+            ));
+        }
+        Ok(target)
     }
 
     /// The handler reporting damage through `health` (the daemon's one, which the start-up
@@ -917,6 +924,51 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let handler = Handler::new(Arc::new(engine), 8, metrics, audit, Arc::new(Notify::new()));
         (handler, dir)
+    }
+
+    /// An online backup goes only into a new directory directly under `[backup] dir`: other
+    /// paths (`..`, absolute paths elsewhere, hidden names, a symbolic link's target) are
+    /// refused, and without a `[backup] dir` the call is.
+    #[test]
+    fn a_backup_is_written_only_directly_under_the_backup_dir() {
+        let (handler, dir) = handler();
+        let refused = handler.backup_target("nightly").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        let root = dir.path().join("backups");
+        std::fs::create_dir_all(root.join("inner")).unwrap();
+        std::os::unix::fs::symlink("/tmp", root.join("link")).unwrap();
+        let handler = handler.with_backup(
+            BackupConfig {
+                dir: Some(root.clone()),
+                recipients: None,
+            },
+            std::time::Duration::from_secs(30),
+        );
+        let real = std::fs::canonicalize(&root).unwrap();
+        assert_eq!(
+            handler.backup_target("nightly-1").unwrap(),
+            real.join("nightly-1")
+        );
+        let full = root.join("n2").display().to_string();
+        assert_eq!(handler.backup_target(&full).unwrap(), real.join("n2"));
+        for bad in [
+            "..",
+            ".hidden",
+            "a/../../etc",
+            "/etc/photondb",
+            "inner/x",
+            "link/x",
+            "link",
+            "",
+            "x y",
+            "a\0b",
+        ] {
+            let code = handler.backup_target(bad).map(|p| p.display().to_string());
+            assert!(
+                matches!(code, Err(ref s) if matches!(s.code(), tonic::Code::InvalidArgument | tonic::Code::PermissionDenied)),
+                "{bad:?} was accepted: {code:?}"
+            );
+        }
     }
 
     /// A Get that reaches a damaged leaf of `app/t` is DATA_LOSS, and after it storaged no
