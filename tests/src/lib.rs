@@ -488,6 +488,16 @@ impl Storaged {
         self.http_get_metrics_path("/metrics").await
     }
 
+    /// The value of the unlabelled metric `name`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.metrics_text().await?;
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .with_context(|| format!("no metric {name}"))?;
+        Ok(value.trim().parse()?)
+    }
+
     /// The whole HTTP/1.1 response to `GET path` on the metrics listener.
     pub async fn http_get_metrics_path(&self, path: &str) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

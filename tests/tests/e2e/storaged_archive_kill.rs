@@ -7,15 +7,6 @@ use std::time::Duration;
 
 use photondb_tests::{Overrides, Storaged, TestCerts, create_table, pb, table, wait_until};
 
-async fn metric(storaged: &Storaged, name: &str) -> anyhow::Result<f64> {
-    let text = storaged.metrics_text().await?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .ok_or_else(|| anyhow::anyhow!("no metric {name}"))?;
-    Ok(line[name.len() + 1..].trim().parse()?)
-}
-
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
@@ -74,7 +65,7 @@ async fn a_kill_during_archiving_ships_the_segment_again_after_the_restart() -> 
         written += 1;
         assert!(written < 5_000, "no segment was ever handed to the hook");
     }
-    assert!(metric(&storaged, "storaged_archive_waiting_segments").await? >= 1.0);
+    assert!(storaged.metric("storaged_archive_waiting_segments").await? >= 1.0);
     // Past the bound (2 MiB waiting), writes are refused, reads are not.
     let refused = loop {
         match c.put(put(written)).await {
@@ -129,7 +120,7 @@ async fn a_kill_during_archiving_ships_the_segment_again_after_the_restart() -> 
     );
     let caught_up = async {
         for _ in 0..400 {
-            if metric(&storaged, "storaged_archive_waiting_segments").await? == 0.0 {
+            if storaged.metric("storaged_archive_waiting_segments").await? == 0.0 {
                 return anyhow::Ok(true);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -45,15 +45,6 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-async fn metric(storaged: &Storaged, name: &str) -> anyhow::Result<f64> {
-    let text = storaged.metrics_text().await?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .ok_or_else(|| anyhow::anyhow!("no metric {name}"))?;
-    Ok(line[name.len() + 1..].trim().parse()?)
-}
-
 /// Restores with `target_args`, verifies, serves the result and returns what it holds with the
 /// restore's and the start's durations.
 async fn restore_and_serve(
@@ -199,11 +190,11 @@ async fn restore_drill_returns_exactly_the_acknowledged_writes_at_each_target() 
     // The drill's own RPO: with writes over, the active segment is sealed within the switch
     // interval and shipped; until then, its records are what the archive could lose.
     let last = acks.iter().map(|a| a.2).max().unwrap_or(0);
-    let archived_after = metric(&storaged, "storaged_archive_segments_total").await?;
+    let archived_after = storaged.metric("storaged_archive_segments_total").await?;
     let shipped = Instant::now();
     loop {
-        let waiting = metric(&storaged, "storaged_archive_waiting_segments").await?;
-        let total = metric(&storaged, "storaged_archive_segments_total").await?;
+        let waiting = storaged.metric("storaged_archive_waiting_segments").await?;
+        let total = storaged.metric("storaged_archive_segments_total").await?;
         if waiting == 0.0 && total > archived_after {
             break;
         }
