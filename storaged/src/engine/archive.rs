@@ -92,13 +92,7 @@ fn parse_ready(name: &str) -> Option<u64> {
 
 /// Start LSNs of the marked (sealed, unarchived) segments in `wal_dir`, ascending.
 pub(crate) fn waiting(io: &dyn IoBackend, wal_dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut starts: Vec<u64> = io
-        .list_dir(wal_dir)?
-        .iter()
-        .filter_map(|n| parse_ready(n))
-        .collect();
-    starts.sort_unstable();
-    Ok(starts)
+    crate::engine::wal::files::list_starts(io, wal_dir, parse_ready)
 }
 
 /// Marks the segment at `start` for the archive, durably (before its successor exists).

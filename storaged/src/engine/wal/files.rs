@@ -38,11 +38,16 @@ pub(crate) fn create_segment(
 
 /// Segment start LSNs present in `dir`, ascending.
 pub(crate) fn list_segments(io: &dyn IoBackend, dir: &Path) -> Result<Vec<u64>, StorageError> {
-    let mut starts: Vec<u64> = io
-        .list_dir(dir)?
-        .iter()
-        .filter_map(|n| parse_file_name(n))
-        .collect();
+    list_starts(io, dir, parse_file_name)
+}
+
+/// The start LSNs `parse` finds in the names of the files in `dir`, ascending.
+pub(crate) fn list_starts(
+    io: &dyn IoBackend,
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<u64>,
+) -> Result<Vec<u64>, StorageError> {
+    let mut starts: Vec<u64> = io.list_dir(dir)?.iter().filter_map(|n| parse(n)).collect();
     starts.sort_unstable();
     Ok(starts)
 }
