@@ -225,7 +225,8 @@ impl HttpServerApp for Edge {
         let metrics = &self.pipeline.metrics;
         metrics.request(outcome.label, status, elapsed.as_secs_f64());
         let rid = outcome.request_id;
-        tracing::debug!(request_id = %rid, route = outcome.label, status, "request");
+        let micros = elapsed.as_micros() as u64;
+        tracing::info!(request_id = %rid, route = outcome.label, status, micros, "request");
         write_answer(&mut s, outcome.answer, &rid).await.ok()?;
         // A client still uploading reads the answer only if its stream ends cleanly (HTTP/2)
         // or the connection is not reset under it (HTTP/1.1).

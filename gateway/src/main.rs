@@ -40,11 +40,20 @@ fn main() -> ExitCode {
 }
 
 /// The one rule of both daemons (`photondb_proto::logging`): `RUST_LOG`, else
-/// `PHOTONDB_LOGGING`, else `info`.
+/// `PHOTONDB_LOGGING`, else `info`; JSON lines with `PHOTONDB_LOG_FORMAT=json`.
 fn init_tracing() {
-    let filter = photondb_proto::logging::filter(|name| std::env::var(name).ok());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+    let env = |name: &str| std::env::var(name).ok();
+    let filter = tracing_subscriber::EnvFilter::new(photondb_proto::logging::filter(env));
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if photondb_proto::logging::json(env) {
+        lines
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        lines.init();
+    }
 }

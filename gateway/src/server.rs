@@ -125,12 +125,16 @@ impl SecurityParts {
             }
             _ => PlanLimits::local(quota),
         });
-        let audit = Audit::open(&sec.state_dir.join("audit.log"), clock.clone()).map_err(|e| {
-            vec![format!(
-                "state_dir: cannot open {}: {e}",
-                sec.state_dir.join("audit.log").display()
-            )]
-        })?;
+        let options = sec.audit.options().map_err(|e| vec![e])?;
+        if options.signer.is_none() {
+            tracing::warn!(
+                "[audit] signing_key is not set: the audit log has no signed anchors, so a \
+                 cut-off tail cannot be detected"
+            );
+        }
+        let log = sec.state_dir.join("audit.log");
+        let audit = Audit::open(&log, options, clock.clone())
+            .map_err(|e| vec![format!("state_dir: cannot open {}: {e}", log.display())])?;
         Ok(Self {
             slots: Slots {
                 auth: Arc::new(Credentials::new(sec.jwks_reread, clock.clone())),
@@ -311,6 +315,7 @@ impl Gateway {
         }
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
         server.run(RunArgs::default());
+        self.pipeline.audit.close();
         if let Some(h) = &self.housekeeping {
             h.persist();
         }
@@ -522,6 +527,7 @@ impl BackgroundService for Reloader {
                 }
             };
             self.pipeline.gate.degraded.reload();
+            self.pipeline.audit.tick();
             if !edited {
                 for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
                     *since += tick;

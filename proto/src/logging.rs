@@ -1,5 +1,7 @@
 //! The one log-level rule of both daemons: `RUST_LOG` (a full filter) wins when set and not
-//! empty; else `PHOTONDB_LOGGING` (e.g. `debug`); else `info`.
+//! empty; else `PHOTONDB_LOGGING` (e.g. `debug`); else `info`. `PHOTONDB_LOG_FORMAT=json`
+//! makes every line a JSON object carrying the fields of its spans (the request id of the
+//! request it belongs to); anything else, or unset, is plain text.
 
 /// The filter directive to give the subscriber, from the environment read by `var`.
 pub fn filter(var: impl Fn(&str) -> Option<String>) -> String {
@@ -9,9 +11,21 @@ pub fn filter(var: impl Fn(&str) -> Option<String>) -> String {
         .unwrap_or_else(|| "info".into())
 }
 
+/// Whether log lines are JSON (`PHOTONDB_LOG_FORMAT=json`).
+pub fn json(var: impl Fn(&str) -> Option<String>) -> bool {
+    var("PHOTONDB_LOG_FORMAT").is_some_and(|v| v.trim().eq_ignore_ascii_case("json"))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::filter;
+    use super::{filter, json};
+
+    #[test]
+    fn json_only_when_asked_for() {
+        assert!(json(env(&[("PHOTONDB_LOG_FORMAT", "json")])));
+        assert!(!json(env(&[("PHOTONDB_LOG_FORMAT", "text")])));
+        assert!(!json(env(&[])));
+    }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name: &str| {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use photondb_proto::audit::AuditSettings;
 use photondb_proto::limits::MAX_MESSAGE_BYTES;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,8 @@ pub struct RawConfig {
     pub data_dir: PathBuf,
     /// Audit log (JSON lines, hash-chained). Absent: `<data_dir>/audit.log`.
     pub audit_log: Option<PathBuf>,
+    /// `[audit]`: the anchor key, anchoring and rotation (DESIGN §8).
+    pub audit: AuditSettings,
     pub buffer_pool_mib: u64,
     pub tls: RawTls,
     pub limits: RawLimits,
@@ -149,6 +152,7 @@ impl Default for RawConfig {
             metrics_listen: None,
             data_dir: PathBuf::from("data"),
             audit_log: None,
+            audit: AuditSettings::default(),
             buffer_pool_mib: 64,
             tls: RawTls::default(),
             limits: RawLimits::default(),
@@ -214,6 +218,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub audit_log: PathBuf,
+    pub audit: AuditSettings,
     pub tls: TlsFiles,
     pub limits: Limits,
     pub engine: EngineOptions,
@@ -305,6 +310,10 @@ impl RawConfig {
             .audit_log
             .clone()
             .unwrap_or_else(|| self.data_dir.join("audit.log"));
+        let tls_key: Vec<&std::path::Path> = self.tls.key.iter().map(PathBuf::as_path).collect();
+        for problem in self.audit.problems(&tls_key) {
+            c.fail(problem);
+        }
         let tls = self.tls.validate(&mut c);
         let limits = self.limits.validate(&mut c);
         let engine = self.engine_options(&mut c);
@@ -334,6 +343,7 @@ impl RawConfig {
                     metrics_listen,
                     data_dir: self.data_dir.clone(),
                     audit_log,
+                    audit: self.audit.clone(),
                     tls,
                     limits,
                     engine,

@@ -1,34 +1,21 @@
-//! Refused connections on the audit log (DESIGN §8), aggregated so that a flood of them cannot
-//! fill the disk the WAL is on: in each interval the first refusal from a network for a reason
-//! is written at once (with the peer's address and port), later ones are only counted, and
-//! when the interval ends one summary line per (network, reason) carries their `count`.
-//!
-//! Whatever arrives, one interval writes at most [`FIRST_LINES`] first lines and
-//! [`SUMMARY_LINES`] + 1 summaries (the largest counts by name, the rest summed under peer
-//! `other`), and keeps at most [`MAX_KEYS`] (network, reason) pairs in memory (past them,
-//! refusals are counted under `other`). One pair gets at most two lines per interval. Every
-//! refusal is accounted for: a line without `count` stands for one, a summary for `count`.
+//! Refused connections on the audit log (DESIGN §8), aggregated by photondb-proto's
+//! `audit::flood::Window` so that a flood of them cannot fill the disk the WAL is on: in each
+//! interval the first refusal from a network for a reason is written at once (with the peer's
+//! address and port), later ones are only counted, and when the interval ends one summary line
+//! per (network, reason) carries their `count`. The bounds are that module's.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use photondb_proto::audit::flood::{Noted, Window};
 
 use crate::audit::Audit;
 use crate::engine::Clock;
 use crate::handshakes::Network;
 
-/// First lines per interval, all networks and reasons together; past it refusals are counted.
-pub const FIRST_LINES: usize = 16;
-/// Summary lines per interval that name their network and reason; the rest are summed in one.
-pub const SUMMARY_LINES: usize = 16;
-/// (network, reason) pairs counted per interval; refusals past them are counted as `other`.
-pub const MAX_KEYS: usize = 4096;
-
 /// The audit kind of every line written here.
 const KIND: &str = "mtls_refused";
-/// The summary's `peer` and `reason` for refusals not summed under a pair of their own.
-const OTHER: &str = "other";
 /// The flusher's shortest period (validation keeps the interval far above it).
 const MIN_FLUSH_PERIOD: Duration = Duration::from_millis(10);
 
@@ -38,30 +25,6 @@ pub struct RefusalLog {
     clock: Arc<dyn Clock>,
     interval: Duration,
     window: Mutex<Window>,
-}
-
-/// One interval's refusals.
-struct Window {
-    started: Instant,
-    first_lines: usize,
-    /// Refusals counted but not written, per pair; 0 for a pair with only its first line.
-    counted: HashMap<(Network, String), u64>,
-    /// Refusals past `MAX_KEYS` pairs.
-    overflow: u64,
-}
-
-/// What one refusal costs the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Noted {
-    FirstLine,
-    Counted,
-}
-
-/// One line at the end of an interval.
-struct Summary {
-    peer: String,
-    reason: String,
-    count: u64,
 }
 
 impl RefusalLog {
@@ -80,7 +43,7 @@ impl RefusalLog {
     pub fn refused(&self, peer: SocketAddr, reason: &str) {
         let mut window = self.lock();
         self.roll(&mut window);
-        if window.note(Network::of(peer.ip()), reason) == Noted::FirstLine {
+        if window.note(Network::of(peer.ip()).to_string(), reason) == Noted::FirstLine {
             tracing::warn!(%peer, reason, "connection refused");
             self.audit.record(
                 KIND,
@@ -113,12 +76,10 @@ impl RefusalLog {
     }
 
     fn roll(&self, window: &mut Window) {
-        let now = self.clock.now();
-        if now.saturating_duration_since(window.started) < self.interval {
+        let Some(summaries) = window.roll(self.clock.now(), self.interval) else {
             return;
-        }
-        let ended = std::mem::replace(window, Window::starting(now));
-        for s in ended.summaries() {
+        };
+        for s in summaries {
             let (peer, reason, count) = (&s.peer, &s.reason, s.count);
             tracing::warn!(%peer, %reason, count, "connections refused");
             self.audit.record(
@@ -137,65 +98,11 @@ impl RefusalLog {
     }
 }
 
-impl Window {
-    fn starting(at: Instant) -> Self {
-        Self {
-            started: at,
-            first_lines: 0,
-            counted: HashMap::new(),
-            overflow: 0,
-        }
-    }
-
-    fn note(&mut self, network: Network, reason: &str) -> Noted {
-        let key = (network, reason.to_owned());
-        if let Some(count) = self.counted.get_mut(&key) {
-            *count += 1;
-            return Noted::Counted;
-        }
-        if self.counted.len() >= MAX_KEYS {
-            self.overflow += 1;
-            return Noted::Counted;
-        }
-        if self.first_lines >= FIRST_LINES {
-            self.counted.insert(key, 1);
-            return Noted::Counted;
-        }
-        self.first_lines += 1;
-        self.counted.insert(key, 0);
-        Noted::FirstLine
-    }
-
-    /// The interval's summaries: the largest counts by name, the rest summed as `other`.
-    fn summaries(self) -> Vec<Summary> {
-        let mut counted: Vec<_> = self.counted.into_iter().filter(|(_, n)| *n > 0).collect();
-        // Largest first, then by pair, so which pairs are named does not depend on hashing.
-        counted.sort_by(|(a, n), (b, m)| m.cmp(n).then_with(|| a.cmp(b)));
-        let named = counted.len().min(SUMMARY_LINES);
-        let rest = counted.drain(named..).map(|(_, n)| n).sum::<u64>() + self.overflow;
-        let mut lines: Vec<Summary> = counted
-            .into_iter()
-            .map(|((network, reason), count)| Summary {
-                peer: network.to_string(),
-                reason,
-                count,
-            })
-            .collect();
-        if rest > 0 {
-            lines.push(Summary {
-                peer: OTHER.into(),
-                reason: OTHER.into(),
-                count: rest,
-            });
-        }
-        lines
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::ManualClock;
+    use photondb_proto::audit::flood;
     use serde_json::Value;
     use std::net::Ipv4Addr;
     use std::path::PathBuf;
@@ -214,7 +121,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let clock = ManualClock::default();
-        let audit = Arc::new(Audit::open_with(&path, Arc::new(clock.clone())).unwrap());
+        let options = photondb_proto::audit::AuditOptions::default();
+        let audit = Arc::new(Audit::open_with(&path, options, Arc::new(clock.clone())).unwrap());
         let log = RefusalLog::new(audit, Arc::new(clock.clone()), INTERVAL);
         Fixture {
             _dir: dir,
@@ -311,7 +219,7 @@ mod tests {
     #[test]
     fn a_flood_from_many_networks_writes_a_bounded_number_of_lines_and_counts_every_refusal() {
         let f = fixture();
-        let networks = MAX_KEYS as u32 + 500;
+        let networks = flood::MAX_KEYS as u32 + 500;
         let mut sent = 0u64;
         for round in 0..3u16 {
             for n in 0..networks {
@@ -321,11 +229,11 @@ mod tests {
                 sent += 1;
             }
         }
-        assert_eq!(f.lines().len(), FIRST_LINES);
-        assert_eq!(f.log.lock().counted.len(), MAX_KEYS, "memory is bounded");
+        assert_eq!(f.lines().len(), flood::FIRST_LINES);
+        assert_eq!(f.log.lock().pairs(), flood::MAX_KEYS, "memory is bounded");
         f.end_interval();
         let lines = f.lines();
-        assert_eq!(lines.len(), FIRST_LINES + SUMMARY_LINES + 1);
+        assert_eq!(lines.len(), flood::FIRST_LINES + flood::SUMMARY_LINES + 1);
         assert_eq!(lines[lines.len() - 1]["peer"], "other");
         assert_eq!(accounted(&lines), sent);
     }

@@ -63,10 +63,18 @@ impl Running {
 
 /// Opens everything and starts serving; returns once the listeners are bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let options = config.audit.options().map_err(anyhow::Error::msg)?;
+    if options.signer.is_none() {
+        tracing::warn!(
+            "[audit] signing_key is not set: the audit log has no signed anchors, so a cut-off \
+             tail cannot be detected"
+        );
+    }
     let audit = Arc::new(
-        Audit::open_with(&config.audit_log, config.engine.clock.clone())
+        Audit::open_with(&config.audit_log, options, config.engine.clock.clone())
             .with_context(|| format!("opening audit log {}", config.audit_log.display()))?,
     );
+    Audit::spawn_ticker(&audit);
     // Validation parsed the TLS files already; building them before the engine opens means a
     // file that went bad since still stops the start before recovery runs.
     let tls = Arc::new(Reloading::new(config.tls.clone(), audit.clone())?);
@@ -296,6 +304,7 @@ async fn serve(
         failed => failed,
     };
     audit.record("stopped", [("reason", format!("{stopped:?}").into())]);
+    audit.close();
     Ok(stopped)
 }
 

@@ -299,10 +299,20 @@ impl Handler {
         result
     }
 
-    /// Counts and logs a finished call.
+    /// Counts, logs and audits a finished call (the gateway's request id and principal, the
+    /// method and its code: never a key or a document).
     fn observe(&self, ctx: &CallContext, code: tonic::Code) {
         let elapsed = self.clock.since(ctx.started);
         self.metrics.observe(ctx.method, code, elapsed);
+        self.audit.record(
+            "call",
+            [
+                ("request_id", ctx.request_id.clone().into()),
+                ("principal", ctx.principal.clone().into()),
+                ("action", ctx.method.into()),
+                ("code", format!("{code:?}").into()),
+            ],
+        );
         tracing::info!(
             method = ctx.method,
             request_id = %ctx.request_id,

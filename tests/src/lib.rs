@@ -399,9 +399,11 @@ impl Storaged {
     /// Checks the audit log's hash chain end to end; returns the number of events.
     pub fn audit_chain_len(&self) -> anyhow::Result<usize> {
         let text = std::fs::read_to_string(self.audit_log_path())?;
-        let (count, _) = photondb_proto::audit::verify_chain(&text)
+        let options = photondb_proto::audit::VerifyOptions::default();
+        let files = [("audit.log".to_owned(), text.clone())];
+        let report = photondb_proto::audit::verify(&files, &options)
             .map_err(|e| anyhow::anyhow!("audit chain: {e}\n{text}"))?;
-        Ok(count)
+        Ok(report.lines as usize)
     }
 
     /// Waits (bounded) until an audit event satisfies `pred`, and returns it.

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use photondb_proto::audit::AuditSettings;
 use photondb_proto::limits::{MAX_BATCH_OPERATIONS, MAX_MESSAGE_BYTES, MAX_SCAN_LIMIT};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,7 @@ pub struct RawConfig {
     pub replay: RawReplay,
     pub rate_limit: RawRateLimit,
     pub redis: RawRedis,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -183,6 +185,7 @@ impl Default for RawConfig {
             replay: RawReplay::default(),
             rate_limit: RawRateLimit::default(),
             redis: RawRedis::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -551,6 +554,12 @@ impl RawConfig {
                 replay: &self.replay,
                 rate_limit: &self.rate_limit,
                 redis: &self.redis,
+                audit: &self.audit,
+                other_keys: [&self.tls.key, &self.upstream.client_key]
+                    .into_iter()
+                    .flatten()
+                    .map(PathBuf::as_path)
+                    .collect(),
             };
             return raw.validate(c).map(|s| Mode::Secure(Box::new(s)));
         }

@@ -2,9 +2,10 @@
 //! directory, the signing window, and where replay and rate-limit state live (sled by default,
 //! Redis when several gateways share it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use photondb_proto::audit::AuditSettings;
 use serde::{Deserialize, Serialize};
 
 use super::Check;
@@ -143,6 +144,8 @@ pub struct Security {
     pub replay: ReplayStoreKind,
     pub limits: LimitStoreKind,
     pub redis: Option<RedisConfig>,
+    /// `[audit]`: the anchor key, anchoring and rotation of `<state_dir>/audit.log`.
+    pub audit: AuditSettings,
 }
 
 /// The raw sections the security configuration is built from.
@@ -154,6 +157,9 @@ pub(super) struct RawSecurity<'a> {
     pub(super) replay: &'a RawReplay,
     pub(super) rate_limit: &'a RawRateLimit,
     pub(super) redis: &'a RawRedis,
+    pub(super) audit: &'a AuditSettings,
+    /// The gateway's other private keys (TLS), which the audit key must not be.
+    pub(super) other_keys: Vec<&'a Path>,
 }
 
 impl RawSecurity<'_> {
@@ -174,6 +180,9 @@ impl RawSecurity<'_> {
             || matches!(limits, Some(LimitStoreKind::Redis { .. }));
         let redis = self.redis_config(c, needs_redis);
         let state_dir = self.state_dir(c);
+        for problem in self.audit.problems(&self.other_keys) {
+            c.fail(problem);
+        }
         Some(Security {
             hosts: hosts?,
             policy_dir: policy_dir?,
@@ -184,6 +193,7 @@ impl RawSecurity<'_> {
             replay: replay?,
             limits: limits?,
             redis: if needs_redis { Some(redis?) } else { None },
+            audit: self.audit.clone(),
         })
     }
 

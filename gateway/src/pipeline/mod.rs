@@ -222,7 +222,12 @@ impl Pipeline {
             return Ok(self.health());
         };
         let op = payload::check(draft, &self.payload_limits())?; // 10
-        let reply = self.forward(&op, &cleared).await?; // 11-12
+        let reply = self.forward(&op, &cleared).await; // 11-12
+        let target = cleared.permit().target();
+        let outcome = reply.as_ref().map(|_| ()); // what storaged said, before re-encoding
+        self.audit
+            .access(rid, cleared.principal(), client, target, outcome);
+        let reply = reply?;
         let answer = respond(reply, head.is_grpc())?; // 13
         Ok(answer.with_headers(limit_headers))
     }

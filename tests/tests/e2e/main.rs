@@ -4,6 +4,7 @@
 // End-to-end tests wait on real processes, so they read real time.
 #![allow(clippy::disallowed_methods)]
 
+mod gateway_audit;
 mod gateway_authorization_matrix;
 mod gateway_breaker;
 mod gateway_concurrent_writes;

@@ -10,8 +10,7 @@ use photondb_gateway::pipeline::auth::api_key;
 use rand::RngCore as _;
 use zeroize::Zeroizing;
 
-/// Usage errors (sysexits EX_USAGE).
-const EX_USAGE: u8 = 64;
+use super::EX_USAGE;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ApikeyCommand {

@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod apikey;
+mod audit;
 mod bench;
 mod certs;
 mod keygen;
@@ -55,11 +56,25 @@ enum Command {
     /// API keys: `new` makes a key and prints its token once.
     #[command(subcommand)]
     Apikey(apikey::ApikeyCommand),
+    /// Audit logs: `verify` checks their chain, anchors and anchor copy.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
+
+/// Usage errors (sysexits EX_USAGE), for every subcommand.
+const EX_USAGE: u8 = 64;
 
 /// Runs one parsed command line; errors are printed here and turned into an exit code.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version are not errors; a bad command line is EX_USAGE.
+            let code = if err.use_stderr() { EX_USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
     let outcome = match cli.command {
         Command::Keygen { out } => keygen::run(&out),
         Command::Sign(args) => sign::run(&args),
@@ -68,6 +83,7 @@ fn main() -> ExitCode {
         Command::Certs(cmd) => certs::run(&cmd),
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Apikey(cmd) => apikey::run(&cmd),
+        Command::Audit(cmd) => audit::run(&cmd),
     };
     match outcome {
         Ok(code) => code,

@@ -9,8 +9,8 @@ use photondb_gateway::policy::load::load_dir;
 use photondb_gateway::policy::model::{Permission, PolicySet};
 use photondb_gateway::policy::pattern::parse_resource;
 
-/// Usage errors (sysexits EX_USAGE).
-const EX_USAGE: u8 = 64;
+use super::EX_USAGE;
+
 /// The directory did not load, so nothing could be decided.
 const EX_NO_POLICY: u8 = 2;
 
