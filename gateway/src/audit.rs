@@ -200,6 +200,7 @@ fn is_security_refusal(r: &Refusal) -> bool {
             | Refusal::RateLimited { .. }
             | Refusal::RateLimitStoreUnavailable
             | Refusal::Forbidden { .. }
+            | Refusal::PartnerSuspended
             | Refusal::IpRateLimited { .. }
     )
 }

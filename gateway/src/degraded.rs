@@ -18,6 +18,8 @@ pub enum Shed {
 pub struct Degraded {
     flag_file: Option<PathBuf>,
     operator_read_only: AtomicBool,
+    /// The `read_only` switch of the operator's ops file (either switch turns writes off).
+    ops_read_only: AtomicBool,
     inflight: AtomicUsize,
     shed_writes_at: usize,
     max_inflight: usize,
@@ -38,6 +40,7 @@ impl Degraded {
         let d = Self {
             flag_file,
             operator_read_only: AtomicBool::new(false),
+            ops_read_only: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             shed_writes_at,
             max_inflight,
@@ -57,6 +60,12 @@ impl Degraded {
 
     pub fn operator_read_only(&self) -> bool {
         self.operator_read_only.load(Ordering::Acquire)
+            || self.ops_read_only.load(Ordering::Acquire)
+    }
+
+    /// Sets the ops file's `read_only` switch.
+    pub fn set_ops_read_only(&self, on: bool) {
+        self.ops_read_only.store(on, Ordering::Release);
     }
 
     /// Whether writes are refused right now (either cause).

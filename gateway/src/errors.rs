@@ -72,6 +72,12 @@ pub enum Refusal {
         resource: String,
     },
     ReadOnly,
+    /// The operator's `partners-only` switch: public endpoints are off.
+    PublicDisabled,
+    /// The operator's `closed` switch: everything but health is off.
+    Closed,
+    /// The operator suspended this principal.
+    PartnerSuspended,
     Overloaded,
     BreakerOpen,
     DocumentNotFound,
@@ -323,6 +329,24 @@ impl Refusal {
                 "The service is read-only for now",
                 Code::Unavailable,
             ),
+            Self::PublicDisabled => d(
+                S::SERVICE_UNAVAILABLE,
+                "public_disabled",
+                "Public endpoints are switched off for now",
+                Code::Unavailable,
+            ),
+            Self::Closed => d(
+                S::SERVICE_UNAVAILABLE,
+                "closed",
+                "The service is closed for now",
+                Code::Unavailable,
+            ),
+            Self::PartnerSuspended => d(
+                S::FORBIDDEN,
+                "partner_suspended",
+                "This partner is suspended",
+                Code::PermissionDenied,
+            ),
             Self::Overloaded => d(
                 S::SERVICE_UNAVAILABLE,
                 "overloaded",
@@ -410,6 +434,8 @@ impl Refusal {
             }
             Self::TimestampOutOfWindow { server_date } => vec![("date", server_date.clone())],
             Self::ReadOnly
+            | Self::PublicDisabled
+            | Self::Closed
             | Self::Overloaded
             | Self::BreakerOpen
             | Self::ReplayStoreUnavailable

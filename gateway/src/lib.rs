@@ -35,6 +35,8 @@ pub mod json;
 pub mod metrics;
 /// Typed storage operations, storaged's replies, policy targets, operation labels.
 pub mod operation;
+/// The operator's incident switches (a hot JSON file).
+pub mod ops;
 /// The request pipeline of DESIGN §2 as a library function, every step in order.
 pub mod pipeline;
 /// The policy directory: principals, roles, bindings, plans; loading, decisions, reload.

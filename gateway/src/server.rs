@@ -28,6 +28,7 @@ use crate::connections::{ConnectionLimits, Connections, PreTls};
 use crate::degraded::Degraded;
 use crate::edge::{ConnectionLimit, Edge};
 use crate::metrics::Metrics;
+use crate::ops::{Ops, Reloaded};
 use crate::pipeline::auth::Credentials;
 use crate::pipeline::body::BodyBudget;
 use crate::pipeline::gate::{DEV_MODE_WARNING, Gate, StorageHealth, StorageStatus};
@@ -239,6 +240,7 @@ impl Gateway {
             policy: security.policy,
             hosts: cfg.hosts.clone(),
             audit: security.audit,
+            ops: Ops::new(cfg.ops_file.clone()),
             limits: l.clone(),
             ip: l
                 .ip_rate
@@ -527,6 +529,7 @@ impl BackgroundService for Reloader {
                 }
             };
             self.pipeline.gate.degraded.reload();
+            self.reload_ops();
             self.pipeline.audit.tick();
             if !edited {
                 for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
@@ -550,6 +553,37 @@ impl BackgroundService for Reloader {
 }
 
 impl Reloader {
+    /// Applies and audits a change of the operator's switches.
+    fn reload_ops(&self) {
+        let p = &self.pipeline;
+        match p.ops.reload() {
+            Reloaded::Unchanged => {}
+            Reloaded::Changed(now, changes) => {
+                p.gate.degraded.set_ops_read_only(now.read_only);
+                tracing::warn!(by = %now.by, reason = %now.reason, ?changes, "operator switches changed");
+                p.audit.record(
+                    "operator_switch",
+                    [
+                        ("by", now.by.clone().into()),
+                        ("reason", now.reason.clone().into()),
+                        ("changes", changes.into()),
+                        ("mode", now.mode.as_str().into()),
+                        ("read_only", now.read_only.into()),
+                        (
+                            "suspended",
+                            now.suspended.iter().cloned().collect::<Vec<_>>().into(),
+                        ),
+                    ],
+                );
+            }
+            Reloaded::Rejected(why) => {
+                tracing::error!(error = %why, "the ops file does not parse: the switches in force stay");
+                p.audit
+                    .record("operator_switch_rejected", [("error", why.into())]);
+            }
+        }
+    }
+
     /// The policy directory's watch; `None` in dev mode or when inotify is unavailable.
     fn policy_watch(&self) -> Option<PolicyWatch> {
         self.housekeeping.as_ref()?;
@@ -655,16 +689,16 @@ impl HttpServerApp for MetricsApp {
         ) {
             return None;
         }
-        let (status, body) = match s.req_header().uri.path() {
+        let (status, body, kind) = match s.req_header().uri.path() {
             "/metrics" => {
                 self.0.health();
-                (200, self.0.metrics.render())
+                (200, self.0.metrics.render(), "text/plain; version=0.0.4")
             }
-            _ => (404, String::new()),
+            "/ops/status" => (200, ops_status(&self.0).to_string(), "application/json"),
+            _ => (404, String::new(), "text/plain"),
         };
         let mut h = ResponseHeader::build(status, Some(2)).ok()?;
-        h.insert_header("content-type", "text/plain; version=0.0.4")
-            .ok()?;
+        h.insert_header("content-type", kind).ok()?;
         h.set_content_length(body.len()).ok()?;
         s.set_keepalive(None);
         s.write_response_header(Box::new(h)).await.ok()?;
@@ -672,6 +706,17 @@ impl HttpServerApp for MetricsApp {
         let _ = s.finish().await;
         None
     }
+}
+
+/// `photonctl ops status`: the switches in force, the breaker, read-only and why, storaged's
+/// health, and the policy set's version (private listener only, like the metrics).
+fn ops_status(p: &Pipeline) -> serde_json::Value {
+    let switches = p.ops.snapshot();
+    let mut status = p.gate.health(p.dev_mode);
+    status["switches"] = serde_json::to_value(&*switches).unwrap_or_default();
+    status["ops_file"] = p.ops.file().map(|f| f.display().to_string()).into();
+    status["policy_version"] = p.policy.current().version.clone().into();
+    status
 }
 
 #[cfg(test)]

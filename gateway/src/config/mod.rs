@@ -76,6 +76,9 @@ pub struct RawConfig {
     pub state_dir: Option<PathBuf>,
     /// When this file exists and is not empty of `0`, the gateway is read-only (hot).
     pub read_only_flag: Option<PathBuf>,
+    /// The operator's incident switches (`photonctl ops`), re-read every second. Absent:
+    /// `<state_dir>/ops.json` (none in dev mode without a state directory).
+    pub ops_file: Option<PathBuf>,
     pub tls: RawTls,
     pub upstream: RawUpstream,
     pub limits: RawLimits,
@@ -174,6 +177,7 @@ impl Default for RawConfig {
             hosts: Vec::new(),
             state_dir: None,
             read_only_flag: None,
+            ops_file: None,
             tls: RawTls::default(),
             upstream: RawUpstream::default(),
             limits: RawLimits::default(),
@@ -286,6 +290,7 @@ pub struct GatewayConfig {
     pub hosts: Vec<String>,
     pub listen: SocketAddr,
     pub read_only_flag: Option<PathBuf>,
+    pub ops_file: Option<PathBuf>,
     /// `None` only in dev mode with `PHOTONDB_DISABLE_TLS=1` / `tls.disable`.
     pub tls: Option<TlsFiles>,
     pub tls_reload_interval: Duration,
@@ -523,6 +528,10 @@ impl RawConfig {
                     mode,
                     listen,
                     read_only_flag: flag,
+                    ops_file: self
+                        .ops_file
+                        .clone()
+                        .or_else(|| self.state_dir.as_ref().map(|d| d.join("ops.json"))),
                     tls,
                     tls_reload_interval: Duration::from_millis(self.tls.reload_interval_ms),
                     upstream,

@@ -35,6 +35,7 @@ use crate::errors::Refusal;
 use crate::grpc::{self, GrpcMethod};
 use crate::metrics::Metrics;
 use crate::operation::{Action, Kind, Operation, Reply, Target};
+use crate::ops::{self, Ops};
 use crate::policy::model::PolicySet;
 use crate::policy::store::PolicyStore;
 use crate::rest;
@@ -116,6 +117,8 @@ pub struct Pipeline {
     /// Lowercased `Host` / `:authority` values served; empty: no check (dev mode only).
     pub hosts: Vec<String>,
     pub audit: Audit,
+    /// The operator's incident switches.
+    pub ops: Ops,
     pub limits: Limits,
     pub ip: Option<IpLimiter>,
     pub gate: Gate,
@@ -193,6 +196,11 @@ impl Pipeline {
             return Ok(self.health());
         }
         let public = matches!(routed, Routed::Rest(Route::PublicGetDoc { .. }));
+        match self.ops.mode() {
+            ops::Mode::Closed => return Err(Refusal::Closed),
+            ops::Mode::PartnersOnly if public => return Err(Refusal::PublicDisabled),
+            _ => {}
+        }
         if !public {
             // 5: credentials present and well-formed before any body byte is buffered.
             self.slots
@@ -279,6 +287,9 @@ impl Pipeline {
         } else {
             self.authenticate(head, body, rid, now, policy)?
         };
+        if self.ops.is_suspended(auth.principal().as_str()) {
+            return Err(Refusal::PartnerSuspended);
+        }
         let fresh = self.slots.replay.check(&auth, now).await;
         let fresh = fresh.map_err(|r| match r {
             ReplayRefusal::Replayed => Refusal::Replayed,

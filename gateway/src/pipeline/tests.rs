@@ -184,6 +184,7 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         policy: Arc::new(PolicyStore::from_set("", PolicySet::default())),
         hosts: Vec::new(),
         audit: Audit::off(clock.clone()),
+        ops: crate::ops::Ops::new(None),
         ip: f.ip.then(|| IpLimiter::new(1, 1, clock.clone())),
         gate: Gate {
             breaker,

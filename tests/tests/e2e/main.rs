@@ -13,6 +13,7 @@ mod gateway_edge_budgets;
 mod gateway_graceful_stop;
 mod gateway_http2;
 mod gateway_http_limits;
+mod gateway_incident_switches;
 mod gateway_json_fidelity;
 mod gateway_native_grpc;
 mod gateway_policy_reload;

@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod certs;
 mod keygen;
+mod ops;
 mod policy;
 mod request;
 mod sign;
@@ -59,6 +60,10 @@ enum Command {
     /// Audit logs: `verify` checks their chain, anchors and anchor copy.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Incident switches of a gateway (read-only, partners-only, closed, suspend) and its
+    /// status.
+    #[command(subcommand)]
+    Ops(ops::OpsCommand),
 }
 
 /// Usage errors (sysexits EX_USAGE), for every subcommand.
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(&cmd),
         Command::Apikey(cmd) => apikey::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),
+        Command::Ops(cmd) => ops::run(&cmd),
     };
     match outcome {
         Ok(code) => code,
