@@ -16,6 +16,8 @@ pub mod config;
 pub mod connections;
 /// Read-only degraded mode: operator switch and overload shedding.
 pub mod degraded;
+/// Per-minute counts and alerts of attack signals (signature failures, quota bypass).
+pub mod detect;
 /// A request whose names are checked and whose payload is not yet.
 pub mod draft;
 /// The pingora application answering every request, and connection limits.

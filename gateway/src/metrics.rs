@@ -3,7 +3,8 @@
 //! read-only state, refusals by reason.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::breaker::BreakerState;
@@ -19,6 +20,8 @@ pub struct Metrics {
     breaker_state: IntGauge,
     read_only: IntGauge,
     policy_reloads: IntCounterVec,
+    anomaly_last_minute: IntGaugeVec,
+    anomaly_alert: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -37,6 +40,10 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     ];
     HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .expect("static metric definition")
+}
+
+fn gauges(name: &str, help: &str) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), &["signal"]).expect("static metric definition")
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -77,6 +84,14 @@ impl Metrics {
                 "Policy directory reloads by outcome (swapped, rejected)",
                 &["outcome"],
             ),
+            anomaly_last_minute: gauges(
+                "photondb_gateway_anomaly_last_minute",
+                "Attack signals in the last whole minute (signature_failures, quota_bypass)",
+            ),
+            anomaly_alert: gauges(
+                "photondb_gateway_anomaly_alert",
+                "1 while a signal is at or over its alert threshold ([ops] alert_*_per_min)",
+            ),
         };
         m.register_all();
         m
@@ -84,7 +99,9 @@ impl Metrics {
 
     fn register_all(&self) {
         let r = &self.registry;
-        let all: [Box<dyn prometheus::core::Collector>; 7] = [
+        let all: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(self.anomaly_last_minute.clone()),
+            Box::new(self.anomaly_alert.clone()),
             Box::new(self.requests.clone()),
             Box::new(self.latency.clone()),
             Box::new(self.upstream_latency.clone()),
@@ -127,6 +144,17 @@ impl Metrics {
         };
         self.breaker_state.set(b);
         self.read_only.set(read_only.into());
+    }
+
+    /// One signal's last minute.
+    pub fn anomaly(&self, signal: &str, count: u64, alert: bool) {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.anomaly_last_minute
+            .with_label_values(&[signal])
+            .set(count);
+        self.anomaly_alert
+            .with_label_values(&[signal])
+            .set(alert.into());
     }
 
     /// The text exposition format.

@@ -26,6 +26,7 @@ use crate::config::{
 };
 use crate::connections::{ConnectionLimits, Connections, PreTls};
 use crate::degraded::Degraded;
+use crate::detect::Detector;
 use crate::edge::{ConnectionLimit, Edge};
 use crate::metrics::Metrics;
 use crate::ops::{Ops, Reloaded};
@@ -241,6 +242,11 @@ impl Gateway {
             hosts: cfg.hosts.clone(),
             audit: security.audit,
             ops: Ops::new(cfg.ops_file.clone()),
+            detect: Detector::new(
+                cfg.alerts.signature_failures_per_min,
+                cfg.alerts.quota_bypass_per_min,
+                clock.now(),
+            ),
             limits: l.clone(),
             ip: l
                 .ip_rate
@@ -530,6 +536,7 @@ impl BackgroundService for Reloader {
             };
             self.pipeline.gate.degraded.reload();
             self.reload_ops();
+            self.detect();
             self.pipeline.audit.tick();
             if !edited {
                 for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
@@ -553,6 +560,34 @@ impl BackgroundService for Reloader {
 }
 
 impl Reloader {
+    /// Ends a minute of attack signals: its counts to the metrics, alerts to the log and audit.
+    fn detect(&self) {
+        let p = &self.pipeline;
+        let Some(minutes) = p.detect.roll(p.clock.now()) else {
+            return;
+        };
+        for m in minutes {
+            let signal = m.signal.as_str();
+            p.metrics.anomaly(signal, m.count, m.alert);
+            if !m.changed {
+                continue;
+            }
+            if m.alert {
+                tracing::warn!(signal, count = m.count, "anomaly: alert threshold reached");
+            } else {
+                tracing::info!(signal, count = m.count, "anomaly alert ended");
+            }
+            p.audit.record(
+                "anomaly",
+                [
+                    ("signal", signal.into()),
+                    ("count", m.count.into()),
+                    ("alert", m.alert.into()),
+                ],
+            );
+        }
+    }
+
     /// Applies and audits a change of the operator's switches.
     fn reload_ops(&self) {
         let p = &self.pipeline;

@@ -91,6 +91,17 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub redis: RawRedis,
     pub audit: AuditSettings,
+    pub alerts: RawAlerts,
+}
+
+/// `[alerts]`: per-minute thresholds of attack signals (0: counted, never alerted).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAlerts {
+    /// Authentication refusals (401) per minute.
+    pub signature_failures_per_min: u64,
+    /// Rate-limit and quota refusals (429) per minute.
+    pub quota_bypass_per_min: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -190,6 +201,7 @@ impl Default for RawConfig {
             rate_limit: RawRateLimit::default(),
             redis: RawRedis::default(),
             audit: AuditSettings::default(),
+            alerts: RawAlerts::default(),
         }
     }
 }
@@ -291,6 +303,7 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub read_only_flag: Option<PathBuf>,
     pub ops_file: Option<PathBuf>,
+    pub alerts: RawAlerts,
     /// `None` only in dev mode with `PHOTONDB_DISABLE_TLS=1` / `tls.disable`.
     pub tls: Option<TlsFiles>,
     pub tls_reload_interval: Duration,
@@ -532,6 +545,7 @@ impl RawConfig {
                         .ops_file
                         .clone()
                         .or_else(|| self.state_dir.as_ref().map(|d| d.join("ops.json"))),
+                    alerts: self.alerts.clone(),
                     tls,
                     tls_reload_interval: Duration::from_millis(self.tls.reload_interval_ms),
                     upstream,

@@ -30,6 +30,7 @@ use crate::answer::Answer;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{DevMode, Limits};
+use crate::detect::Detector;
 use crate::draft::{Draft, PayloadLimits};
 use crate::errors::Refusal;
 use crate::grpc::{self, GrpcMethod};
@@ -119,6 +120,8 @@ pub struct Pipeline {
     pub audit: Audit,
     /// The operator's incident switches.
     pub ops: Ops,
+    /// Attack signals counted per minute.
+    pub detect: Detector,
     pub limits: Limits,
     pub ip: Option<IpLimiter>,
     pub gate: Gate,
@@ -144,6 +147,7 @@ impl Pipeline {
         let run = self.run(head, body, client, &request_id, &mut label);
         let result = run.instrument(span).await;
         let answer = result.unwrap_or_else(|r| {
+            self.detect.note(&r);
             self.audit.refusal(&r, head, client, &request_id);
             self.refuse(&r, head, &request_id)
         });

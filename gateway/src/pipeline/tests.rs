@@ -185,6 +185,7 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         hosts: Vec::new(),
         audit: Audit::off(clock.clone()),
         ops: crate::ops::Ops::new(None),
+        detect: crate::detect::Detector::new(0, 0, clock.now()),
         ip: f.ip.then(|| IpLimiter::new(1, 1, clock.clone())),
         gate: Gate {
             breaker,
