@@ -56,3 +56,5 @@ pub mod server;
 pub mod tls;
 /// The tonic mTLS client to storaged.
 pub mod upstream;
+/// Usage metering per principal and hour (sled), and its bounded metrics.
+pub mod usage;

@@ -157,6 +157,11 @@ impl Metrics {
             .set(alert.into());
     }
 
+    /// The registry, for metrics defined elsewhere (usage metering).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

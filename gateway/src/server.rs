@@ -44,6 +44,7 @@ use crate::policy::watch::PolicyWatch;
 use crate::redis_conn::SharedRedis;
 use crate::tls::CertResolver;
 use crate::upstream::Upstream;
+use crate::usage::Usage;
 
 /// Everything built from the config before any port is bound.
 pub struct Gateway {
@@ -236,6 +237,16 @@ impl Gateway {
             Mode::Secure(sec) => SecurityParts::secure(sec, clock.clone())?,
         };
         let l = &cfg.limits;
+        let metrics = Metrics::new();
+        let usage_tree = match &security.state {
+            Some(state) => Some(
+                state
+                    .open_tree("usage")
+                    .map_err(|e| vec![format!("state_dir: cannot open the usage tree: {e}")])?,
+            ),
+            None => None,
+        };
+        let usage = Usage::new(usage_tree, metrics.registry());
         let pipeline = Pipeline {
             slots: security.slots,
             policy: security.policy,
@@ -247,6 +258,7 @@ impl Gateway {
                 cfg.alerts.quota_bypass_per_min,
                 clock.now(),
             ),
+            usage,
             limits: l.clone(),
             ip: l
                 .ip_rate
@@ -261,7 +273,7 @@ impl Gateway {
                 storage: StorageHealth::default(),
             },
             upstream,
-            metrics: Metrics::new(),
+            metrics,
             body_budget: BodyBudget::new(
                 l.max_body_bytes_in_flight,
                 l.max_body_bytes_in_flight_per_ip,
@@ -324,6 +336,9 @@ impl Gateway {
         tracing::info!(listen = %self.cfg.listen, tls = self.resolver.is_some(), "gateway listening");
         server.run(RunArgs::default());
         self.pipeline.audit.close();
+        if let Err(err) = self.pipeline.usage.persist() {
+            tracing::error!(error = %err, "could not write the last usage counts");
+        }
         if let Some(h) = &self.housekeeping {
             h.persist();
         }
@@ -537,6 +552,9 @@ impl BackgroundService for Reloader {
             self.pipeline.gate.degraded.reload();
             self.reload_ops();
             self.detect();
+            if let Err(err) = self.pipeline.usage.persist() {
+                tracing::error!(error = %err, "could not write usage counts (kept in memory)");
+            }
             self.pipeline.audit.tick();
             if !edited {
                 for since in [&mut since_tls, &mut since_policy, &mut since_chores] {
@@ -730,6 +748,10 @@ impl HttpServerApp for MetricsApp {
                 (200, self.0.metrics.render(), "text/plain; version=0.0.4")
             }
             "/ops/status" => (200, ops_status(&self.0).to_string(), "application/json"),
+            "/usage" => {
+                let rows = serde_json::to_string(&self.0.usage.rows()).unwrap_or_default();
+                (200, rows, "application/json")
+            }
             _ => (404, String::new(), "text/plain"),
         };
         let mut h = ResponseHeader::build(status, Some(2)).ok()?;

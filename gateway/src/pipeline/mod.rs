@@ -42,6 +42,7 @@ use crate::policy::store::PolicyStore;
 use crate::rest;
 use crate::route::{self, Route, RouteInput};
 use crate::upstream::Forward;
+use crate::usage::{Metered, Usage, principal_label};
 use auth::{AuthRequest, Authenticated, Authenticator};
 use body::{Body, BodySource};
 use cleared::Cleared;
@@ -99,6 +100,29 @@ impl Routed {
     }
 }
 
+/// What the pipeline learns of a request as it runs, for metrics and metering.
+#[derive(Debug)]
+struct Seen {
+    /// What the request did (`unrouted` before step 4 decided).
+    label: &'static str,
+    /// Who it is, once authenticated (`anonymous` for public reads).
+    principal: Option<String>,
+    /// The plan limiter admitted it (it counts against the quota).
+    admitted: bool,
+    bytes_in: u64,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            label: "unrouted",
+            principal: None,
+            admitted: false,
+            bytes_in: 0,
+        }
+    }
+}
+
 /// The result of one request, for the server to write and count.
 #[derive(Debug)]
 pub struct Outcome {
@@ -122,6 +146,8 @@ pub struct Pipeline {
     pub ops: Ops,
     /// Attack signals counted per minute.
     pub detect: Detector,
+    /// Usage per principal and hour.
+    pub usage: Usage,
     pub limits: Limits,
     pub ip: Option<IpLimiter>,
     pub gate: Gate,
@@ -143,17 +169,34 @@ impl Pipeline {
     ) -> Outcome {
         let request_id = head.request_id();
         let span = tracing::info_span!("request", request_id = %request_id);
-        let mut label = "unrouted";
-        let run = self.run(head, body, client, &request_id, &mut label);
+        let mut seen = Seen::default();
+        let run = self.run(head, body, client, &request_id, &mut seen);
         let result = run.instrument(span).await;
-        let answer = result.unwrap_or_else(|r| {
-            self.detect.note(&r);
-            self.audit.refusal(&r, head, client, &request_id);
-            self.refuse(&r, head, &request_id)
-        });
+        let (answer, refused) = match result {
+            Ok(answer) => (answer, None),
+            Err(r) => {
+                self.detect.note(&r);
+                self.audit.refusal(&r, head, client, &request_id);
+                (self.refuse(&r, head, &request_id), Some(r.describe().code))
+            }
+        };
+        if let Some(principal) = &seen.principal {
+            let metered = Metered {
+                now_unix: self.clock.unix_secs(),
+                principal,
+                operation: seen.label,
+                bytes_in: seen.bytes_in,
+                bytes_out: answer.body.len() as u64,
+                refused,
+                admitted: seen.admitted,
+            };
+            let policy = self.policy.current();
+            self.usage
+                .record(&metered, principal_label(principal, &policy));
+        }
         Outcome {
             answer,
-            label,
+            label: seen.label,
             close: !body.is_done(),
             request_id,
         }
@@ -186,7 +229,7 @@ impl Pipeline {
         source: &mut dyn BodySource,
         client: Option<IpAddr>,
         rid: &str,
-        label: &mut &'static str,
+        seen: &mut Seen,
     ) -> Result<Answer, Refusal> {
         self.check_headers(head)?; // 2
         self.admit_ip(client)?; // 3
@@ -195,7 +238,7 @@ impl Pipeline {
             refuse_proxied(head)?;
         }
         let routed = route_request(head)?;
-        *label = routed.kind().label();
+        seen.label = routed.kind().label();
         if matches!(routed, Routed::Rest(Route::PublicHealth)) {
             return Ok(self.health());
         }
@@ -223,10 +266,17 @@ impl Pipeline {
             client,
         );
         let body = body.await?;
+        seen.bytes_in = body.bytes.len() as u64;
         let policy = self.policy.current();
-        let who = self
-            .identify(head, &body, public, rid, client, &policy)
-            .await?; // 6-8
+        let now = self.clock.unix_secs();
+        let auth = if public {
+            Authenticated::anonymous(rid)
+        } else {
+            self.authenticate(head, &body, rid, now, &policy)? // 6
+        };
+        seen.principal = Some(auth.principal().as_str().to_owned());
+        let who = self.admit(auth, now, client, &policy).await?; // 7-8
+        seen.admitted = true;
         // Only now is the body decoded (gRPC) into the typed request policy decides on.
         let draft = draft(routed, body.bytes)?;
         let (cleared, limit_headers) = self.authorize(who, draft.as_ref(), rid, &policy)?; // 9
@@ -275,22 +325,14 @@ impl Pipeline {
         })
     }
 
-    /// Steps 6–8, in order.
-    async fn identify(
+    /// Steps 7 and 8 for an authenticated request (a suspended principal stops first).
+    async fn admit(
         &self,
-        head: &RequestHead,
-        body: &Body,
-        public: bool,
-        rid: &str,
+        auth: Authenticated,
+        now: i64,
         client: Option<IpAddr>,
         policy: &PolicySet,
     ) -> Result<Identified, Refusal> {
-        let now = self.clock.unix_secs();
-        let auth = if public {
-            Authenticated::anonymous(rid)
-        } else {
-            self.authenticate(head, body, rid, now, policy)?
-        };
         if self.ops.is_suspended(auth.principal().as_str()) {
             return Err(Refusal::PartnerSuspended);
         }

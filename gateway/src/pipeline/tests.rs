@@ -186,6 +186,7 @@ fn pipeline(f: Failing) -> (Pipeline, Arc<FakeStorage>) {
         audit: Audit::off(clock.clone()),
         ops: crate::ops::Ops::new(None),
         detect: crate::detect::Detector::new(0, 0, clock.now()),
+        usage: crate::usage::Usage::new(None, &prometheus::Registry::new()),
         ip: f.ip.then(|| IpLimiter::new(1, 1, clock.clone())),
         gate: Gate {
             breaker,

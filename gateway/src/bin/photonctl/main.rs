@@ -12,6 +12,7 @@ mod ops;
 mod policy;
 mod request;
 mod sign;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ enum Command {
     /// status.
     #[command(subcommand)]
     Ops(ops::OpsCommand),
+    /// Usage per principal and hour (requests by operation, bytes, refusals, quota used),
+    /// merged from one or more gateways.
+    Usage(usage::UsageArgs),
 }
 
 /// Usage errors (sysexits EX_USAGE), for every subcommand.
@@ -90,6 +94,7 @@ fn main() -> ExitCode {
         Command::Apikey(cmd) => apikey::run(&cmd),
         Command::Audit(cmd) => audit::run(&cmd),
         Command::Ops(cmd) => ops::run(&cmd),
+        Command::Usage(args) => usage::run(&args),
     };
     match outcome {
         Ok(code) => code,

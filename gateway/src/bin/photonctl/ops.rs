@@ -156,29 +156,35 @@ fn describe(s: &Switches) -> String {
     )
 }
 
-fn status(gateway: &str, json: bool) -> anyhow::Result<ExitCode> {
+/// GETs `path` from a gateway's private metrics listener; returns the 200 answer's body.
+pub(super) fn get_private(gateway: &str, path: &str) -> anyhow::Result<String> {
     let mut stream =
         TcpStream::connect(gateway).with_context(|| format!("connecting to {gateway}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET /ops/status HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n"
     )?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply)?;
     let (head, body) = reply
         .split_once("\r\n\r\n")
-        .context("the gateway's answer has no body")?;
+        .with_context(|| format!("{gateway}: the answer has no body"))?;
     anyhow::ensure!(
         head.starts_with("HTTP/1.1 200"),
-        "the gateway answered {}",
+        "{gateway} answered {}",
         head.lines().next().unwrap_or("")
     );
+    Ok(body.to_owned())
+}
+
+fn status(gateway: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let body = get_private(gateway, "/ops/status")?;
     if json {
         println!("{body}");
         return Ok(ExitCode::SUCCESS);
     }
-    let v: serde_json::Value = serde_json::from_str(body).context("the status is not JSON")?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("the status is not JSON")?;
     let switches: Switches = serde_json::from_value(v["switches"].clone()).unwrap_or_default();
     println!("{}", describe(&switches));
     println!("ops file: {}", v["ops_file"].as_str().unwrap_or("none"));
