@@ -165,7 +165,7 @@ impl Usage {
 
     /// Every stored row plus what is pending, in hour and principal order.
     pub fn rows(&self) -> Vec<Row> {
-        let mut all: BTreeMap<(i64, String), Counts> = BTreeMap::new();
+        let mut stored = Vec::new();
         if let Some(tree) = &self.tree {
             for (key, value) in tree.iter().flatten() {
                 let key = String::from_utf8_lossy(&key).into_owned();
@@ -175,26 +175,20 @@ impl Usage {
                 let (Ok(hour), Ok(counts)) = (hour.parse(), serde_json::from_slice(&value)) else {
                     continue;
                 };
-                all.insert((hour, principal.to_owned()), counts);
+                stored.push(Row {
+                    hour,
+                    principal: principal.to_owned(),
+                    counts,
+                });
             }
         }
-        for ((hour, principal), counts) in self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            all.entry((*hour, principal.clone()))
-                .or_default()
-                .merge(counts);
-        }
-        all.into_iter()
-            .map(|((hour, principal), counts)| Row {
-                hour,
-                principal,
-                counts,
-            })
-            .collect()
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = pending.iter().map(|((hour, principal), counts)| Row {
+            hour: *hour,
+            principal: principal.clone(),
+            counts: counts.clone(),
+        });
+        merge_rows([stored, pending.collect()])
     }
 }
 

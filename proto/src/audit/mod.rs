@@ -33,8 +33,8 @@ pub struct AuditOptions {
     pub signer: Option<SecretKey>,
     /// An anchor after this many lines without one.
     pub anchor_lines: u64,
-    /// An anchor when lines have waited this long without one (checked by [`AuditLog::tick`]
-    /// and on every line).
+    /// An anchor when lines have waited this long without one (checked by [`AuditLog::tick`],
+    /// which the daemons call every second).
     pub anchor_interval_secs: i64,
     /// Where the last anchor is copied (atomically) after each one; `None`: `<log>.anchor`.
     pub anchor_copy: Option<PathBuf>,
@@ -120,7 +120,13 @@ impl AuditLog {
             .anchor_copy
             .clone()
             .unwrap_or_else(|| sibling(path, "anchor"));
-        let (prev, seq) = match &tail.last {
+        // An empty live file (a stop or crash right after a rotation) continues the chain of
+        // the newest rotated file, never a new one that would reuse its names.
+        let last = match &tail.last {
+            Some(line) => Some(line.clone()),
+            None => last_rotated_line(path)?,
+        };
+        let (prev, seq) = match &last {
             None => (GENESIS.to_owned(), 0),
             Some(line) => (
                 bytes_hash(line),
@@ -428,6 +434,35 @@ fn line_at_end(tail: &[u8], whole: bool) -> Option<&[u8]> {
     let line = &body[begin..];
     // `str::lines` drops the `\r` of a `\r\n` ending.
     Some(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// The last line of the newest `<log>.<first seq>` file beside `log`, if there is one.
+fn last_rotated_line(log: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let dir = match log.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Some(name) = log.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Ok(None);
+    };
+    let rotated_seq = |entry: std::fs::DirEntry| {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let digits = file.strip_prefix(&name)?.strip_prefix('.')?;
+        let seq = (digits.len() == 12).then(|| digits.parse::<u64>().ok())??;
+        Some((seq, entry.path()))
+    };
+    let newest = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(rotated_seq)
+        .max_by_key(|(seq, _)| *seq);
+    let Some((_, path)) = newest else {
+        return Ok(None);
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    Ok(read_tail(&mut file)?.last)
 }
 
 /// `seq` of a line, if it is a JSON object that has one.

@@ -252,6 +252,35 @@ fn rotation_keeps_the_chain_across_files() {
 }
 
 #[test]
+fn an_empty_live_file_after_a_rotation_continues_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let options = || AuditOptions {
+        rotate_bytes: 1,
+        rotate_secs: 0,
+        ..signed(1000)
+    };
+    let log = AuditLog::open(&path, "test", options(), at(0)).unwrap();
+    log.record(at(0), "test", []);
+    log.record(at(1), "test", []);
+    drop(log);
+    // A crash right after the rotation, before the next line reached the new file.
+    std::fs::write(&path, "").unwrap();
+    let log = AuditLog::open(&path, "test", options(), at(2)).unwrap();
+    drop(log);
+    let rotated = dir.path().join("audit.log.000000000001");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first: Value = serde_json::from_str(lines(&text)[0]).unwrap();
+    assert_eq!(first["seq"], 3, "{text}");
+    let options = VerifyOptions {
+        keys: vec![key().public_key()],
+        ..VerifyOptions::default()
+    };
+    let report = verify_files(&[rotated, path], &options).unwrap().unwrap();
+    assert_eq!(report.last_seq, 3);
+}
+
+#[test]
 fn a_reopened_log_anchors_at_once_and_a_clean_close_anchors_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");

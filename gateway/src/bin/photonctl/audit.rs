@@ -80,7 +80,17 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         anchor_copy,
         partial: args.partial,
     };
-    let checked = audit::verify_files(&args.files, &options)?;
+    // `audit.log*` also matches the anchor copy and its temporary file: they are not log files.
+    let files: Vec<PathBuf> = args
+        .files
+        .iter()
+        .filter(|f| {
+            let name = f.to_string_lossy();
+            !(name.ends_with(".anchor") || name.ends_with(".anchor.tmp"))
+        })
+        .cloned()
+        .collect();
+    let checked = audit::verify_files(&files, &options)?;
     let report = match checked {
         Ok(report) => report,
         Err(broken) => {
@@ -99,7 +109,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         report.lines,
         report.first_seq,
         report.last_seq,
-        args.files.len(),
+        files.len(),
         report.anchors
     );
     match (&copy_path, report.anchor_copy_seq) {
