@@ -27,6 +27,7 @@ mod gateway_rfc9421;
 mod gateway_startup;
 mod gateway_storaged_hangs;
 mod gateway_tls;
+mod gateway_usage;
 mod photonctl;
 mod photonctl_keys;
 mod storaged_archive_kill;
