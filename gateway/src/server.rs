@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use photondb_proto::signing::SecretKey;
 use pingora::apps::HttpServerApp;
 use pingora::apps::ReusedHttpStream;
 use pingora::http::ResponseHeader;
@@ -81,7 +82,9 @@ impl SecurityParts {
     }
 
     fn secure(sec: &Security, clock: Arc<dyn Clock>) -> Result<Self, Vec<String>> {
-        let policy = PolicyStore::open(&sec.policy_dir).map_err(|errs| {
+        let options = sec.audit.options().map_err(|e| vec![e])?;
+        let reserved = options.signer.iter().map(SecretKey::public_key).collect();
+        let policy = PolicyStore::open(&sec.policy_dir, reserved).map_err(|errs| {
             errs.iter()
                 .map(|e| format!("policy: {e}"))
                 .collect::<Vec<_>>()
@@ -128,7 +131,6 @@ impl SecurityParts {
             }
             _ => PlanLimits::local(quota),
         });
-        let options = sec.audit.options().map_err(|e| vec![e])?;
         if options.signer.is_none() {
             tracing::warn!(
                 "[audit] signing_key is not set: the audit log has no signed anchors, so a \

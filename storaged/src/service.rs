@@ -175,7 +175,9 @@ impl Handler {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _call = span.enter();
             let started = clock.now();
             let result = match engine.backup(&path, recipients.as_ref()) {
                 Ok(m) => {
@@ -339,9 +341,14 @@ impl Handler {
         let runtime = tokio::runtime::Handle::current();
         // The task keeps the permit: a call dropped on timeout frees it only once the engine
         // call it started has returned, so abandoned work still counts against the limit.
+        // The call's span goes with the work onto the blocking pool, so the engine's own log
+        // lines carry the request id too.
+        let span = tracing::Span::current();
         let (outcome, reporting) = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _call = span.enter();
             let outcome = work(&engine);
+            tracing::debug!(ok = outcome.is_ok(), "engine call returned");
             // Damage seen for the first time is described here (the engine reads interior
             // pages and the catalog) and reported by a task of its own: it is logged, audited
             // and the health service told even if this call is abandoned meanwhile.
@@ -383,7 +390,9 @@ impl Handler {
         let (engine, clock, deadline) = (self.engine.clone(), self.clock.clone(), ctx.deadline);
         let (health, request_id) = (self.health.clone(), ctx.request_id.clone());
         let runtime = tokio::runtime::Handle::current();
+        let span = tracing::Span::current();
         let (outcome, reporting) = tokio::task::spawn_blocking(move || {
+            let _call = span.enter();
             let past_deadline = || deadline.is_some_and(|d| clock.now() >= d);
             let outcome =
                 engine.verify_until(&|| abandoned.load(Ordering::Relaxed) || past_deadline());

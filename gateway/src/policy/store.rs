@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use photondb_proto::signing::PublicKey;
+
 use crate::policy::load::{self, LoadError};
 use crate::policy::model::PolicySet;
 
@@ -24,17 +26,24 @@ pub enum ReloadOutcome {
 pub struct PolicyStore {
     dir: PathBuf,
     current: RwLock<Arc<PolicySet>>,
+    /// Keys kept for one other use (the audit log's anchor key): a set that gives one of them
+    /// to a partner is refused, or that partner could sign anchors.
+    reserved: Vec<PublicKey>,
     /// One reload at a time (SIGHUP, the file watch and the poll may coincide), so an older
     /// read of the directory never replaces a newer one.
     reloading: Mutex<()>,
 }
 
 impl PolicyStore {
-    /// Loads `dir`; a gateway whose directory does not validate does not start.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Vec<LoadError>> {
+    /// Loads `dir`; a gateway whose directory does not validate, or that gives a partner one
+    /// of the `reserved` keys, does not start.
+    pub fn open(dir: impl Into<PathBuf>, reserved: Vec<PublicKey>) -> Result<Self, Vec<LoadError>> {
         let dir = dir.into();
         let set = load::load_dir(&dir)?;
-        Ok(Self::from_set(dir, set))
+        reserved_key_used(&set, &reserved)?;
+        let mut store = Self::from_set(dir, set);
+        store.reserved = reserved;
+        Ok(store)
     }
 
     /// A store holding `set` as if loaded from `dir` (dev mode and tests).
@@ -42,6 +51,7 @@ impl PolicyStore {
         Self {
             dir: dir.into(),
             current: RwLock::new(Arc::new(set)),
+            reserved: Vec::new(),
             reloading: Mutex::new(()),
         }
     }
@@ -68,7 +78,9 @@ impl PolicyStore {
         if load::version(&files) == self.current().version {
             return ReloadOutcome::Unchanged;
         }
-        match load::load_files(&self.dir, &files) {
+        let loaded = load::load_files(&self.dir, &files)
+            .and_then(|set| reserved_key_used(&set, &self.reserved).map(|()| set));
+        match loaded {
             Ok(set) => {
                 let version = set.version.clone();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
@@ -76,6 +88,30 @@ impl PolicyStore {
             }
             Err(errors) => ReloadOutcome::Rejected { errors },
         }
+    }
+}
+
+/// Refuses a set in which a partner key is one of `reserved`.
+fn reserved_key_used(set: &PolicySet, reserved: &[PublicKey]) -> Result<(), Vec<LoadError>> {
+    let errors: Vec<LoadError> = set
+        .partners
+        .values()
+        .flat_map(|p| p.keys.iter().map(move |k| (p, k)))
+        .filter(|(_, k)| reserved.contains(&k.key))
+        .map(|(p, k)| LoadError {
+            file: p.at.clone(),
+            line: None,
+            message: format!(
+                "partner {:?} key version {} is the audit log's signing key; that key must \
+                 be used for nothing else",
+                p.id, k.version
+            ),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
@@ -103,7 +139,7 @@ mod tests {
     #[test]
     fn reload_keeps_the_last_good_set_and_swaps_on_a_good_edit() {
         let dir = good_dir();
-        let store = PolicyStore::open(dir.path()).unwrap();
+        let store = PolicyStore::open(dir.path(), Vec::new()).unwrap();
         let first = store.current();
         assert_eq!(store.dir(), dir.path());
         assert_eq!(store.reload(), ReloadOutcome::Unchanged);
@@ -145,7 +181,7 @@ mod tests {
     #[test]
     fn a_vanished_directory_is_rejected_and_the_set_kept() {
         let dir = good_dir();
-        let store = PolicyStore::open(dir.path()).unwrap();
+        let store = PolicyStore::open(dir.path(), Vec::new()).unwrap();
         let before = store.current();
         let path = dir.path().to_owned();
         drop(dir);
@@ -164,13 +200,52 @@ mod tests {
     fn open_refuses_a_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let errors = PolicyStore::open(&missing).unwrap_err();
+        let errors = PolicyStore::open(&missing, Vec::new()).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0]
                 .message
                 .starts_with("cannot read the policy directory"),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_partner_holding_the_audit_key_is_refused_at_open_and_at_reload() {
+        use photondb_proto::signing::SecretKey;
+        let audit = SecretKey::from_seed(&[7; 32]).public_key();
+        let other = SecretKey::from_seed(&[8; 32]).public_key();
+        let partner = |key: &PublicKey| {
+            format!(
+                "[[partner]]\nid = \"acme\"\nplan = \"free\"\n\n[[partner.key]]\nversion = 1\n\
+                 public_key = \"{}\"\n",
+                key.to_base64()
+            )
+        };
+        let dir = good_dir();
+        write(dir.path(), "partners.toml", &partner(&audit));
+        let errors = PolicyStore::open(dir.path(), vec![audit]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("partner \"acme\" key version 1 is the audit log's"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            PolicyStore::open(dir.path(), Vec::new()).is_ok(),
+            "only the reserved key"
+        );
+
+        write(dir.path(), "partners.toml", &partner(&other));
+        let store = PolicyStore::open(dir.path(), vec![audit]).unwrap();
+        let first = store.current();
+        write(dir.path(), "partners.toml", &partner(&audit));
+        assert!(matches!(store.reload(), ReloadOutcome::Rejected { .. }));
+        assert!(
+            Arc::ptr_eq(&first, &store.current()),
+            "the last good set stays"
         );
     }
 }

@@ -99,6 +99,8 @@ struct ChainState {
     /// Lines since the last anchor, and when the first of them was written.
     unanchored: u64,
     unanchored_since: i64,
+    /// Lines lost since writing began to fail (logged once when it starts, once when it ends).
+    lost: Option<u64>,
 }
 
 impl AuditLog {
@@ -134,10 +136,18 @@ impl AuditLog {
             ),
         };
         let file_bytes = file.metadata()?.len();
-        let file_first_seq = if tail.last.is_some() {
-            first_line_seq(path)?.unwrap_or(1)
-        } else {
-            seq + 1
+        // A file's age, which rotation by time counts, starts at its first line's stamp.
+        let (file_first_seq, file_started) = match tail.last {
+            Some(_) => {
+                let first = first_line(path)?;
+                let ts = first_field(&first, "ts")
+                    .and_then(|v| v.as_str().and_then(|t| Timestamp::parse(t).ok()));
+                (
+                    first_field(&first, "seq").and_then(|v| v.as_u64()).unwrap_or(1),
+                    ts.map_or(at.unix(), Timestamp::unix),
+                )
+            }
+            None => (seq + 1, at.unix()),
         };
         let log = Self {
             path: path.to_owned(),
@@ -149,10 +159,11 @@ impl AuditLog {
                 prev,
                 seq,
                 file_first_seq,
-                file_started: at.unix(),
+                file_started,
                 file_bytes,
                 unanchored: 0,
                 unanchored_since: at.unix(),
+                lost: None,
             }),
         };
         if tail.cut > 0 {
@@ -240,10 +251,19 @@ impl AuditLog {
                 state.prev = hash;
                 state.seq = seq;
                 state.file_bytes += line.len() as u64 + 1;
+                if let Some(lost) = state.lost.take() {
+                    tracing::warn!(lost, path = %self.path.display(), "audit log writes resumed");
+                }
                 Some(line)
             }
             Err(err) => {
-                eprintln!("audit log write failed: {err}");
+                match &mut state.lost {
+                    Some(lost) => *lost += 1,
+                    None => {
+                        tracing::error!(path = %self.path.display(), error = %err, "audit log write failed; events are lost until it succeeds again");
+                        state.lost = Some(1);
+                    }
+                }
                 None
             }
         }
@@ -272,14 +292,11 @@ impl AuditLog {
         state.unanchored = 0;
         // The copy never names a line that a crash could still take from the log.
         if let Err(err) = state.file.sync_data() {
-            eprintln!("audit log fsync failed: {err}");
+            tracing::error!(path = %self.path.display(), error = %err, "audit log fsync failed");
             return;
         }
         if let Err(err) = replace_file(&self.anchor_copy, format!("{line}\n").as_bytes()) {
-            eprintln!(
-                "writing the audit anchor copy {} failed: {err}",
-                self.anchor_copy.display()
-            );
+            tracing::error!(path = %self.anchor_copy.display(), error = %err, "writing the audit anchor copy failed");
         }
     }
 
@@ -306,9 +323,10 @@ impl AuditLog {
                 state.file_started = at.unix();
                 state.file_bytes = 0;
             }
-            Err(err) => eprintln!(
-                "rotating the audit log {} failed (writing on in the old file): {err}",
-                self.path.display()
+            Err(err) => tracing::error!(
+                path = %self.path.display(),
+                error = %err,
+                "rotating the audit log failed; writing on in the old file"
             ),
         }
     }
@@ -478,13 +496,20 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
 }
 
 /// `seq` of the file's first line.
-fn first_line_seq(path: &Path) -> std::io::Result<Option<u64>> {
+/// The first line of `path` (at most [`MAX_LAST_LINE`] bytes of it).
+fn first_line(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut first = Vec::new();
     std::fs::File::open(path)?
         .take(MAX_LAST_LINE as u64)
         .read_to_end(&mut first)?;
-    let line = first.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(seq_of(line))
+    let end = first.iter().position(|&b| b == b'\n').unwrap_or(first.len());
+    first.truncate(end);
+    Ok(first)
+}
+
+fn first_field(line: &[u8], name: &str) -> Option<Value> {
+    let mut value: Value = serde_json::from_slice(line).ok()?;
+    Some(value.get_mut(name)?.take())
 }
 
 /// Replaces `path` with `bytes` atomically (a sibling temporary file, fsync, rename, fsync of

@@ -17,15 +17,15 @@ pub struct AuditSettings {
     pub signing_key: Option<PathBuf>,
     /// An anchor after this many lines.
     pub anchor_lines: u64,
-    /// An anchor once a line has waited this long for one.
-    pub anchor_interval_s: i64,
+    /// An anchor once a line has waited this long for one (whole seconds: at least 1000).
+    pub anchor_interval_ms: u64,
     /// Where the last anchor is copied; absent: `<log>.anchor`. Put it where whoever can edit
     /// the log cannot (another filesystem, another owner).
     pub anchor_copy: Option<PathBuf>,
     /// Rotate the log at this size; 0: never by size.
     pub rotate_kib: u64,
-    /// Rotate the log when its first line is this old; 0: never by age.
-    pub rotate_interval_s: i64,
+    /// Rotate the log when its first line is this old (whole seconds); 0: never by age.
+    pub rotate_interval_ms: u64,
 }
 
 impl Default for AuditSettings {
@@ -34,10 +34,10 @@ impl Default for AuditSettings {
         Self {
             signing_key: None,
             anchor_lines: d.anchor_lines,
-            anchor_interval_s: d.anchor_interval_secs,
+            anchor_interval_ms: d.anchor_interval_secs.unsigned_abs() * 1000,
             anchor_copy: None,
             rotate_kib: d.rotate_bytes >> 10,
-            rotate_interval_s: d.rotate_secs,
+            rotate_interval_ms: d.rotate_secs.unsigned_abs() * 1000,
         }
     }
 }
@@ -50,11 +50,31 @@ impl AuditSettings {
         if self.anchor_lines == 0 {
             problems.push("audit.anchor_lines: must be at least 1".to_owned());
         }
-        if self.anchor_interval_s <= 0 {
-            problems.push("audit.anchor_interval_s: must be at least 1".to_owned());
+        for (field, ms, zero_ok) in [
+            ("anchor_interval_ms", self.anchor_interval_ms, false),
+            ("rotate_interval_ms", self.rotate_interval_ms, true),
+        ] {
+            if ms == 0 && zero_ok {
+                continue;
+            }
+            if ms < 1000 || ms % 1000 != 0 {
+                problems.push(format!(
+                    "audit.{field}: must be whole seconds (a multiple of 1000), at least 1000{}",
+                    if zero_ok { ", or 0" } else { "" }
+                ));
+            }
         }
-        if self.rotate_interval_s < 0 {
-            problems.push("audit.rotate_interval_s: must not be negative".to_owned());
+        if let Some(copy) = &self.anchor_copy {
+            let dir = match copy.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                problems.push(format!(
+                    "audit.anchor_copy: the directory {} does not exist",
+                    dir.display()
+                ));
+            }
         }
         if let Some(key) = &self.signing_key {
             if let Err(e) = read_key(key) {
@@ -83,12 +103,16 @@ impl AuditSettings {
         Ok(AuditOptions {
             signer,
             anchor_lines: self.anchor_lines,
-            anchor_interval_secs: self.anchor_interval_s,
+            anchor_interval_secs: secs(self.anchor_interval_ms),
             anchor_copy: self.anchor_copy.clone(),
             rotate_bytes: self.rotate_kib << 10,
-            rotate_secs: self.rotate_interval_s,
+            rotate_secs: secs(self.rotate_interval_ms),
         })
     }
+}
+
+fn secs(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
 }
 
 fn read_key(path: &Path) -> Result<SecretKey, String> {

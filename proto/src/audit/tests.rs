@@ -389,3 +389,48 @@ fn the_anchor_key_is_the_signers() {
     let expected: PublicKey = key().public_key();
     assert_eq!(log.anchor_key(), Some(expected));
 }
+
+#[test]
+fn rotation_by_age_counts_from_the_files_first_line_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.log");
+    let options = || AuditOptions {
+        rotate_bytes: 0,
+        rotate_secs: 100,
+        ..signed(1000)
+    };
+    let log = AuditLog::open(&path, "test", options(), at(0)).unwrap();
+    log.record(at(0), "first", []);
+    log.close(at(0));
+    drop(log);
+    // Restarted 90 s later: the file is still 90 s old, not new.
+    let log = AuditLog::open(&path, "test", options(), at(90)).unwrap();
+    log.record(at(95), "young", []);
+    assert!(!dir.path().join("audit.log.000000000001").exists());
+    log.record(at(101), "old", []);
+    let rotated = dir.path().join("audit.log.000000000001");
+    assert!(rotated.exists(), "rotated 100 s after the first line");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"old\""), "{text}");
+    assert!(!std::fs::read_to_string(&rotated).unwrap().contains("\"old\""));
+}
+
+#[test]
+fn settings_take_whole_seconds_in_ms_and_check_the_anchor_copys_directory() {
+    let mut s = AuditSettings {
+        anchor_interval_ms: 1500,
+        rotate_interval_ms: 0,
+        anchor_copy: Some(PathBuf::from("/nonexistent-photondb-dir/audit.anchor")),
+        ..AuditSettings::default()
+    };
+    let problems = s.problems(&[]);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("audit.anchor_interval_ms: must be whole seconds"));
+    assert!(problems[1].contains("/nonexistent-photondb-dir does not exist"));
+    s.anchor_interval_ms = 2000;
+    s.rotate_interval_ms = 3_600_000;
+    s.anchor_copy = None;
+    assert!(s.problems(&[]).is_empty());
+    let o = s.options().unwrap();
+    assert_eq!((o.anchor_interval_secs, o.rotate_secs), (2, 3600));
+}

@@ -144,7 +144,10 @@ async fn a_real_run_leaves_audit_logs_that_verify_carry_the_request_id_and_no_se
                 "\n[audit]\nsigning_key = {:?}\nanchor_lines = 5\nrotate_kib = 1\n",
                 storaged_key.display().to_string()
             ),
-            env: vec![("PHOTONDB_LOG_FORMAT".into(), "json".into())],
+            env: vec![
+                ("PHOTONDB_LOG_FORMAT".into(), "json".into()),
+                ("PHOTONDB_LOGGING".into(), "debug".into()),
+            ],
             ..Overrides::default()
         },
     )
@@ -203,16 +206,25 @@ async fn a_real_run_leaves_audit_logs_that_verify_carry_the_request_id_and_no_se
     // One request's id, end to end: both daemons' logs and both audit logs.
     let (put_id, _) = &sent[2];
     assert!(gw.stderr().contains(put_id.as_str()), "gateway log");
-    // storaged logs JSON lines here: the call's line and its span carry the request id.
+    // storaged logs JSON lines here (at debug): the call's line carries the request id, and
+    // so does the engine's own line from the blocking pool, through the call's span.
     let json_lines: Vec<serde_json::Value> = storaged
         .stderr()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    let logged = json_lines.iter().any(|l| {
-        l["fields"]["request_id"] == put_id.as_str() || l["span"]["request_id"] == put_id.as_str()
-    });
-    assert!(logged, "storaged's JSON log: {}", storaged.stderr());
+    for message in ["call", "engine call returned"] {
+        let logged = json_lines.iter().any(|l| {
+            l["fields"]["message"] == message
+                && (l["fields"]["request_id"] == put_id.as_str()
+                    || l["span"]["request_id"] == put_id.as_str())
+        });
+        assert!(
+            logged,
+            "{message:?} in storaged's JSON log: {}",
+            storaged.stderr()
+        );
+    }
     let access = gw_events
         .iter()
         .find(|e| e["kind"] == "access" && e["request_id"] == put_id.as_str())
