@@ -280,17 +280,26 @@ impl Pipeline {
         // Only now is the body decoded (gRPC) into the typed request policy decides on.
         let draft = draft(routed, body.bytes)?;
         let (cleared, limit_headers) = self.authorize(who, draft.as_ref(), rid, &policy)?; // 9
-        let Some(draft) = draft else {
-            return Ok(self.health());
+        // `None`: the authenticated health check, answered here.
+        let forwarded = match draft {
+            None => None,
+            Some(draft) => Some(match payload::check(draft, &self.payload_limits()) {
+                Ok(op) => self.forward(&op, &cleared).await, // 11-12
+                Err(e) => Err(Refusal::from(e)),             // 10
+            }),
         };
-        let op = payload::check(draft, &self.payload_limits())?; // 10
-        let reply = self.forward(&op, &cleared).await; // 11-12
+        // Every authorized request is audited with what came of it (storaged's answer, before
+        // re-encoding).
+        let outcome = forwarded
+            .as_ref()
+            .map_or(Ok(()), |r| r.as_ref().map(|_| ()));
         let target = cleared.permit().target();
-        let outcome = reply.as_ref().map(|_| ()); // what storaged said, before re-encoding
         self.audit
             .access(rid, cleared.principal(), client, target, outcome);
-        let reply = reply?;
-        let answer = respond(reply, head.is_grpc())?; // 13
+        let Some(reply) = forwarded else {
+            return Ok(self.health());
+        };
+        let answer = respond(reply?, head.is_grpc())?; // 13
         Ok(answer.with_headers(limit_headers))
     }
 

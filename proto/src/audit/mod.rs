@@ -143,7 +143,9 @@ impl AuditLog {
                 let ts = first_field(&first, "ts")
                     .and_then(|v| v.as_str().and_then(|t| Timestamp::parse(t).ok()));
                 (
-                    first_field(&first, "seq").and_then(|v| v.as_u64()).unwrap_or(1),
+                    first_field(&first, "seq")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or(1),
                     ts.map_or(at.unix(), Timestamp::unix),
                 )
             }
@@ -502,7 +504,10 @@ fn first_line(path: &Path) -> std::io::Result<Vec<u8>> {
     std::fs::File::open(path)?
         .take(MAX_LAST_LINE as u64)
         .read_to_end(&mut first)?;
-    let end = first.iter().position(|&b| b == b'\n').unwrap_or(first.len());
+    let end = first
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(first.len());
     first.truncate(end);
     Ok(first)
 }

@@ -412,7 +412,11 @@ fn rotation_by_age_counts_from_the_files_first_line_across_restarts() {
     assert!(rotated.exists(), "rotated 100 s after the first line");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"old\""), "{text}");
-    assert!(!std::fs::read_to_string(&rotated).unwrap().contains("\"old\""));
+    assert!(
+        !std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("\"old\"")
+    );
 }
 
 #[test]

@@ -174,6 +174,13 @@ async fn a_real_run_leaves_audit_logs_that_verify_carry_the_request_id_and_no_se
         sent.push((request.request_id.clone(), signature_of(&request.bytes)));
     }
 
+    // Authorized requests that storaged never sees are audited too: the health check, and a
+    // body refused at step 10.
+    let health = gw.signed_request("GET", "/v1/health", b"");
+    assert_eq!(gw.send_signed(&health).await.unwrap().status, 200);
+    let torn = gw.signed_request("PUT", "/v1/dbs/audited/tables/t/docs/j", br#"{"a":"#);
+    let torn_code = gw.send_signed(&torn).await.unwrap().code().unwrap();
+
     // The flood: one signed request, its signature spoilt, sent 10,000 times.
     let bad = forged(&gw.signed_request("GET", "/v1/dbs", b"").bytes);
     let flood_signature = signature_of(&bad);
@@ -234,6 +241,20 @@ async fn a_real_run_leaves_audit_logs_that_verify_carry_the_request_id_and_no_se
     assert_eq!(access["action"], "table.write");
     assert_eq!(access["code"], "ok");
     assert!(access["client_ip"].as_str().unwrap().starts_with("127."));
+    let access_of = |id: &str| {
+        gw_events
+            .iter()
+            .find(|e| e["kind"] == "access" && e["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access event for {id}"))
+    };
+    let checked = access_of(&health.request_id);
+    assert_eq!(
+        (&checked["action"], &checked["code"]),
+        (&"health.read".into(), &"ok".into())
+    );
+    let refused = access_of(&torn.request_id);
+    assert_eq!(refused["outcome"], "failed");
+    assert_eq!(refused["code"], torn_code.as_str());
     let call = st_events
         .iter()
         .find(|e| e["kind"] == "call" && e["request_id"] == put_id.as_str())
