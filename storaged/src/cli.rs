@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use photondb_proto::audit::AuditOptions;
+
 use crate::audit::Audit;
-use crate::engine::{self, Engine, EngineOptions, RecoveryMode};
+use crate::engine::{self, Engine, EngineOptions, RecoveryMode, SystemClock};
 use crate::server::{self, Stopped};
 
 /// Exit code for usage and configuration errors, unreadable or invalid TLS files included
@@ -65,8 +68,13 @@ enum Command {
     /// (also a point-in-time target it cannot honour); 64: a usage error.
     Recover {
         /// The store's directory (`data_dir` in storaged's config).
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "config")]
+        data_dir: Option<PathBuf>,
+        /// storaged's configuration: its `data_dir` (unless --data-dir is given), and its
+        /// audit log with the `[audit]` key, so the outcome is appended and anchored as the
+        /// daemon would.
+        #[arg(long, value_name = "FILE", conflicts_with = "audit_log")]
+        config: Option<PathBuf>,
         #[arg(long, value_enum)]
         mode: Mode,
         /// For point-in-time only: replay records up to and including this LSN (decimal, or
@@ -74,7 +82,8 @@ enum Command {
         #[arg(long, value_name = "LSN", value_parser = parse_lsn, required_if_eq("mode", "point-in-time"))]
         until_lsn: Option<u64>,
         /// storaged's audit log (`audit_log` in its config): the outcome is appended to its
-        /// hash chain, so what an offline recovery cut is on record like the daemon's own.
+        /// hash chain, so what an offline recovery cut is on record like the daemon's own
+        /// (unanchored: give --config instead to sign it with the `[audit]` key).
         #[arg(long, value_name = "FILE")]
         audit_log: Option<PathBuf>,
     },
@@ -222,10 +231,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify { data_dir } => verify(&data_dir),
         Command::Recover {
             data_dir,
+            config,
             mode,
             until_lsn,
             audit_log,
-        } => recover(&data_dir, mode, until_lsn, audit_log.as_deref()),
+        } => match recovery_target(data_dir, config.as_deref(), audit_log) {
+            Ok((dir, audit)) => recover(&dir, mode, until_lsn, audit),
+            Err(code) => code,
+        },
         Command::Inspect { data_dir } => inspect(&data_dir),
         Command::StopArchiving { data_dir } => stop_archiving(&data_dir),
         Command::Backup {
@@ -519,11 +532,36 @@ fn verify(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Where `recover` works and what it audits to: the flags, or storaged's configuration.
+fn recovery_target(
+    data_dir: Option<PathBuf>,
+    config: Option<&std::path::Path>,
+    audit_log: Option<PathBuf>,
+) -> Result<(PathBuf, Option<(PathBuf, AuditOptions)>), ExitCode> {
+    let Some(path) = config else {
+        let dir = data_dir.ok_or(ExitCode::from(EXIT_USAGE))?;
+        return Ok((dir, audit_log.map(|log| (log, AuditOptions::default()))));
+    };
+    let config = crate::config::load(path, |name| std::env::var(name).ok()).map_err(|errors| {
+        eprintln!("photondb-storaged: invalid configuration:");
+        for line in &errors.0 {
+            eprintln!("  {line}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    let options = config.audit.options().map_err(|e| {
+        eprintln!("photondb-storaged: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    let dir = data_dir.unwrap_or(config.data_dir);
+    Ok((dir, Some((config.audit_log, options))))
+}
+
 fn recover(
     dir: &std::path::Path,
     mode: Mode,
     until_lsn: Option<u64>,
-    audit_log: Option<&std::path::Path>,
+    audit_log: Option<(PathBuf, AuditOptions)>,
 ) -> ExitCode {
     if until_lsn.is_some() && !matches!(mode, Mode::PointInTime) {
         eprintln!("photondb-storaged: --until-lsn goes with --mode point-in-time");
@@ -531,19 +569,25 @@ fn recover(
     }
     // Opened first: a daemon holding the log (and so the store) refuses this before any change.
     // It must exist (storaged creates it on first start): a mistyped path is not a new chain.
-    if let Some(path) = audit_log.filter(|p| !p.is_file()) {
-        return fail(&format!("the audit log {} does not exist", path.display()));
-    }
-    let audit = match audit_log.map(Audit::open).transpose() {
-        Ok(audit) => audit,
-        Err(err) => {
-            let path = audit_log.unwrap_or(std::path::Path::new("")).display();
-            return fail(&format!("cannot open the audit log {path}: {err}"));
+    let audit = match audit_log {
+        None => None,
+        Some((path, _)) if !path.is_file() => {
+            return fail(&format!("the audit log {} does not exist", path.display()));
         }
+        Some((path, options)) => match Audit::open_with(&path, options, Arc::new(SystemClock)) {
+            Ok(audit) => Some(audit),
+            Err(err) => {
+                return fail(&format!(
+                    "cannot open the audit log {}: {err}",
+                    path.display()
+                ));
+            }
+        },
     };
     let record = |kind: &str, text: String| {
         if let Some(audit) = &audit {
             audit.record(kind, [("report", text.into()), ("offline", true.into())]);
+            audit.close();
         }
     };
     let recovery = match mode {

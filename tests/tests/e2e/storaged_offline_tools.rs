@@ -213,3 +213,72 @@ async fn inspect_prints_keys_escaped_never_raw_terminal_controls() -> anyhow::Re
     );
     Ok(())
 }
+
+/// `recover --config` finds the store and the audit log in storaged's configuration and signs
+/// what it appends with the `[audit]` key, as the daemon would: the log ends with a fresh
+/// anchor over the recovery event, and verifies against that key and the anchor copy.
+#[test]
+fn recover_with_the_config_anchors_its_audit_event_with_the_audit_key() -> anyhow::Result<()> {
+    use photondb_proto::audit::{VerifyOptions, default_anchor_copy, verify};
+    use photondb_proto::signing::SecretKey;
+    let certs = TestCerts::new()?;
+    let keys = tempfile::tempdir()?;
+    let key = SecretKey::generate();
+    let key_file = keys.path().join("storaged-audit.key");
+    std::fs::write(&key_file, key.to_pkcs8_pem()?.as_bytes())?;
+    let mut storaged = Storaged::start(
+        &certs,
+        Overrides {
+            extra_toml: format!(
+                "\n[audit]\nsigning_key = {:?}\n",
+                key_file.display().to_string()
+            ),
+            ..Overrides::default()
+        },
+    )?;
+    assert!(storaged.stop()?.success());
+    let config = storaged.config_path();
+    let out = run_storaged(&[
+        "recover",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--mode",
+        "torn-tail",
+    ])?;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let log = storaged.audit_log_path();
+    let events = storaged.audit_events();
+    let [.., recovery, anchor] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (&recovery["kind"], &recovery["offline"]),
+        (&"recovery".into(), &true.into())
+    );
+    assert_eq!(
+        (&anchor["kind"], &anchor["reason"]),
+        (&"anchor".into(), &"close".into())
+    );
+    let options = VerifyOptions {
+        keys: vec![key.public_key()],
+        anchor_copy: Some(std::fs::read_to_string(default_anchor_copy(&log))?),
+        partial: false,
+    };
+    let files = [("audit.log".to_owned(), std::fs::read_to_string(&log)?)];
+    let report = verify(&files, &options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(report.lines as usize, events.len());
+
+    // --config and --audit-log name the log twice: a usage error.
+    let out = run_storaged(&[
+        "recover",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--audit-log",
+        log.to_str().expect("utf-8 path"),
+        "--mode",
+        "torn-tail",
+    ])?;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    Ok(())
+}
